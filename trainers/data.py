@@ -1,0 +1,196 @@
+"""Find the samples of a dataset: a class-per-folder tree or a CSV manifest."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError
+
+__all__ = ["Dataset", "discover", "infer_group", "default_positive"]
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+_NEGATIVE_PREFIXES = ("non", "normal")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Sample ids, absolute paths, integer labels and groups, in one fixed order."""
+
+    root: str
+    ids: tuple[str, ...]  # path relative to the root, posix; the key predictions are stored by
+    paths: tuple[str, ...]
+    labels: np.ndarray  # int64, index into `classes`
+    groups: tuple[str, ...]
+    classes: tuple[str, ...]  # sorted; labels index into it
+    positive: str
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def positive_index(self) -> int:
+        return self.classes.index(self.positive)
+
+    @property
+    def binary_labels(self) -> np.ndarray:
+        """1 for the positive class, 0 otherwise."""
+        return (self.labels == self.positive_index).astype(np.int64)
+
+    def fingerprint(self) -> str:
+        """sha256 over every sample's id, label, group and file bytes.
+
+        Two folders with the same content have the same fingerprint wherever they
+        live; one changed pixel or label gives another one.
+        """
+        digest = hashlib.sha256()
+        for sample_id, path, label, group in zip(self.ids, self.paths, self.labels, self.groups):
+            digest.update(f"{sample_id}\0{self.classes[label]}\0{group}\0".encode())
+            digest.update(_file_sha256(path).encode())
+        digest.update(f"positive={self.positive}".encode())
+        return digest.hexdigest()
+
+    def subset(self, keep: np.ndarray) -> "Dataset":
+        keep = np.asarray(keep)
+        idx = np.flatnonzero(keep) if keep.dtype == bool else keep
+        return Dataset(
+            root=self.root,
+            ids=tuple(self.ids[i] for i in idx),
+            paths=tuple(self.paths[i] for i in idx),
+            labels=self.labels[idx],
+            groups=tuple(self.groups[i] for i in idx),
+            classes=self.classes,
+            positive=self.positive,
+        )
+
+
+def infer_group(name: str, group_regex: str | None = None) -> str:
+    """The group (patient or source figure) of a file name.
+
+    Default: the part before '%' (`63%1.jpg` -> `63`), else the stem. With a regex,
+    its first capture group, or the whole match.
+    """
+    if group_regex is not None:
+        match = re.search(group_regex, name)
+        if match is None:
+            raise DataError(f"group_regex {group_regex!r} does not match file name {name!r}")
+        return match.group(1) if match.groups() else match.group(0)
+    stem = Path(name).stem
+    return stem.split("%", 1)[0] if "%" in name else stem
+
+
+def default_positive(classes: tuple[str, ...]) -> str:
+    candidates = [c for c in classes if not c.lower().startswith(_NEGATIVE_PREFIXES)]
+    # CT_NonCOVID: look past a modality prefix like "CT_" too
+    candidates = [c for c in candidates if not c.split("_", 1)[-1].lower().startswith(_NEGATIVE_PREFIXES)]
+    if len(candidates) != 1:
+        raise DataError(
+            f"cannot tell the positive class among {list(classes)}; "
+            "name it with --positive (or 'positive:' in the config)"
+        )
+    return candidates[0]
+
+
+def discover(
+    *,
+    data: str | Path | None = None,
+    manifest: str | Path | None = None,
+    positive: str | None = None,
+    group_regex: str | None = None,
+) -> Dataset:
+    if (data is None) == (manifest is None):
+        raise DataError("give a dataset: either a folder (--data DIR) or a CSV manifest (manifest: FILE)")
+    rows = _scan_folder(Path(data)) if data is not None else _read_manifest(Path(manifest))
+    root = str(Path(data if data is not None else Path(manifest).parent).resolve())
+    classes = tuple(sorted({label for _, _, label, _ in rows}))
+    if len(classes) < 2:
+        raise DataError(
+            f"{root} holds one class only ({classes[0] if classes else 'none'}); "
+            "a classifier needs at least two class folders with images"
+        )
+    if len(classes) > 2:
+        raise DataError(
+            f"{root} holds {len(classes)} classes {list(classes)}; lungsweep trains binary "
+            "classifiers: keep two class folders"
+        )
+    if positive is None:
+        positive = default_positive(classes)
+    elif positive not in classes:
+        raise DataError(f"positive class {positive!r} is not one of the classes {list(classes)}")
+    ids, paths, labels, groups = [], [], [], []
+    for sample_id, path, label, group in rows:
+        ids.append(sample_id)
+        paths.append(path)
+        labels.append(classes.index(label))
+        groups.append(group if group else infer_group(Path(sample_id).name, group_regex))
+    return Dataset(
+        root=root,
+        ids=tuple(ids),
+        paths=tuple(paths),
+        labels=np.asarray(labels, dtype=np.int64),
+        groups=tuple(groups),
+        classes=classes,
+        positive=positive,
+    )
+
+
+def _scan_folder(root: Path) -> list[tuple[str, str, str, str | None]]:
+    if not root.exists():
+        raise DataError(f"data folder {root} does not exist")
+    if not root.is_dir():
+        raise DataError(f"data path {root} is not a folder; give a folder with one sub-folder per class")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise DataError(f"data folder {root} has no class sub-folders (expected e.g. CT_COVID/ and CT_NonCOVID/)")
+    rows = []
+    for class_dir in class_dirs:
+        files = sorted(
+            p for p in class_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        )
+        if not files:
+            raise DataError(
+                f"class folder {class_dir} holds no PNG or JPEG images; add images or remove the folder"
+            )
+        for f in files:
+            rows.append((f.relative_to(root).as_posix(), str(f), class_dir.name, None))
+    return rows
+
+
+def _read_manifest(manifest: Path) -> list[tuple[str, str, str, str | None]]:
+    if not manifest.is_file():
+        raise DataError(f"manifest {manifest} does not exist")
+    with manifest.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        header = reader.fieldnames or []
+        missing = [c for c in ("path", "label") if c not in header]
+        if missing:
+            raise DataError(f"manifest {manifest} lacks column(s) {missing}; expected path,label[,group]")
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            rel = (row.get("path") or "").strip()
+            label = (row.get("label") or "").strip()
+            if not rel or not label:
+                raise DataError(f"manifest {manifest} line {line}: empty path or label")
+            path = Path(rel) if Path(rel).is_absolute() else manifest.parent / rel
+            if not path.is_file():
+                raise DataError(f"manifest {manifest} line {line}: image {path} does not exist")
+            group = (row.get("group") or "").strip() or None
+            rows.append((rel, str(path), label, group))
+    if not rows:
+        raise DataError(f"manifest {manifest} lists no images")
+    return rows
+
+
+def _file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,151 @@
+"""Decode images once into a square uint8 array, cached on disk by content fingerprint."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .data import Dataset
+from .errors import BadImageError, DataError
+from .atomic import atomic_save_npy, atomic_write_text
+from .progress import progress_bar
+
+__all__ = ["decode_image", "load_images", "DecodedImages", "default_cache_dir", "PREPROCESSING_VERSION"]
+
+log = logging.getLogger(__name__)
+
+# Bump when decode_image changes, so stale caches are never read.
+PREPROCESSING_VERSION = 1
+_HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
+
+
+def decode_image(path: str | Path, image_size: int) -> np.ndarray:
+    """One image file -> (image_size, image_size) uint8, grey, aspect kept, zero-padded.
+
+    The one implementation used by training, evaluation and prediction.
+    """
+    try:
+        with Image.open(path) as img:
+            img.load()  # decode now, so a truncated file fails here and names itself
+            grey = _to_grey(img)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise BadImageError(str(path), str(e) or type(e).__name__) from e
+    square = ImageOps.pad(grey, (image_size, image_size), method=Image.Resampling.BILINEAR, color=0)
+    return np.asarray(square, dtype=np.uint8)
+
+
+def _to_grey(img: Image.Image) -> Image.Image:
+    if img.mode in _HIGH_BIT_MODES:
+        # 16-bit scans rarely use the full range: stretch each image's own range to 0..255
+        arr = np.asarray(img, dtype=np.float32)
+        lo, hi = float(arr.min()), float(arr.max())
+        scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+        return Image.fromarray(scaled.round().astype(np.uint8), mode="L")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (0, 0, 0, 255))  # transparent areas read as air
+        img = Image.alpha_composite(background, img)
+    return img.convert("L")
+
+
+@dataclass(frozen=True)
+class DecodedImages:
+    array: np.ndarray  # (N, S, S) uint8, in the dataset's sample order
+    keep: np.ndarray  # bool (N,): False for images skipped as bad
+    skipped: tuple[tuple[str, str], ...]  # (sample id, reason)
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("LUNGSWEEP_CACHE")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lungsweep"
+
+
+def load_images(
+    dataset: Dataset,
+    image_size: int,
+    *,
+    fingerprint: str,
+    cache_dir: str | Path | None = None,
+    skip_bad: bool = False,
+    progress: bool = True,
+    workers: int | None = None,
+) -> DecodedImages:
+    """Decoded images of `dataset`, from the cache when it has them, else decoded and cached.
+
+    The cache holds one .npy per (fingerprint, size), written atomically, so parallel
+    trials on a node read the same file (memory-mapped) and none decodes twice.
+    """
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    stem = cache / f"{fingerprint[:32]}-s{image_size}-v{PREPROCESSING_VERSION}"
+    array_path, index_path = stem.with_suffix(".npy"), stem.with_suffix(".json")
+    if array_path.exists() and index_path.exists():
+        cached = _read_cache(array_path, index_path, dataset)
+        if cached is not None:
+            if cached.skipped and not skip_bad:
+                first_id, reason = cached.skipped[0]
+                raise BadImageError(os.path.join(dataset.root, first_id), reason)
+            log.info("decoded images from cache %s", array_path)
+            return cached
+
+    array = np.zeros((len(dataset), image_size, image_size), dtype=np.uint8)
+    keep = np.ones(len(dataset), dtype=bool)
+    skipped: list[tuple[str, str]] = []
+
+    def decode(i: int) -> tuple[int, np.ndarray | BadImageError]:
+        try:
+            return i, decode_image(dataset.paths[i], image_size)
+        except BadImageError as e:
+            return i, e
+
+    workers = workers or min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(workers) as pool:
+        results = pool.map(decode, range(len(dataset)))
+        for i, result in progress_bar(results, total=len(dataset), desc="decoding images", enabled=progress):
+            if isinstance(result, BadImageError):
+                if not skip_bad:
+                    raise result
+                keep[i] = False
+                skipped.append((dataset.ids[i], result.reason))
+            else:
+                array[i] = result
+    for sample_id, reason in skipped:
+        log.warning("skipped bad image %s: %s", sample_id, reason)
+    decoded = DecodedImages(array=array, keep=keep, skipped=tuple(skipped))
+    _write_cache(array_path, index_path, dataset, decoded)
+    return decoded
+
+
+def _read_cache(array_path: Path, index_path: Path, dataset: Dataset) -> DecodedImages | None:
+    try:
+        index = json.loads(index_path.read_text())
+        array = np.load(array_path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as e:
+        log.warning("ignoring unreadable image cache %s (%s); decoding again", array_path, e)
+        return None
+    if index.get("ids") != list(dataset.ids) or array.shape[0] != len(dataset):
+        return None  # same content under other ids/order: decode again rather than guess
+    keep = np.asarray(index["keep"], dtype=bool)
+    skipped = tuple((s["id"], s["reason"]) for s in index.get("skipped", []))
+    return DecodedImages(array=array, keep=keep, skipped=skipped)
+
+
+def _write_cache(array_path: Path, index_path: Path, dataset: Dataset, decoded: DecodedImages) -> None:
+    try:
+        array_path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_save_npy(array_path, decoded.array)
+        index = {
+            "ids": list(dataset.ids),
+            "keep": decoded.keep.tolist(),
+            "skipped": [{"id": i, "reason": r} for i, r in decoded.skipped],
+        }
+        atomic_write_text(index_path, json.dumps(index))
+    except OSError as e:  # a read-only cache must not stop training
+        log.warning("could not write image cache %s: %s", array_path, e)

@@ -1,0 +1,68 @@
+"""Dataset, decoded images and split, prepared once and shared by every run that uses them."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+
+from .config import TrainConfig
+from .data import Dataset, discover
+from .errors import DataError
+from .images import DecodedImages, load_images
+from .splits import SPLITS, Split, split_dataset
+
+__all__ = ["PreparedData", "prepare_data"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    dataset: Dataset
+    images: DecodedImages
+    split: Split
+    fingerprint: str
+
+    def split_summary(self, cfg: TrainConfig) -> dict[str, object]:
+        """What identifies the split: members of an ensemble must share it."""
+        ids = self.split.ids(self.dataset)
+        digest = hashlib.sha256(json.dumps(ids, sort_keys=True).encode()).hexdigest()
+        return {
+            "seed": cfg.split_seed,
+            "val_fraction": cfg.val_fraction,
+            "holdout_fraction": cfg.holdout_fraction,
+            "group_regex": cfg.group_regex,
+            "sha256": digest,
+            "counts": {name: len(ids[name]) for name in SPLITS},
+        }
+
+
+def prepare_data(cfg: TrainConfig) -> PreparedData:
+    if cfg.data is None and cfg.manifest is None:
+        raise DataError("no dataset given: pass --data DIR (a folder with one sub-folder per class)")
+    dataset = discover(data=cfg.data, manifest=cfg.manifest, positive=cfg.positive, group_regex=cfg.group_regex)
+    log.info(
+        "dataset %s: %d images, %d groups, classes %s (positive: %s)",
+        dataset.root, len(dataset), len(set(dataset.groups)), list(dataset.classes), dataset.positive,
+    )
+    fingerprint = dataset.fingerprint()
+    images = load_images(
+        dataset,
+        cfg.image_size,
+        fingerprint=fingerprint,
+        cache_dir=cfg.cache_dir,
+        skip_bad=cfg.skip_bad,
+        progress=cfg.progress,
+    )
+    if not images.keep.any():
+        raise DataError(f"every image under {dataset.root} failed to decode")
+    split = split_dataset(
+        dataset,
+        val_fraction=cfg.val_fraction,
+        holdout_fraction=cfg.holdout_fraction,
+        seed=cfg.split_seed,
+        usable=images.keep,
+    )
+    return PreparedData(dataset=dataset, images=images, split=split, fingerprint=fingerprint)
+
