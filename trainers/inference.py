@@ -1,0 +1,77 @@
+"""From cached uint8 images to model outputs: the one preprocessing path for every command."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.special import expit
+
+__all__ = ["Preprocessing", "to_input", "predict_margins", "sigmoid"]
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What a model expects: decode_image(path, image_size), then (x / 255 - mean) / std."""
+
+    image_size: int
+    mean: float
+    std: float
+
+    def to_dict(self) -> dict[str, object]:
+        from .images import PREPROCESSING_VERSION
+
+        return {
+            "image_size": self.image_size,
+            "mean": self.mean,
+            "std": self.std,
+            "channels": 1,
+            "resize": "keep aspect ratio, bilinear, zero-pad to a centred square",
+            "scale": "x / 255, then (x - mean) / std",
+            "version": PREPROCESSING_VERSION,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> "Preprocessing":
+        return cls(image_size=int(d["image_size"]), mean=float(d["mean"]), std=float(d["std"]))
+
+
+def to_input(
+    batch: torch.Tensor, prep: Preprocessing, device: torch.device, *, channels_last: bool = False
+) -> torch.Tensor:
+    """(B, S, S) uint8 -> (B, 1, S, S) float32 normalised, on `device`."""
+    x = batch.to(device, non_blocking=True).unsqueeze(1).float()
+    x = x.mul_(1.0 / (255.0 * prep.std)).sub_(prep.mean / prep.std)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+@torch.inference_mode()
+def predict_margins(
+    model: torch.nn.Module,
+    images: np.ndarray | torch.Tensor,
+    prep: Preprocessing,
+    *,
+    device: torch.device,
+    batch_size: int = 128,
+    autocast_dtype: torch.dtype | None = None,
+) -> np.ndarray:
+    """Logit margins (positive minus negative logit) for (N, S, S) uint8 images.
+
+    Models are trained on binary targets, so output 1 is always the positive class
+    and output 0 the other, whatever the folders' sort order. sigmoid(margin) is the
+    softmax probability of the positive class; temperature scaling divides the margin.
+    """
+    model.eval()
+    images_t = torch.as_tensor(np.asarray(images)) if isinstance(images, np.ndarray) else images
+    channels_last = device.type == "cuda"
+    out = []
+    for start in range(0, len(images_t), batch_size):
+        x = to_input(images_t[start : start + batch_size], prep, device, channels_last=channels_last)
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            logits = model(x).float()
+        out.append((logits[:, 1] - logits[:, 0]).cpu())
+    return torch.cat(out).numpy().astype(np.float64) if out else np.zeros(0)
+
+
+def sigmoid(margin: np.ndarray) -> np.ndarray:
+    return expit(np.asarray(margin, dtype=np.float64))

@@ -1,0 +1,323 @@
+"""The training loop: one flat function, read top to bottom.
+
+`train` knows nothing of Ray. A caller that wants to watch or stop a run passes
+`on_epoch`, called after each epoch's checkpoint is on disk; returning True stops.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from timm.scheduler import CosineLRScheduler
+
+from .atomic import atomic_write_text, recover_dir
+from .augment import augment_batch
+from .checkpoint import load_train_state, load_weights, package_versions, read_meta, save_checkpoint
+from .config import TrainConfig
+from .errors import CheckpointError
+from .inference import Preprocessing, predict_margins, sigmoid, to_input
+from .metrics import binary_metrics
+from .models import create_model, optimizer_param_groups, set_trainable
+from .prepare import PreparedData, prepare_data
+from .pretrained import load_pretrained, normalisation
+from .progress import progress_bar
+
+__all__ = ["EpochReport", "TrainResult", "train", "resolve_device"]
+
+log = logging.getLogger(__name__)
+
+# Keys that may differ between a run and its resumption; any other difference is refused.
+RESUMABLE_CHANGES = {"epochs", "patience", "progress", "device", "num_threads", "eval_batch_size", "cache_dir"}
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    epoch: int  # 1-based
+    metrics: dict[str, float]
+    is_best: bool
+    checkpoint_dir: Path  # this epoch's full checkpoint (weights, meta, training state)
+    best_dir: Path
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_epoch: int
+    best_metrics: dict[str, float]
+    epochs_run: int
+    stop_reason: str
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise CheckpointError(f"device {name!r} asked for, but torch sees no CUDA GPU; use device: cpu")
+    return torch.device(name)
+
+
+def train(
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    *,
+    on_epoch: Callable[[EpochReport], bool | None] | None = None,
+    resume: bool = False,
+    resume_from: str | Path | None = None,
+    data: PreparedData | None = None,
+) -> TrainResult:
+    """Train one model; write `out_dir/{config.yaml,best/,last/,history.csv,metrics.json}`.
+
+    resume: continue from `out_dir/last` if it exists. resume_from: continue from
+    that checkpoint folder instead (a sweep's restored trial).
+    """
+    out_dir = Path(out_dir)
+    last_dir, best_dir = recover_dir(out_dir / "last"), recover_dir(out_dir / "best")
+    if resume_from is None and resume and (last_dir / "train_state.json").exists():
+        resume_from = last_dir
+    if resume_from is None and (last_dir.exists() or best_dir.exists()):
+        raise CheckpointError(
+            f"{out_dir} already holds a run; pass --resume to continue it, or choose another --out"
+        )
+
+    # 1. device, threads, seeds
+    device = resolve_device(cfg.device)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)  # batch order and augmentation
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if cuda else None
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+
+    # 2. data: decoded once (cached), split by group
+    data = data or prepare_data(cfg)
+    ds, split = data.dataset, data.split
+    y = torch.as_tensor(ds.binary_labels)
+    # the training images live on the device as uint8: no loader, no per-step copies
+    train_images = torch.as_tensor(np.asarray(data.images.array[split.train])).to(device)
+    train_labels = y[split.train].to(device)
+    val_images = np.asarray(data.images.array[split.val])
+    holdout_images = np.asarray(data.images.array[split.holdout])
+
+    # 3. model, pretrained weights, preprocessing
+    model = create_model(cfg.model, drop_rate=cfg.drop_rate)
+    pretrained_source = None
+    mean, std = normalisation(model)
+    if cfg.pretrained or cfg.pretrained_file:
+        info = load_pretrained(model, cfg.model, weights_file=cfg.pretrained_file)
+        pretrained_source, mean, std = info.source, info.mean, info.std
+    prep = Preprocessing(image_size=cfg.image_size, mean=mean, std=std)
+    model.to(device)
+    if cuda:
+        model.to(memory_format=torch.channels_last)
+
+    # 4. optimizer and a per-step cosine schedule with warmup
+    steps_per_epoch = max(1, len(split.train) // cfg.batch_size)
+    groups = optimizer_param_groups(model, cfg)
+    if cfg.optimizer == "adamw":
+        optimizer: torch.optim.Optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True, weight_decay=cfg.weight_decay)
+    total_steps = steps_per_epoch * cfg.epochs
+    warmup_steps = int(round(cfg.warmup_epochs * steps_per_epoch))
+    scheduler = CosineLRScheduler(
+        optimizer,
+        t_initial=max(1, total_steps - warmup_steps),
+        lr_min=cfg.lr * cfg.min_lr_ratio,
+        warmup_t=warmup_steps,
+        warmup_lr_init=cfg.lr * 0.01,
+        warmup_prefix=True,
+        t_in_epochs=False,
+    )
+
+    # 5. state, or the state we resume from
+    start_epoch, step, best_value, best_epoch, bad_epochs = 0, 0, -math.inf, 0, 0
+    history: list[dict[str, float]] = []
+    best_metrics: dict[str, float] = {}
+    if resume_from is not None:
+        state = _resume(Path(resume_from), cfg, data, model, optimizer, gen)
+        start_epoch, step = state["epoch"], state["step"]
+        best_value, best_epoch, bad_epochs = state["best_value"], state["best_epoch"], state["bad_epochs"]
+        history, best_metrics = state["history"], state["best_metrics"]
+        log.info("resuming %s after epoch %d", resume_from, start_epoch)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    if data.images.skipped:
+        atomic_write_text(
+            out_dir / "skipped.yaml",
+            yaml.safe_dump([{"id": i, "reason": r} for i, r in data.images.skipped], sort_keys=False),
+        )
+    base_meta = {
+        "config": cfg.to_dict(),
+        "model": cfg.model,
+        "classes": list(ds.classes),
+        "positive": ds.positive,
+        "preprocessing": prep.to_dict(),
+        "data_fingerprint": data.fingerprint,
+        "split": data.split_summary(cfg),
+        "pretrained": pretrained_source,
+        "versions": package_versions(),
+    }
+
+    sign = -1.0 if cfg.monitor == "val_loss" else 1.0  # we maximise sign * metric
+    stop_reason = "max_epochs"
+    epoch = start_epoch
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        # 6. which parameters learn this epoch (two-phase fine-tuning)
+        phase = set_trainable(model, cfg, epoch)
+        model.train()
+        for m in model.modules():  # frozen layers keep their pretrained batch-norm statistics
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                if cfg.freeze_bn or not any(p.requires_grad for p in m.parameters()):
+                    m.eval()
+
+        # 7. one pass over the training split
+        order = torch.randperm(len(split.train), generator=gen)[: steps_per_epoch * cfg.batch_size]
+        order = order.view(steps_per_epoch, -1) if len(order) else order.view(1, -1)
+        loss_sum, data_seconds = torch.zeros((), device=device), 0.0
+        for batch_idx in progress_bar(order, total=len(order), desc=f"epoch {epoch + 1}", enabled=cfg.progress):
+            td = time.perf_counter()
+            idx = batch_idx.to(device)
+            x = to_input(train_images[idx], prep, device, channels_last=cuda)
+            x = augment_batch(x, strength=cfg.aug_strength, hflip=cfg.hflip, vflip=cfg.vflip, generator=gen)
+            target = train_labels[idx]
+            data_seconds += time.perf_counter() - td
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                logits = model(x)
+                loss = F.cross_entropy(logits.float(), target, label_smoothing=cfg.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.grad_clip is not None:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            step += 1
+            scheduler.step_update(step)
+            loss_sum += loss.detach()
+        train_seconds = time.perf_counter() - t0
+
+        # 8. validation (and holdout predictions, kept for the ensemble; never used here)
+        val_margin = predict_margins(model, val_images, prep, device=device,
+                                     batch_size=cfg.eval_batch_size, autocast_dtype=amp_dtype)
+        holdout_margin = predict_margins(model, holdout_images, prep, device=device,
+                                         batch_size=cfg.eval_batch_size, autocast_dtype=amp_dtype)
+        y_val = ds.binary_labels[split.val]
+        val = binary_metrics(y_val, sigmoid(val_margin))
+        metrics = {
+            "epoch": epoch + 1,
+            "train_loss": float(loss_sum) / len(order),
+            "val_loss": val.pop("nll"),
+            **{f"val_{k}": v for k, v in val.items()},
+            "lr": max(g["lr"] for g in optimizer.param_groups),
+            "epoch_seconds": time.perf_counter() - t0,
+            "train_seconds": train_seconds,
+            "data_seconds": data_seconds,
+            "train_images_per_second": len(order) * order.shape[-1] / train_seconds,
+        }
+        history.append(metrics)
+        value = sign * metrics[cfg.monitor]
+        is_best = not math.isnan(value) and value > best_value
+        if is_best:
+            best_value, best_epoch, bad_epochs, best_metrics = value, epoch + 1, 0, metrics
+        else:
+            bad_epochs += 1
+
+        # 9. checkpoints: last/ every epoch (to resume), best/ when the monitored metric improves
+        meta = {
+            **base_meta,
+            "epoch": epoch + 1,
+            "best_epoch": best_epoch,
+            "metrics": metrics,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "predictions": {
+                "val": _by_id(ds, split.val, val_margin),
+                "holdout": _by_id(ds, split.holdout, holdout_margin),
+            },
+        }
+        train_state = {
+            "epoch": epoch + 1, "step": step, "best_value": best_value, "best_epoch": best_epoch,
+            "bad_epochs": bad_epochs, "history": history, "best_metrics": best_metrics,
+            "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(), "gen_rng": gen.get_state(),
+        }
+        save_checkpoint(last_dir, model=model, meta=meta, train_state=train_state)
+        if is_best:
+            save_checkpoint(best_dir, model=model, meta=meta)
+        _write_history(out_dir, history)
+        log.info(
+            "epoch %d/%d  %s  train_loss %.4f  val_loss %.4f  val_auc %.4f  val_acc %.4f  lr %.2e  %.1fs%s",
+            epoch + 1, cfg.epochs, phase, metrics["train_loss"], metrics["val_loss"], metrics["val_auc"],
+            metrics["val_accuracy"], metrics["lr"], metrics["epoch_seconds"], "  *best" if is_best else "",
+        )
+
+        # 10. the caller may stop us; so may patience
+        if on_epoch is not None and on_epoch(
+            EpochReport(epoch=epoch + 1, metrics=metrics, is_best=is_best, checkpoint_dir=last_dir, best_dir=best_dir)
+        ):
+            stop_reason = "stopped by caller"
+            break
+        if cfg.patience is not None and bad_epochs >= cfg.patience:
+            stop_reason = f"early stopping: no {cfg.monitor} gain for {cfg.patience} epochs"
+            break
+    epochs_run = len(history)
+    summary = {"best_epoch": best_epoch, "epochs_run": epochs_run, "stop_reason": stop_reason, **best_metrics}
+    atomic_write_text(out_dir / "metrics.json", _json(summary))
+    log.info("done: %s; best epoch %d, %s %.4f -> %s", stop_reason, best_epoch, cfg.monitor,
+             best_metrics.get(cfg.monitor, float("nan")), best_dir)
+    return TrainResult(out_dir, best_epoch, best_metrics, epochs_run, stop_reason, history)
+
+
+def _by_id(ds: Any, index: np.ndarray, margin: np.ndarray) -> dict[str, dict[str, float]]:
+    labels = ds.binary_labels
+    return {
+        ds.ids[i]: {"label": int(labels[i]), "logit": round(float(m), 6), "prob": round(float(p), 6)}
+        for i, m, p in zip(index, margin, sigmoid(margin))
+    }
+
+
+def _resume(folder: Path, cfg: TrainConfig, data: PreparedData, model: torch.nn.Module,
+            optimizer: torch.optim.Optimizer, gen: torch.Generator) -> dict[str, Any]:
+    meta = read_meta(folder)
+    if meta["data_fingerprint"] != data.fingerprint:
+        raise CheckpointError(f"cannot resume from {folder}: it was trained on other data (fingerprint differs)")
+    changed = sorted(k for k, v in cfg.to_dict().items()
+                     if k not in RESUMABLE_CHANGES and meta["config"].get(k) != v)
+    if changed:
+        k = changed[0]
+        raise CheckpointError(
+            f"cannot resume from {folder}: config key {k!r} was {meta['config'].get(k)!r}, now {getattr(cfg, k)!r}; "
+            "resume with the same config or start a new run folder"
+        )
+    model.load_state_dict(load_weights(folder))
+    state = load_train_state(folder)
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    gen.set_state(state["gen_rng"])
+    return state
+
+
+def _write_history(out_dir: Path, history: list[dict[str, float]]) -> None:
+    keys = list(history[0])
+    lines = [",".join(keys)] + [",".join(f"{row[k]:.6g}" for k in keys) for row in history]
+    atomic_write_text(out_dir / "history.csv", "\n".join(lines) + "\n")
+
+
+def _json(obj: Any) -> str:
+    import json
+
+    return json.dumps(obj, indent=1, default=float)
