@@ -3,7 +3,7 @@
     cfg = TrainConfig(data="covid-ct/train", model="resnet18", epochs=10)
     result = train(cfg, "runs/one", on_epoch=lambda report: None)
 """
-from .checkpoint import load_weights, read_meta, save_checkpoint
+from .checkpoint import load_model, load_weights, read_meta, save_checkpoint
 from .config import TrainConfig, load_yaml, merge_config
 from .data import Dataset, discover, infer_group
 from .errors import (
@@ -27,6 +27,6 @@ __all__ = [
     "BadImageError", "CheckpointError", "ConfigError", "DataError", "Dataset", "EpochReport",
     "LungsweepError", "PreparedData", "Preprocessing", "PretrainedInfo", "Split", "SplitError",
     "TrainConfig", "TrainResult", "WeightsError", "create_model", "decode_image", "discover",
-    "infer_group", "load_images", "load_pretrained", "load_weights", "load_yaml", "merge_config",
+    "infer_group", "load_images", "load_model", "load_pretrained", "load_weights", "load_yaml", "merge_config",
     "predict_margins", "prepare_data", "read_meta", "save_checkpoint", "sigmoid", "split_dataset", "train",
 ]

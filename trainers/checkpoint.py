@@ -28,6 +28,7 @@ __all__ = [
     "load_weights",
     "load_train_state",
     "package_versions",
+    "load_model",
 ]
 
 FORMAT_VERSION = 1
@@ -86,6 +87,19 @@ def read_meta(folder: str | Path) -> dict[str, Any]:
 
 def load_weights(folder: str | Path) -> dict[str, torch.Tensor]:
     return _load_safetensors(Path(folder) / WEIGHTS)
+
+
+def load_model(folder: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The model of a checkpoint folder, ready for inference on CPU, and its meta."""
+    from .models import create_model
+
+    meta = read_meta(folder)
+    model = create_model(meta["config"]["model"], drop_rate=meta["config"].get("drop_rate"))
+    try:
+        model.load_state_dict(load_weights(folder))
+    except RuntimeError as e:
+        raise CheckpointError(f"{folder}: weights do not fit {meta['config']['model']}: {e}") from e
+    return model.eval(), meta
 
 
 def load_train_state(folder: str | Path) -> dict[str, Any]:

@@ -46,6 +46,7 @@ class EpochReport:
     is_best: bool
     checkpoint_dir: Path  # this epoch's full checkpoint (weights, meta, training state)
     best_dir: Path
+    stopping: str | None = None  # why the trainer stops after this epoch ("max_epochs", "patience"), or None
 
 
 @dataclass
@@ -265,13 +266,16 @@ def train(
             metrics["val_accuracy"], metrics["lr"], metrics["epoch_seconds"], "  *best" if is_best else "",
         )
 
-        # 10. the caller may stop us; so may patience
-        if on_epoch is not None and on_epoch(
-            EpochReport(epoch=epoch + 1, metrics=metrics, is_best=is_best, checkpoint_dir=last_dir, best_dir=best_dir)
-        ):
+        # 10. patience may stop us; so may the caller
+        out_of_patience = cfg.patience is not None and bad_epochs >= cfg.patience
+        stopping = "patience" if out_of_patience else "max_epochs" if epoch + 1 == cfg.epochs else None
+        if on_epoch is not None and on_epoch(EpochReport(
+            epoch=epoch + 1, metrics=metrics, is_best=is_best, checkpoint_dir=last_dir, best_dir=best_dir,
+            stopping=stopping,
+        )):
             stop_reason = "stopped by caller"
             break
-        if cfg.patience is not None and bad_epochs >= cfg.patience:
+        if out_of_patience:
             stop_reason = f"early stopping: no {cfg.monitor} gain for {cfg.patience} epochs"
             break
     epochs_run = len(history)

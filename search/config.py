@@ -1,0 +1,171 @@
+"""The sweep config (sweep.yaml): typed, validated once, with messages that quote the culprit."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from trainers import TrainConfig, load_yaml
+from trainers.config import MONITOR_METRICS
+from trainers.errors import ConfigError
+
+from .space import ParamSpec, parse_space
+
+__all__ = ["AshaConfig", "SweepConfig", "load_sweep_config", "smoke_test"]
+
+MODES = ("max", "min")
+
+
+@dataclass(frozen=True)
+class AshaConfig:
+    max_epochs: int = 12  # every trial's epoch budget; ASHA's max_t
+    grace_period: int = 2  # epochs before a trial can be stopped
+    reduction_factor: int = 3
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    train: dict[str, Any] = field(default_factory=dict)  # fixed TrainConfig values for every trial
+    space: tuple[ParamSpec, ...] = ()
+    metric: str = "val_auc"
+    mode: str = "max"
+    num_samples: int = 16
+    max_concurrent: int | None = None  # None: as many as the resources allow
+    time_budget_s: float | None = None
+    seed: int = 0
+    startup_trials: int = 5  # TPE samples at random before it models the space
+    storage: str | None = None  # where RUN_DIR lives: a local or shared path, or s3:// / gs://
+    study_storage: str | None = None  # keep the Optuna study in an RDB (sqlite path or URL)
+    max_failures: int = 2  # retries of a crashed trial, from its last checkpoint
+    keep_checkpoints: int = 2  # best N per trial (the latest is kept as well)
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    asha: AshaConfig = field(default_factory=AshaConfig)
+    fail_first_attempt_at_epoch: int | None = None  # testing aid: crash each trial once, to exercise retries
+
+    def base_train_config(self) -> TrainConfig:
+        """The fixed part of every trial's config (space values replace some of it)."""
+        return TrainConfig.from_dict(
+            {**self.train, "epochs": self.asha.max_epochs, "progress": False}, source="sweep train"
+        )
+
+    def image_sizes(self) -> list[int]:
+        for spec in self.space:
+            if spec.name == "image_size":
+                return sorted(set(spec.values))
+        return [self.base_train_config().image_size]
+
+
+_SCALARS = {f.name for f in dataclasses.fields(SweepConfig)} - {"train", "space", "asha"}
+
+
+def load_sweep_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> SweepConfig:
+    raw: dict[str, Any] = dict(load_yaml(path)) if path is not None else {}
+    src = str(path) if path is not None else "sweep config"
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key == "data":
+            raw.setdefault("train", {})
+            raw["train"] = {**(raw["train"] or {}), "data": value}
+        else:
+            raw[key] = value
+    return parse_sweep_config(raw, source=src)
+
+
+def parse_sweep_config(raw: Mapping[str, Any], *, source: str = "sweep config") -> SweepConfig:
+    allowed = sorted(_SCALARS | {"train", "space", "asha"})
+    unknown = sorted(set(raw) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{source}: unknown key {unknown[0]!r}; allowed keys: {', '.join(allowed)}")
+    train = dict(raw.get("train") or {})
+    for reserved in ("epochs", "progress"):
+        if reserved in train:
+            hint = "asha.max_epochs sets every trial's epochs" if reserved == "epochs" else "trials never draw bars"
+            raise ConfigError(f"{source}: train.{reserved} is set by the sweep ({hint}); remove it")
+    TrainConfig.from_dict(train, source=f"{source}: train")  # names the bad key or value
+    asha_raw = raw.get("asha") or {}
+    if not isinstance(asha_raw, Mapping):
+        raise ConfigError(f"{source}: 'asha' must be a mapping, got {asha_raw!r}")
+    asha_fields = {f.name for f in dataclasses.fields(AshaConfig)}
+    bad = sorted(set(asha_raw) - asha_fields)
+    if bad:
+        raise ConfigError(f"{source}: unknown key 'asha.{bad[0]}'; allowed: {', '.join(sorted(asha_fields))}")
+    for k, v in asha_raw.items():
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise ConfigError(f"{source}: 'asha.{k}' must be an integer, got {v!r}")
+    asha = AshaConfig(**asha_raw)
+    scalars = {k: raw[k] for k in _SCALARS if k in raw}
+    for k, v in scalars.items():
+        _check_type(source, k, v)
+    cfg = SweepConfig(
+        train=train,
+        space=parse_space(raw.get("space") or {}, fixed=train),
+        asha=asha,
+        **scalars,
+    )
+    _validate(cfg, source)
+    return cfg
+
+
+def _check_type(source: str, key: str, value: Any) -> None:
+    annotation = next(f.type for f in dataclasses.fields(SweepConfig) if f.name == key)
+    names = [n.strip() for n in str(annotation).split("|")]
+    if value is None and "None" in names:
+        return
+    ok = (
+        ("int" in names and isinstance(value, int) and not isinstance(value, bool))
+        or ("float" in names and isinstance(value, (int, float)) and not isinstance(value, bool))
+        or ("str" in names and isinstance(value, str))
+    )
+    if not ok:
+        wanted = " or ".join(n for n in names if n != "None")
+        raise ConfigError(f"{source}: {key!r} must be {wanted}, got {value!r}")
+
+
+def _validate(c: SweepConfig, source: str) -> None:
+    def bad(key: str, rule: str, value: Any) -> None:
+        raise ConfigError(f"{source}: {key!r} {rule}, got {value!r}")
+
+    metrics = (*MONITOR_METRICS, "val_sensitivity", "val_specificity")
+    if c.metric not in metrics:
+        bad("metric", f"must be one of {', '.join(metrics)}", c.metric)
+    if c.mode not in MODES:
+        bad("mode", "must be max or min", c.mode)
+    if c.num_samples < 1:
+        bad("num_samples", "must be at least 1", c.num_samples)
+    if c.max_concurrent is not None and c.max_concurrent < 1:
+        bad("max_concurrent", "must be at least 1", c.max_concurrent)
+    if c.time_budget_s is not None and c.time_budget_s <= 0:
+        bad("time_budget_s", "must be above 0", c.time_budget_s)
+    if c.startup_trials < 1:
+        bad("startup_trials", "must be at least 1", c.startup_trials)
+    if c.max_failures < 0:
+        bad("max_failures", "must be 0 or more", c.max_failures)
+    if c.keep_checkpoints < 1:
+        bad("keep_checkpoints", "must be at least 1", c.keep_checkpoints)
+    if c.cpus_per_trial <= 0:
+        bad("cpus_per_trial", "must be above 0", c.cpus_per_trial)
+    if c.gpus_per_trial < 0:
+        bad("gpus_per_trial", "must be 0 or more", c.gpus_per_trial)
+    if c.asha.max_epochs < 1:
+        bad("asha.max_epochs", "must be at least 1", c.asha.max_epochs)
+    if not 1 <= c.asha.grace_period <= c.asha.max_epochs:
+        bad("asha.grace_period", f"must be in [1, asha.max_epochs={c.asha.max_epochs}]", c.asha.grace_period)
+    if c.asha.reduction_factor < 2:
+        bad("asha.reduction_factor", "must be at least 2", c.asha.reduction_factor)
+
+
+def smoke_test(cfg: SweepConfig) -> SweepConfig:
+    """Everything shrunk to run in about a minute on 2 CPU cores."""
+    specs = tuple(s for s in cfg.space if s.name != "image_size")
+    specs += (ParamSpec(name="image_size", kind="choice", values=(64,)),)
+    return dataclasses.replace(
+        cfg,
+        space=specs,
+        num_samples=min(cfg.num_samples, 4),
+        startup_trials=min(cfg.startup_trials, 2),
+        asha=AshaConfig(max_epochs=2, grace_period=1, reduction_factor=2),
+        time_budget_s=min(cfg.time_budget_s or 300.0, 300.0),
+    )

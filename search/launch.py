@@ -1,0 +1,225 @@
+"""`lungsweep launch`: a Ray Tune sweep with Optuna TPE and ASHA, resumable after any crash."""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import optuna
+import ray
+import yaml
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from trainers import LungsweepError, prepare_data
+from trainers.atomic import atomic_write_text
+
+from .config import SweepConfig
+from .progress import SweepProgress
+from .results import results_table, save_results, format_table
+from .space import suggest
+from .trainable import train_trial
+
+__all__ = ["launch", "StorageError", "SWEEP_FILE"]
+
+log = logging.getLogger(__name__)
+
+SWEEP_FILE = "lungsweep_sweep.json"  # the sweep config as run, beside Tune's own state
+
+
+class StorageError(LungsweepError):
+    """The run folder is not reachable from every node of the cluster."""
+
+
+def launch(
+    cfg: SweepConfig,
+    out: str | Path,
+    *,
+    address: str | None = None,
+    resume: bool = False,
+) -> Any:
+    """Run (or continue) the sweep in `out`; returns the results table (pandas)."""
+    storage_path, name, run_dir = _storage(cfg, out)
+    # Tune warns on every forced state snapshot; with a few checkpoints per trial that is noise
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    started_here = not ray.is_initialized()
+    if started_here:
+        # a local Ray starts with the CPUs and GPUs it finds; "auto" or ray:// joins a cluster
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        _prepare_every_node(cfg, run_dir if "://" not in storage_path else None)
+        trainable = _trainable(cfg)
+        if tune.Tuner.can_restore(str(run_dir)):
+            _check_same_sweep(cfg, run_dir)
+            print(f"resuming the sweep in {run_dir}: finished trials are kept", flush=True)
+            tuner = tune.Tuner.restore(str(run_dir), trainable, resume_unfinished=True, resume_errored=True)
+        else:
+            if resume:
+                log.warning("nothing to resume in %s: starting a new sweep", run_dir)
+            tuner = _new_tuner(cfg, trainable, storage_path, name, run_dir)
+        results = tuner.fit()
+        table = results_table(results, metric=cfg.metric, mode=cfg.mode, max_epochs=cfg.asha.max_epochs)
+        if "://" not in storage_path:
+            save_results(table, run_dir, base=cfg.base_train_config().to_dict())
+        print(format_table(table, cfg.metric), flush=True)
+        return table
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _storage(cfg: SweepConfig, out: str | Path) -> tuple[str, str, Path]:
+    out = Path(out)
+    if cfg.storage is None:
+        storage = str(out.resolve().parent)
+    elif "://" in cfg.storage:
+        storage = cfg.storage
+    else:
+        storage = str(Path(cfg.storage).resolve())
+    run_dir = Path(storage) / out.name if "://" not in storage else Path(out.name)
+    return storage, out.name, run_dir
+
+
+def _trainable(cfg: SweepConfig) -> Any:
+    base = cfg.base_train_config().to_dict()
+    fn = tune.with_parameters(train_trial, base=base, fail_at_epoch=cfg.fail_first_attempt_at_epoch)
+    resources = {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial}
+    return tune.with_resources(fn, resources)
+
+
+def _new_tuner(cfg: SweepConfig, trainable: Any, storage_path: str, name: str, run_dir: Path) -> tune.Tuner:
+    sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=cfg.startup_trials)
+    searcher = OptunaSearch(
+        space=functools.partial(_define_by_run, specs=cfg.space, fixed=cfg.base_train_config().to_dict()),
+        metric=cfg.metric,
+        mode=cfg.mode,
+        sampler=sampler,
+        study_name=name,
+        storage=_study_storage(cfg.study_storage),
+    )
+    scheduler = ASHAScheduler(
+        time_attr="training_iteration",
+        metric=cfg.metric,
+        mode=cfg.mode,
+        max_t=cfg.asha.max_epochs,
+        grace_period=cfg.asha.grace_period,
+        reduction_factor=cfg.asha.reduction_factor,
+    )
+    if "://" not in storage_path:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / SWEEP_FILE, json.dumps(_sweep_record(cfg), indent=1, default=str))
+    return tune.Tuner(
+        trainable,
+        # metric and mode live on the searcher and the scheduler: Tune's concurrency
+        # limiter does not pass TuneConfig's on to a wrapped searcher
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=cfg.num_samples,
+            max_concurrent_trials=cfg.max_concurrent,
+            time_budget_s=cfg.time_budget_s,
+            trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=storage_path,
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=cfg.keep_checkpoints,
+                checkpoint_score_attribute=cfg.metric,
+                checkpoint_score_order=cfg.mode,
+            ),
+            failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
+            callbacks=[SweepProgress(metric=cfg.metric, mode=cfg.mode, num_samples=cfg.num_samples,
+                                     max_epochs=cfg.asha.max_epochs)],
+            verbose=0,
+            log_to_file=True,
+        ),
+    )
+
+
+def _define_by_run(trial: optuna.Trial, *, specs: tuple, fixed: dict[str, Any]) -> None:
+    suggest(trial, specs, fixed)  # OptunaSearch records every suggest_* call as the trial's config
+
+
+def _study_storage(study_storage: str | None) -> optuna.storages.BaseStorage | None:
+    if study_storage is None:
+        return None
+    url = study_storage if "://" in study_storage else f"sqlite:///{Path(study_storage).resolve()}"
+    return optuna.storages.RDBStorage(url)
+
+
+def _sweep_record(cfg: SweepConfig) -> dict[str, Any]:
+    record = dataclasses.asdict(cfg)
+    record["space"] = [dataclasses.asdict(s) for s in cfg.space]
+    return record
+
+
+def _check_same_sweep(cfg: SweepConfig, run_dir: Path) -> None:
+    path = run_dir / SWEEP_FILE
+    if not path.is_file():
+        return
+    before = json.loads(path.read_text())
+    now = json.loads(json.dumps(_sweep_record(cfg), default=str))
+    for key in ("train", "space", "metric", "mode", "asha"):
+        if before.get(key) != now.get(key):
+            raise LungsweepError(
+                f"{run_dir} holds a sweep with another {key!r}; resume it with the same config, "
+                "or launch into a new --out folder"
+            )
+
+
+# --- data and storage, checked on every node before any trial starts ---------------
+
+
+def _prepare_every_node(cfg: SweepConfig, run_dir: Path | None) -> None:
+    """Decode the images once per node and size, and check that every node sees the data and RUN_DIR."""
+    marker = None
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        marker = run_dir / f".storage-check-{uuid.uuid4().hex}"
+        marker.write_text("lungsweep")
+    base = cfg.base_train_config()
+    configs = [dataclasses.replace(base, image_size=size).to_dict() for size in cfg.image_sizes()]
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    try:
+        tasks = [
+            _prepare_on_node.options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=n["NodeID"], soft=False), num_cpus=0
+            ).remote(configs, str(marker) if marker else None)
+            for n in nodes
+        ]
+        for node, problem in zip(nodes, ray.get(tasks)):
+            if problem is None:
+                continue
+            where = f"node {node.get('NodeManagerAddress')} ({node['NodeID'][:8]})"
+            if problem.startswith("storage"):
+                raise StorageError(
+                    f"the run folder {run_dir} is not visible from {where}: a multi-node sweep needs shared "
+                    "storage. Put it on a filesystem every node mounts (storage: /shared/path in sweep.yaml) "
+                    "or in the cloud (storage: s3://bucket/sweeps)"
+                )
+            raise LungsweepError(f"on {where}: {problem}")
+    finally:
+        if marker is not None:
+            marker.unlink(missing_ok=True)
+
+
+@ray.remote(max_retries=0)
+def _prepare_on_node(configs: list[dict[str, Any]], marker: str | None) -> str | None:
+    from trainers import TrainConfig
+
+    if marker is not None and not os.path.exists(marker):
+        return "storage"
+    try:
+        for values in configs:
+            prepare_data(TrainConfig.from_dict(values))
+    except LungsweepError as e:
+        return str(e)
+    return None

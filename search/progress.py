@@ -1,0 +1,66 @@
+"""A live one-line view of the sweep: trials running / finished / stopped, and the best so far."""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any
+
+from ray.tune import Callback
+
+__all__ = ["SweepProgress"]
+
+
+class SweepProgress(Callback):
+    """Prints a status line when something changes (at most every `interval` seconds) and at the end."""
+
+    def __init__(self, *, metric: str, mode: str, num_samples: int, max_epochs: int, interval: float = 5.0) -> None:
+        self.metric, self.mode = metric, mode
+        self.num_samples, self.max_epochs = num_samples, max_epochs
+        self.interval = interval
+        self._best: tuple[float, str, int] | None = None
+        self._last_print = 0.0
+        self._start = time.monotonic()
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        value = result.get(self.metric)
+        if isinstance(value, (int, float)) and not math.isnan(value):
+            better = self._best is None or (value > self._best[0] if self.mode == "max" else value < self._best[0])
+            if better:
+                self._best = (float(value), trial.trial_id, int(result.get("training_iteration", 0)))
+        self._maybe_print(trials)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._maybe_print(trials, force=True)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._maybe_print(trials, force=True)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._maybe_print(trials, force=True)
+
+    def status_line(self, trials: list) -> str:
+        counts: dict[str, int] = {}
+        stopped = 0
+        for t in trials:
+            counts[t.status] = counts.get(t.status, 0) + 1
+            last = t.last_result or {}
+            if t.status == "TERMINATED" and not last.get("trainer_stop") and last.get("training_iteration", 0) < self.max_epochs:
+                stopped += 1
+        finished = counts.get("TERMINATED", 0)
+        best = (
+            f"best {self.metric} {self._best[0]:.4f} (trial {self._best[1]}, epoch {self._best[2]})"
+            if self._best else f"best {self.metric} -"
+        )
+        elapsed = time.monotonic() - self._start
+        return (
+            f"[sweep {elapsed:6.0f}s] {len(trials)}/{self.num_samples} trials: {counts.get('RUNNING', 0)} running, "
+            f"{counts.get('PENDING', 0)} pending, {finished} finished ({stopped} stopped by ASHA), "
+            f"{counts.get('ERROR', 0)} errored | {best}"
+        )
+
+    def _maybe_print(self, trials: list, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last_print >= self.interval:
+            self._last_print = now
+            print(self.status_line(trials), file=sys.stderr, flush=True)

@@ -1,0 +1,128 @@
+"""`lungsweep results`: one row per trial, ranked, saved as CSV and Parquet, plus the best config."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from ray.tune import ExperimentAnalysis
+
+from trainers import LungsweepError
+from trainers.atomic import atomic_file, atomic_write_text
+
+__all__ = ["results_table", "load_results", "save_results", "format_table", "RESULTS_CSV", "RESULTS_PARQUET"]
+
+RESULTS_CSV = "results.csv"
+RESULTS_PARQUET = "results.parquet"
+BEST_CONFIG = "best_config.yaml"
+COLUMNS = ["trial_id", "status", "epochs", "best_epoch", "best_metric", "checkpoint", "wall_seconds", "node_id"]
+
+
+def load_results(run_dir: str | Path) -> pd.DataFrame:
+    """The results table of the sweep in `run_dir`, read from Tune's state on disk."""
+    from .launch import SWEEP_FILE
+
+    run_dir = Path(run_dir)
+    record_path = run_dir / SWEEP_FILE
+    if not record_path.is_file():
+        raise LungsweepError(f"{run_dir} holds no lungsweep sweep ({SWEEP_FILE} is missing); give the --out of a launch")
+    record = json.loads(record_path.read_text())
+    return results_table(run_dir, metric=record["metric"], mode=record["mode"], max_epochs=record["asha"]["max_epochs"])
+
+
+def results_table(run_dir: str | Path | Any, *, metric: str, mode: str, max_epochs: int) -> pd.DataFrame:
+    """One row per trial: id, status, config, epochs, best metric and epoch, checkpoint, wall time.
+
+    status: completed (ran max_epochs), early-stopped (trainer patience), stopped
+    (ASHA), error, or running/pending for an interrupted sweep. Rows are ranked by
+    the best metric; the `checkpoint` column is the trial's best checkpoint folder.
+    """
+    path = getattr(run_dir, "experiment_path", run_dir)
+    analysis = ExperimentAnalysis(str(path), default_metric=metric, default_mode=mode)
+    frames = analysis.trial_dataframes
+    rows = []
+    for trial in analysis.trials:
+        history = frames.get(trial.trial_id)
+        last = trial.last_result or {}
+        row: dict[str, Any] = {"trial_id": trial.trial_id, "status": _status(trial, last, max_epochs)}
+        row["epochs"] = int(last.get("training_iteration", 0) or 0)
+        best_epoch, best_value = _best(history, metric, mode)
+        row["best_epoch"], row["best_metric"] = best_epoch, best_value
+        row["checkpoint"] = _best_checkpoint(trial, metric, mode)
+        row["wall_seconds"] = float(last.get("time_total_s", float("nan")) or float("nan"))
+        row["node_id"] = last.get("node_id")
+        row.update({f"config/{k}": v for k, v in sorted(trial.config.items())})
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=None if rows else COLUMNS)
+    if rows:
+        ascending = mode == "min"
+        table = table.sort_values("best_metric", ascending=ascending, na_position="last").reset_index(drop=True)
+        table.insert(0, "rank", range(1, len(table) + 1))
+        table.attrs.update(metric=metric, mode=mode)
+    return table
+
+
+def save_results(table: pd.DataFrame, run_dir: str | Path, *, base: dict[str, Any]) -> None:
+    """results.csv, results.parquet and best_config.yaml (the fixed settings plus the winner's)."""
+    run_dir = Path(run_dir)
+    with atomic_file(run_dir / RESULTS_CSV) as tmp:
+        table.to_csv(tmp, index=False)
+    with atomic_file(run_dir / RESULTS_PARQUET) as tmp:
+        table.to_parquet(tmp, index=False)
+    finished = table[table["best_metric"].notna()] if len(table) else table
+    if len(finished):
+        best = finished.iloc[0]
+        sampled = {k.split("/", 1)[1]: _plain(v) for k, v in best.items() if k.startswith("config/") and _present(v)}
+        config = {**{k: v for k, v in base.items() if v is not None and k != "progress"}, **sampled}
+        header = f"# best trial {best['trial_id']}: {table.attrs.get('metric', 'metric')} {best['best_metric']:.4f} at epoch {best['best_epoch']}\n"
+        atomic_write_text(run_dir / BEST_CONFIG, header + yaml.safe_dump(config, sort_keys=False))
+
+
+def format_table(table: pd.DataFrame, metric: str, top: int | None = 20) -> str:
+    if table.empty:
+        return "no trials yet"
+    shown = table.head(top) if top else table
+    config_cols = [c for c in shown.columns if c.startswith("config/")]
+    view = shown[["rank", "trial_id", "status", "epochs", "best_epoch", "best_metric", "wall_seconds", *config_cols]]
+    view = view.rename(columns={"best_metric": f"best_{metric}", **{c: c.split("/", 1)[1] for c in config_cols}})
+    return view.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+
+
+def _status(trial: Any, last: dict[str, Any], max_epochs: int) -> str:
+    if trial.status == "ERROR":
+        return "error"
+    if trial.status != "TERMINATED":
+        return trial.status.lower()
+    if last.get("trainer_stop") == "patience":
+        return "early-stopped"
+    if int(last.get("training_iteration", 0) or 0) >= max_epochs:
+        return "completed"
+    return "stopped"
+
+
+def _best(history: pd.DataFrame | None, metric: str, mode: str) -> tuple[int, float]:
+    if history is None or metric not in history or history[metric].dropna().empty:
+        return 0, float("nan")
+    column = history[metric]
+    i = column.idxmax() if mode == "max" else column.idxmin()
+    return int(history.loc[i, "training_iteration"]), float(column[i])
+
+
+def _best_checkpoint(trial: Any, metric: str, mode: str) -> str | None:
+    results = trial.run_metadata.checkpoint_manager.best_checkpoint_results
+    scored = [r for r in results if isinstance(r.metrics.get(metric), (int, float)) and not math.isnan(r.metrics[metric])]
+    if not scored:
+        return None
+    pick = max if mode == "max" else min
+    return pick(scored, key=lambda r: r.metrics[metric]).checkpoint.path
+
+
+def _present(v: Any) -> bool:
+    return not (isinstance(v, float) and math.isnan(v))
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if hasattr(v, "item") else v

@@ -1,0 +1,112 @@
+"""The search space: YAML specs turned into Optuna define-by-run suggestions.
+
+    lr:        {loguniform: [1.0e-4, 3.0e-3]}
+    optimizer: {choice: [adamw, sgd]}
+    momentum:  {uniform: [0.8, 0.95], when: {optimizer: sgd}}   # conditional
+
+Kinds: choice, uniform, loguniform, int, logint. `when` names earlier parameters
+(or fixed train values) and the values they must take for this one to be sampled.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import optuna
+
+from trainers import TrainConfig
+from trainers.errors import ConfigError
+
+__all__ = ["ParamSpec", "parse_space", "suggest"]
+
+KINDS = ("choice", "uniform", "loguniform", "int", "logint")
+TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainConfig)}
+# Decoded once per sweep for each size, so the image size can only be a choice.
+CHOICE_ONLY = {"image_size"}
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    kind: str
+    values: tuple[Any, ...]  # the choices, or (low, high)
+    when: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+
+
+def parse_space(raw: Mapping[str, Any], *, fixed: Mapping[str, Any] | None = None) -> tuple[ParamSpec, ...]:
+    """Validate the `space:` mapping; messages quote the bad key or value."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"'space' must map parameter names to specs, got {raw!r}")
+    known_before = set(fixed or ())
+    specs = []
+    for name, spec in raw.items():
+        where = f"space.{name}"
+        if name not in TRAIN_KEYS:
+            raise ConfigError(f"{where}: {name!r} is not a training setting; allowed: {', '.join(sorted(TRAIN_KEYS))}")
+        if not isinstance(spec, Mapping):
+            raise ConfigError(f"{where}: expected a mapping like {{choice: [a, b]}}, got {spec!r}")
+        kinds = [k for k in spec if k in KINDS]
+        extra = sorted(set(spec) - set(KINDS) - {"when"})
+        if len(kinds) != 1 or extra:
+            bad = extra[0] if extra else ", ".join(kinds) or "nothing"
+            raise ConfigError(f"{where}: needs exactly one of {', '.join(KINDS)} (and optionally 'when'), got {bad!r}")
+        kind = kinds[0]
+        values = spec[kind]
+        if not isinstance(values, (list, tuple)) or not values:
+            raise ConfigError(f"{where}.{kind}: expected a non-empty list, got {values!r}")
+        if name in CHOICE_ONLY and kind != "choice":
+            raise ConfigError(f"{where}: must be a choice (each size is decoded once, before the sweep), got {kind!r}")
+        if kind != "choice":
+            values = _check_range(where, kind, values)
+        else:
+            for v in values:  # every choice must make a valid config on its own
+                try:
+                    TrainConfig.from_dict({name: v}, source=where)
+                except ConfigError as e:
+                    raise ConfigError(f"{where}: choice {v!r} is not allowed: {e}") from None
+        when = spec.get("when") or {}
+        if not isinstance(when, Mapping):
+            raise ConfigError(f"{where}.when: expected a mapping like {{optimizer: sgd}}, got {when!r}")
+        for cond in when:
+            if cond not in known_before:
+                raise ConfigError(f"{where}.when: {cond!r} must be a parameter listed before {name!r} or a fixed train value")
+        specs.append(ParamSpec(
+            name=name, kind=kind, values=tuple(values),
+            when=tuple((k, tuple(v) if isinstance(v, list) else (v,)) for k, v in when.items()),
+        ))
+        known_before.add(name)
+    return tuple(specs)
+
+
+def _check_range(where: str, kind: str, values: list[Any]) -> tuple[Any, Any]:
+    if len(values) != 2:
+        raise ConfigError(f"{where}.{kind}: expected [low, high], got {values!r}")
+    want = int if kind in ("int", "logint") else float
+    try:
+        low, high = (want(float(v)) if want is float else v for v in values)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}.{kind}: bounds must be numbers, got {values!r}") from None
+    if want is int and not all(isinstance(v, int) for v in (low, high)):
+        raise ConfigError(f"{where}.{kind}: bounds must be integers, got {values!r}")
+    if not low < high:
+        raise ConfigError(f"{where}.{kind}: low must be below high, got {values!r}")
+    if kind.startswith("log") and low <= 0:
+        raise ConfigError(f"{where}.{kind}: log bounds must be above 0, got {values!r}")
+    return low, high
+
+
+def suggest(trial: optuna.Trial, specs: tuple[ParamSpec, ...], fixed: Mapping[str, Any]) -> dict[str, Any]:
+    """Sample one configuration, define-by-run: skipped conditionals are not sampled at all."""
+    chosen: dict[str, Any] = {}
+    for spec in specs:
+        context = {**fixed, **chosen}
+        if any(context.get(key) not in allowed for key, allowed in spec.when):
+            continue
+        if spec.kind == "choice":
+            chosen[spec.name] = trial.suggest_categorical(spec.name, list(spec.values))
+        elif spec.kind in ("uniform", "loguniform"):
+            chosen[spec.name] = trial.suggest_float(spec.name, *spec.values, log=spec.kind == "loguniform")
+        else:
+            chosen[spec.name] = trial.suggest_int(spec.name, *spec.values, log=spec.kind == "logint")
+    return chosen

@@ -1,0 +1,50 @@
+"""Real sweeps: local Ray, Optuna TPE, ASHA, tiny models on generated images."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from search_tests.conftest import sweep_yaml
+
+from search import launch, load_results, load_sweep_config
+from trainers import load_model, predict_margins, prepare_data, TrainConfig
+from trainers.inference import Preprocessing
+
+
+def test_local_sweep_with_asha_ranks_trials_and_the_best_checkpoint_predicts(local_ray, tmp_path, synthetic_data):
+    cfg = load_sweep_config(sweep_yaml(tmp_path / "s.yaml", synthetic_data, num_samples=8))
+    table = launch(cfg, tmp_path / "sweep")
+    assert len(table) == 8
+    assert set(table.status) <= {"completed", "stopped"}
+    stopped = table[table.status == "stopped"]
+    assert len(stopped) >= 1 and (stopped.epochs < 4).all(), "ASHA stopped some trials early"
+    assert table.best_metric.is_monotonic_increasing  # ranked, val_loss: lower is better
+    for name in ("results.csv", "results.parquet", "best_config.yaml"):
+        assert (tmp_path / "sweep" / name).is_file()
+    assert pd.read_parquet(tmp_path / "sweep" / "results.parquet").trial_id.tolist() == table.trial_id.tolist()
+    assert load_results(tmp_path / "sweep").trial_id.tolist() == table.trial_id.tolist()
+
+    model, meta = load_model(table.checkpoint[0])
+    assert meta["epoch"] == table.best_epoch[0]
+    data = prepare_data(TrainConfig.from_dict({**meta["config"], "progress": False}))
+    ids = list(meta["predictions"]["val"])
+    images = np.asarray(data.images.array[[data.dataset.ids.index(i) for i in ids]])
+    margins = predict_margins(model, images, Preprocessing.from_dict(meta["preprocessing"]), device=torch.device("cpu"))
+    np.testing.assert_allclose(margins, [meta["predictions"]["val"][i]["logit"] for i in ids], atol=1e-4)
+
+
+def test_a_crashing_trial_is_retried_from_its_checkpoint_and_finishes(local_ray, tmp_path, synthetic_data):
+    cfg = load_sweep_config(sweep_yaml(
+        tmp_path / "s.yaml", synthetic_data, num_samples=2, fail_first_attempt_at_epoch=2,
+        asha={"max_epochs": 3, "grace_period": 3, "reduction_factor": 2},
+    ))
+    table = launch(cfg, tmp_path / "sweep")
+    assert table.status.tolist() == ["completed", "completed"]
+    assert (table.epochs == 3).all()
+    from ray.tune import ExperimentAnalysis
+
+    failures = [t.run_metadata.num_failures for t in ExperimentAnalysis(str(tmp_path / "sweep")).trials]
+    assert failures == [1, 1]
+    history = pd.read_csv(next((tmp_path / "sweep").glob("trial_*/progress.csv")))
+    assert history.training_iteration.tolist() == [1, 2, 3], "resumed after epoch 1, not restarted"
