@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import ipaddress
 import json
 import logging
 import os
@@ -51,8 +52,10 @@ def launch(
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     started_here = not ray.is_initialized()
     if started_here:
-        # a local Ray starts with the CPUs and GPUs it finds; "auto" or ray:// joins a cluster
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        # A local Ray starts with the CPUs and GPUs it finds, listening on loopback only;
+        # "auto", HOST:PORT or ray://HOST:10001 joins a running cluster.
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                 _node_ip_address=_driver_ip(address))
     try:
         _prepare_every_node(cfg, run_dir if "://" not in storage_path else None)
         trainable = _trainable(cfg)
@@ -73,6 +76,21 @@ def launch(
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _driver_ip(address: str | None) -> str | None:
+    """This machine's address as Ray should see it: loopback for a local Ray or a loopback cluster.
+
+    Ray otherwise resolves 127.0.0.1 to the machine's network address; a cluster
+    started on 127.0.0.N (tests, one-machine setups) must be joined from that address.
+    """
+    if address is None:
+        return "127.0.0.1"
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0]
+    try:
+        return host if ipaddress.ip_address(host).is_loopback else None
+    except ValueError:
+        return None
 
 
 def _storage(cfg: SweepConfig, out: str | Path) -> tuple[str, str, Path]:

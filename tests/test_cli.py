@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import SHARED_DATA
+from tests_support import SHARED_DATA
 
 
 def lungsweep(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

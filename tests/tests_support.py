@@ -1,10 +1,72 @@
-"""Small builders shared by tests (kept out of conftest so tests can import them)."""
+"""Builders shared by the tests: generated datasets, tiny configs, sweep files, process cleanup."""
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import numpy as np
+import psutil
 from PIL import Image
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "covid-ct-qsr" / "train"
+
+# every mode the loader must handle, cycled over the generated files
+MODES = ("L", "RGB", "RGBA", "I;16", "L-jpeg")
+
+
+def write_image(path: Path, pixels: np.ndarray, mode: str) -> None:
+    if mode == "I;16":
+        Image.fromarray(pixels.astype(np.uint16) * 257).save(path.with_suffix(".png"))
+    elif mode == "L-jpeg":
+        Image.fromarray(pixels).save(path.with_suffix(".jpg"), quality=95)
+    else:
+        Image.fromarray(pixels).convert(mode).save(path.with_suffix(".png"))
+
+
+def make_dataset(
+    root: Path,
+    *,
+    groups_per_class: int = 12,
+    per_group: int = 3,
+    classes: tuple[str, str] = ("CT_COVID", "CT_NonCOVID"),
+    seed: int = 0,
+) -> Path:
+    """Positive images carry bright round blobs (like ground-glass opacities); negatives do not.
+
+    Files of one group share the prefix before '%', as in the COVID-CT data; sizes
+    and aspect ratios vary, and modes cycle through L, RGB, RGBA, 16-bit and JPEG.
+    """
+    rng = np.random.default_rng(seed)
+    k = 0
+    for c, name in enumerate(classes):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for g in range(groups_per_class):
+            for i in range(per_group):
+                h, w = int(rng.integers(36, 60)), int(rng.integers(36, 60))
+                img = rng.normal(70, 18, size=(h, w))
+                yy, xx = np.mgrid[:h, :w]
+                if c == 0:  # the positive class (first folder): two bright blobs
+                    for _ in range(2):
+                        cy, cx = rng.uniform(0.25, 0.75) * h, rng.uniform(0.25, 0.75) * w
+                        r = rng.uniform(0.12, 0.2) * min(h, w)
+                        img += 110 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
+                pixels = np.clip(img, 0, 255).astype(np.uint8)
+                write_image(folder / f"{name.lower()}{g}%{i}", pixels, MODES[k % len(MODES)])
+                k += 1
+    return root
+
+
+def tiny_config(data: Path, **overrides: object):
+    from trainers import TrainConfig
+
+    values = dict(
+        data=str(data), model="test_resnet", image_size=32, epochs=6, batch_size=16, lr=3e-3,
+        warmup_epochs=0.5, patience=None, progress=False, val_fraction=0.2, holdout_fraction=0.2,
+        eval_batch_size=64,
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
 
 
 def two_class_folder(root: Path, classes: tuple[str, str], per_class: int = 2) -> Path:
@@ -14,3 +76,52 @@ def two_class_folder(root: Path, classes: tuple[str, str], per_class: int = 2) -
         for i in range(per_class):
             Image.fromarray(np.full((8, 8), 20 * i, np.uint8)).save(root / c / f"{c}{i}.png")
     return root
+
+
+def kill_tree(pid: int, sig: int = signal.SIGKILL) -> None:
+    """Kill a process and every descendant, by process id."""
+    try:
+        parent = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return
+    procs = parent.children(recursive=True) + [parent]
+    for p in procs:
+        try:
+            p.send_signal(sig)
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=10)
+
+
+def kill_children() -> None:
+    """Whatever this test process started and left behind (Ray's daemons and workers)."""
+    me = psutil.Process()
+    for child in me.children(recursive=True):
+        kill_tree(child.pid)
+
+
+def sweep_yaml(path: Path, data: Path, **overrides: object) -> Path:
+    import yaml
+
+    raw = {
+        "metric": "val_loss",  # continuous, so ASHA's cut-offs are never ties
+        "mode": "min",
+        "num_samples": 6,
+        "max_concurrent": 2,
+        "startup_trials": 2,
+        "keep_checkpoints": 1,
+        "asha": {"max_epochs": 4, "grace_period": 1, "reduction_factor": 2},
+        "train": {
+            "data": str(data), "model": "test_resnet", "image_size": 32, "val_fraction": 0.2,
+            "holdout_fraction": 0.2, "patience": None, "num_threads": 1, "warmup_epochs": 0.5,
+        },
+        "space": {
+            "lr": {"loguniform": [1e-4, 0.3]},
+            "batch_size": {"choice": [8, 16]},
+            "optimizer": {"choice": ["adamw", "sgd"]},
+            "momentum": {"uniform": [0.8, 0.95], "when": {"optimizer": "sgd"}},
+        },
+    }
+    raw.update(overrides)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path

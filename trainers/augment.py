@@ -30,19 +30,14 @@ def augment_batch(
     if strength <= 0:
         return x
     b = x.shape[0]
-
-    def uniform(scale: float) -> torch.Tensor:  # U(-scale, scale) per sample, drawn on CPU for determinism
-        return ((torch.rand(b, generator=generator) * 2 - 1) * scale).to(x.device)
-
-    angle = uniform(math.radians(MAX_ROTATION_DEG) * strength)
-    zoom = 1.0 + uniform(MAX_ZOOM * strength)
-    tx, ty = uniform(MAX_TRANSLATE * strength * 2), uniform(MAX_TRANSLATE * strength * 2)
-    sx = torch.ones(b, device=x.device)
-    sy = torch.ones(b, device=x.device)
-    if hflip:
-        sx = torch.where(torch.rand(b, generator=generator).to(x.device) < 0.5, -sx, sx)
-    if vflip:
-        sy = torch.where(torch.rand(b, generator=generator).to(x.device) < 0.5, -sy, sy)
+    # every random draw in one CPU tensor (seeded, device-independent), moved once
+    u = (torch.rand(b, 7, generator=generator) * 2 - 1).to(x.device)
+    angle = u[:, 0] * math.radians(MAX_ROTATION_DEG) * strength
+    zoom = 1.0 + u[:, 1] * MAX_ZOOM * strength
+    tx, ty = u[:, 2] * MAX_TRANSLATE * strength * 2, u[:, 3] * MAX_TRANSLATE * strength * 2
+    ones = torch.ones(b, device=x.device)
+    sx = torch.where((u[:, 4] < 0) & hflip, -ones, ones)
+    sy = torch.where((u[:, 5] < 0) & vflip, -ones, ones)
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     # affine_grid maps output to input coordinates in [-1, 1]
     theta = torch.stack(
@@ -50,6 +45,6 @@ def augment_batch(
     ).to(x.dtype)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    contrast = (1.0 + uniform(MAX_CONTRAST * strength)).to(x.dtype).view(b, 1, 1, 1)
+    contrast = (1.0 + u[:, 6] * MAX_CONTRAST * strength).to(x.dtype).view(b, 1, 1, 1)
     mean = out.mean(dim=(1, 2, 3), keepdim=True)
     return (out - mean) * contrast + mean

@@ -211,6 +211,8 @@ def train(
             step += 1
             scheduler.step_update(step)
             loss_sum += loss.detach()
+        if cuda:
+            torch.cuda.synchronize()  # queued kernels belong to training time
         train_seconds = time.perf_counter() - t0
 
         # 8. validation (and holdout predictions, kept for the ensemble; never used here)
@@ -289,7 +291,7 @@ def train(
 def _by_id(ds: Any, index: np.ndarray, margin: np.ndarray) -> dict[str, dict[str, float]]:
     labels = ds.binary_labels
     return {
-        ds.ids[i]: {"label": int(labels[i]), "logit": round(float(m), 6), "prob": round(float(p), 6)}
+        ds.ids[i]: {"label": int(labels[i]), "group": ds.groups[i], "logit": round(float(m), 6), "prob": round(float(p), 6)}
         for i, m, p in zip(index, margin, sigmoid(margin))
     }
 

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from search_tests.conftest import sweep_yaml
+from tests_support import sweep_yaml
 
 from search import launch, load_results, load_sweep_config
 from trainers import load_model, predict_margins, prepare_data, TrainConfig

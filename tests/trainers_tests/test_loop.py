@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
+from tests_support import tiny_config
 
 from trainers import CheckpointError, create_model, load_weights, predict_margins, read_meta, train
 from trainers.inference import Preprocessing
