@@ -1,0 +1,157 @@
+"""clinical_metrics equals scikit-learn; bootstrap_metrics resamples groups."""
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from ensemble.errors import EnsembleError
+from ensemble.metrics import (
+    METRIC_NAMES,
+    _weighted_metrics,
+    bootstrap_metrics,
+    clinical_metrics,
+    expected_calibration_error,
+)
+
+
+def _data(n: int = 200, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    # rounded so that scores tie, which AUC and AP must handle as scikit-learn does
+    p = np.round(np.clip(0.5 + 0.3 * (2 * y - 1) + rng.normal(0, 0.25, n), 0, 1), 2)
+    return y, p
+
+
+@pytest.mark.parametrize("threshold", [0.2, 0.5, 0.8])
+def test_every_metric_equals_sklearn(threshold: float) -> None:
+    y, p = _data()
+    pred = (p >= threshold).astype(int)
+    expected = {
+        "accuracy": skm.accuracy_score(y, pred),
+        "balanced_accuracy": skm.balanced_accuracy_score(y, pred),
+        "f1": skm.f1_score(y, pred),
+        "auc": skm.roc_auc_score(y, p),
+        "average_precision": skm.average_precision_score(y, p),
+        "sensitivity": skm.recall_score(y, pred),
+        "specificity": skm.recall_score(y, pred, pos_label=0),
+        "ppv": skm.precision_score(y, pred),
+        "npv": skm.precision_score(y, pred, pos_label=0),
+        "brier": skm.brier_score_loss(y, p),
+        "nll": skm.log_loss(y, p),
+    }
+    got = clinical_metrics(y, p, threshold)
+    assert set(got) == set(METRIC_NAMES)
+    for name, value in expected.items():
+        assert got[name] == pytest.approx(value, abs=1e-12), name
+    assert 0 <= got["ece"] <= 1
+
+
+def test_ece_hand_computed() -> None:
+    # bins of width 1/15: {0.10, 0.12} in bin 1, {0.50, 0.52} in bin 7, {0.99, 1.0} in the last (closed) bin
+    y = np.array([0, 0, 1, 1, 1, 0])
+    p = np.array([0.10, 0.12, 0.50, 0.52, 0.99, 1.0])
+    # (2/6)|0 - 0.11| + (2/6)|1 - 0.51| + (2/6)|0.5 - 0.995|
+    assert expected_calibration_error(y, p) == pytest.approx((0.11 + 0.49 + 0.495) / 3)
+    assert clinical_metrics(y, p, 0.5)["ece"] == pytest.approx(0.365)
+    # perfectly calibrated within each bin
+    assert expected_calibration_error(np.array([0, 1, 0, 1]), np.array([0.5, 0.5, 0.5, 0.5])) == 0.0
+
+
+def test_single_class_gives_nan_ranking_metrics() -> None:
+    out = clinical_metrics(np.zeros(5, dtype=int), np.linspace(0.1, 0.9, 5), 0.5)
+    assert np.isnan(out["auc"]) and np.isnan(out["average_precision"])
+    assert out["sensitivity"] == 0.0  # zero_division=0
+    assert out["specificity"] == pytest.approx(0.4)
+
+
+def test_weighted_metrics_equal_materialised_resamples() -> None:
+    """Scoring a resample as weights equals scoring the repeated samples, wherever the metric is defined."""
+    y, p = _data(n=40, seed=1)
+    rng = np.random.default_rng(2)
+    W = rng.multinomial(40, np.full(40, 1 / 40), size=25).astype(float)
+    batch = _weighted_metrics(y, p, W, 0.5)
+    for row, w in enumerate(W.astype(int)):
+        expected = clinical_metrics(np.repeat(y, w), np.repeat(p, w), 0.5)
+        for name in METRIC_NAMES:
+            if np.isfinite(batch[name][row]):
+                assert batch[name][row] == pytest.approx(expected[name], abs=1e-10), name
+
+
+def test_undefined_metrics_are_nan_in_a_resample() -> None:
+    y = np.array([0, 0, 1, 1])
+    p = np.array([0.1, 0.2, 0.3, 0.9])
+    W = np.array([[2.0, 2.0, 0.0, 0.0]])  # a resample without positives
+    out = _weighted_metrics(y, p, W, 0.5)
+    for name in ("auc", "average_precision", "sensitivity", "balanced_accuracy", "ppv"):
+        assert np.isnan(out[name][0]), name
+    assert out["specificity"][0] == 1.0 and out["accuracy"][0] == 1.0
+
+
+def test_bootstrap_layout_and_point_values(members) -> None:
+    X, y, groups = members
+    p = 1 / (1 + np.exp(-X[:, 0]))
+    out = bootstrap_metrics(y, p, groups, 0.5, n_boot=300)
+    json.dumps(out)
+    assert set(out) == set(METRIC_NAMES) | {"threshold", "n"}
+    assert out["threshold"] == 0.5 and out["n"] == len(y)
+    point = clinical_metrics(y, p, 0.5)
+    for name in METRIC_NAMES:
+        entry = out[name]
+        assert set(entry) == {"value", "ci_low", "ci_high"}
+        assert entry["value"] == point[name]
+        assert entry["ci_low"] <= entry["value"] <= entry["ci_high"], name
+
+
+def test_bootstrap_narrows_with_more_groups(make_members) -> None:
+    def width(n_groups: int, name: str) -> float:
+        X, y, groups = make_members(n_groups=n_groups, signal=(1.0,), seed=3)
+        out = bootstrap_metrics(y, 1 / (1 + np.exp(-X[:, 0])), groups, 0.5, n_boot=300)
+        return out[name]["ci_high"] - out[name]["ci_low"]
+
+    for name in ("auc", "accuracy", "nll"):
+        assert width(300, name) < 0.6 * width(30, name), name
+
+
+def test_bootstrap_resamples_groups_not_samples() -> None:
+    y, p = _data(n=60, seed=4)
+    groups = np.arange(60)
+    single = bootstrap_metrics(y, p, groups, 0.5, n_boot=200, seed=7)
+    # every patient imaged 5 times with the same prediction: a group bootstrap sees the same 60 patients
+    rep = bootstrap_metrics(np.repeat(y, 5), np.repeat(p, 5), np.repeat(groups, 5), 0.5, n_boot=200, seed=7)
+    for name in METRIC_NAMES:
+        assert rep[name]["ci_low"] == pytest.approx(single[name]["ci_low"]), name
+        assert rep[name]["ci_high"] == pytest.approx(single[name]["ci_high"]), name
+    # ... while resampling images treats 300 copies as 300 patients and is over-confident
+    naive = bootstrap_metrics(np.repeat(y, 5), np.repeat(p, 5), None, 0.5, n_boot=200, seed=7)
+    assert naive["auc"]["ci_high"] - naive["auc"]["ci_low"] < 0.7 * (rep["auc"]["ci_high"] - rep["auc"]["ci_low"])
+
+
+def test_bootstrap_is_fast_and_seeded() -> None:
+    y, p = _data(n=100)
+    groups = np.arange(100) // 2
+    start = time.perf_counter()
+    a = bootstrap_metrics(y, p, groups, 0.5, n_boot=1000, seed=1)
+    assert time.perf_counter() - start < 2.0
+    assert a == bootstrap_metrics(y, p, groups, 0.5, n_boot=1000, seed=1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"n_boot": 0}, "n_boot must be a positive integer, got 0"),
+        ({"n_boot": 2.5}, "n_boot must be a positive integer"),
+        ({"confidence": 1.0}, r"confidence must be in \(0, 1\), got 1.0"),
+        ({"p": np.array([0.2, 1.5, 0.1, 0.3])}, r"probabilities must lie in \[0, 1\].*pass expit\(margin\)"),
+        ({"y": np.array([0, 2, 1, 0])}, r"labels must be 0 \(negative\) or 1 \(positive\), got values \[0, 1, 2\]"),
+        ({"groups": np.array([1, 2, 3])}, r"groups must hold one id per sample \(4\)"),
+    ],
+)
+def test_bootstrap_errors(kwargs: dict, match: str) -> None:
+    args = {"y": np.array([0, 1, 1, 0]), "p": np.array([0.2, 0.7, 0.6, 0.1]), "groups": np.arange(4)}
+    args.update({k: kwargs.pop(k) for k in list(kwargs) if k in args})
+    with pytest.raises(EnsembleError, match=match):
+        bootstrap_metrics(args["y"], args["p"], args["groups"], 0.5, **kwargs)
