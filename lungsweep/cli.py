@@ -40,7 +40,8 @@ def _run_train(args: argparse.Namespace) -> int:
     overrides = {
         "data": args.data, "manifest": args.manifest, "model": args.model, "image_size": args.image_size,
         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
-        "positive": args.positive, "pretrained": args.pretrained, "pretrained_file": args.pretrained_file,
+        "positive": args.positive, "pretrained_file": args.pretrained_file,
+        "pretrained": True if args.pretrained_file and args.pretrained is None else args.pretrained,
         "device": args.device, "skip_bad": args.skip_bad,
     }
     cfg = merge_config(args.config, overrides)
@@ -101,7 +102,60 @@ def _run_results(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train, _add_launch, _add_results]
+def _add_ensemble(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ensemble", help="combine a sweep's best checkpoints, calibrate, report cross-fitted metrics")
+    p.add_argument("run_dir", help="the --out folder of a launch")
+    p.add_argument("--out", required=True, help="ENS_DIR to write (members, ensemble.json, metrics.json, report.html)")
+    p.add_argument("--method", choices=("mean", "greedy", "stack"), default="greedy")
+    pick = p.add_mutually_exclusive_group()
+    pick.add_argument("--members", type=int, default=5, help="the top N finished trials (default 5)")
+    pick.add_argument("--trials", help="comma-separated trial ids instead of the top N")
+    p.add_argument("--calibration", choices=("temperature", "platt", "isotonic", "none", "auto"), default="temperature")
+    p.add_argument("--tta", action="store_true", help="test-time augmentation: average each member over flips")
+    p.add_argument("--target-sensitivity", type=float, help="threshold meeting this sensitivity (default: Youden's J)")
+    p.add_argument("--folds", type=int, default=5, help="cross-fitting folds over holdout groups")
+    p.add_argument("--bootstrap", type=int, default=1000, help="group-bootstrap resamples for the intervals")
+    p.set_defaults(run=_run_ensemble)
+
+
+def _run_ensemble(args: argparse.Namespace) -> int:
+    from ensemble.build import EnsembleSettings, build_ensemble
+    from ensemble.evaluate import format_metrics
+
+    settings = EnsembleSettings(
+        method=args.method, calibration=args.calibration, members=args.members,
+        trials=tuple(t.strip() for t in args.trials.split(",")) if args.trials else (),
+        tta=args.tta, target_sensitivity=args.target_sensitivity, n_splits=args.folds, n_boot=args.bootstrap,
+    )
+    metrics = build_ensemble(args.run_dir, args.out, settings)
+    print(format_metrics(metrics))
+    print(f"cross-fitted on the holdout; wrote {args.out}/ (open report.html)")
+    return 0
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="score an ensemble folder or a checkpoint on a labelled image folder")
+    p.add_argument("model_dir", help="ENS_DIR from `lungsweep ensemble`, or a checkpoint folder (e.g. RUN/best)")
+    p.add_argument("--data", required=True, help="folder with one sub-folder per class, named as in training")
+    p.add_argument("--out", help="where to write metrics.json")
+    p.add_argument("--bootstrap", type=int, default=1000, help="group-bootstrap resamples for the intervals")
+    p.add_argument("--group-regex", help="how to read patient groups from file names (default: before '%%')")
+    p.set_defaults(run=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from ensemble.evaluate import evaluate, format_metrics
+
+    metrics = evaluate(args.model_dir, args.data, out=args.out, n_boot=args.bootstrap, group_regex=args.group_regex)
+    print(format_metrics(metrics))
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_train, _add_launch, _add_results, _add_ensemble, _add_evaluate,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,6 +15,7 @@ from .space import ParamSpec, parse_space
 __all__ = ["AshaConfig", "SweepConfig", "load_sweep_config", "smoke_test"]
 
 MODES = ("max", "min")
+PATH_KEYS = ("data", "manifest", "cache_dir", "pretrained_file")
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,19 @@ class SweepConfig:
     asha: AshaConfig = field(default_factory=AshaConfig)
     fail_first_attempt_at_epoch: int | None = None  # testing aid: crash each trial once, to exercise retries
 
+    @property
+    def searcher_metric(self) -> str:
+        """What TPE and ASHA see: the trial's best so far, so late overfitting epochs do not hide a good trial."""
+        return f"best_{self.metric}"
+
     def base_train_config(self) -> TrainConfig:
-        """The fixed part of every trial's config (space values replace some of it)."""
+        """The fixed part of every trial's config (space values replace some of it).
+
+        The trainer monitors the sweep's metric, so its patience and best checkpoint follow it too.
+        """
         return TrainConfig.from_dict(
-            {**self.train, "epochs": self.asha.max_epochs, "progress": False}, source="sweep train"
+            {**self.train, "epochs": self.asha.max_epochs, "progress": False, "monitor": self.metric},
+            source="sweep train",
         )
 
     def image_sizes(self) -> list[int]:
@@ -80,10 +90,15 @@ def parse_sweep_config(raw: Mapping[str, Any], *, source: str = "sweep config") 
     if unknown:
         raise ConfigError(f"{source}: unknown key {unknown[0]!r}; allowed keys: {', '.join(allowed)}")
     train = dict(raw.get("train") or {})
-    for reserved in ("epochs", "progress"):
+    hints = {"epochs": "asha.max_epochs sets every trial's epochs", "progress": "trials never draw bars",
+             "monitor": "the sweep's metric is every trial's monitor"}
+    for reserved, hint in hints.items():
         if reserved in train:
-            hint = "asha.max_epochs sets every trial's epochs" if reserved == "epochs" else "trials never draw bars"
             raise ConfigError(f"{source}: train.{reserved} is set by the sweep ({hint}); remove it")
+    # Trials run in their own folders, on any node: a relative path must not depend on where they run.
+    for key in PATH_KEYS:
+        if isinstance(train.get(key), str) and "://" not in train[key]:
+            train[key] = str(Path(train[key]).expanduser().resolve())
     TrainConfig.from_dict(train, source=f"{source}: train")  # names the bad key or value
     asha_raw = raw.get("asha") or {}
     if not isinstance(asha_raw, Mapping):
@@ -128,11 +143,12 @@ def _validate(c: SweepConfig, source: str) -> None:
     def bad(key: str, rule: str, value: Any) -> None:
         raise ConfigError(f"{source}: {key!r} {rule}, got {value!r}")
 
-    metrics = (*MONITOR_METRICS, "val_sensitivity", "val_specificity")
-    if c.metric not in metrics:
-        bad("metric", f"must be one of {', '.join(metrics)}", c.metric)
+    if c.metric not in MONITOR_METRICS:
+        bad("metric", f"must be one of {', '.join(MONITOR_METRICS)}", c.metric)
     if c.mode not in MODES:
         bad("mode", "must be max or min", c.mode)
+    if (c.mode == "min") != (c.metric == "val_loss"):
+        bad("mode", f"must be {'min' if c.metric == 'val_loss' else 'max'} for metric {c.metric}", c.mode)
     if c.num_samples < 1:
         bad("num_samples", "must be at least 1", c.num_samples)
     if c.max_concurrent is not None and c.max_concurrent < 1:

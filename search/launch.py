@@ -68,6 +68,7 @@ def launch(
                 log.warning("nothing to resume in %s: starting a new sweep", run_dir)
             tuner = _new_tuner(cfg, trainable, storage_path, name, run_dir)
         results = tuner.fit()
+        _fail_if_every_trial_errored(results, run_dir)
         table = results_table(results, metric=cfg.metric, mode=cfg.mode, max_epochs=cfg.asha.max_epochs)
         if "://" not in storage_path:
             save_results(table, run_dir, base=cfg.base_train_config().to_dict())
@@ -76,6 +77,14 @@ def launch(
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _fail_if_every_trial_errored(results: Any, run_dir: Path) -> None:
+    errors = [r.error for r in results]
+    if errors and all(e is not None for e in errors):
+        raise LungsweepError(
+            f"every trial of the sweep failed; the first: {errors[0]}. Each trial's log is in {run_dir}/trial_*/"
+        )
 
 
 def _driver_ip(address: str | None) -> str | None:
@@ -116,7 +125,7 @@ def _new_tuner(cfg: SweepConfig, trainable: Any, storage_path: str, name: str, r
     sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=cfg.startup_trials)
     searcher = OptunaSearch(
         space=functools.partial(_define_by_run, specs=cfg.space, fixed=cfg.base_train_config().to_dict()),
-        metric=cfg.metric,
+        metric=cfg.searcher_metric,
         mode=cfg.mode,
         sampler=sampler,
         study_name=name,
@@ -124,7 +133,7 @@ def _new_tuner(cfg: SweepConfig, trainable: Any, storage_path: str, name: str, r
     )
     scheduler = ASHAScheduler(
         time_attr="training_iteration",
-        metric=cfg.metric,
+        metric=cfg.searcher_metric,
         mode=cfg.mode,
         max_t=cfg.asha.max_epochs,
         grace_period=cfg.asha.grace_period,
@@ -144,6 +153,7 @@ def _new_tuner(cfg: SweepConfig, trainable: Any, storage_path: str, name: str, r
             max_concurrent_trials=cfg.max_concurrent,
             time_budget_s=cfg.time_budget_s,
             trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
+            reuse_actors=True,  # a new worker per trial re-imports torch and timm: seconds per trial
         ),
         run_config=tune.RunConfig(
             name=name,

@@ -55,7 +55,7 @@ class SweepProgress(Callback):
         elapsed = time.monotonic() - self._start
         return (
             f"[sweep {elapsed:6.0f}s] {len(trials)}/{self.num_samples} trials: {counts.get('RUNNING', 0)} running, "
-            f"{counts.get('PENDING', 0)} pending, {finished} finished ({stopped} stopped by ASHA), "
+            f"{counts.get('PENDING', 0)} pending, {finished} finished ({stopped} stopped early by ASHA or the budget), "
             f"{counts.get('ERROR', 0)} errored | {best}"
         )
 

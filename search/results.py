@@ -37,7 +37,7 @@ def results_table(run_dir: str | Path | Any, *, metric: str, mode: str, max_epoc
     """One row per trial: id, status, config, epochs, best metric and epoch, checkpoint, wall time.
 
     status: completed (ran max_epochs), early-stopped (trainer patience), stopped
-    (ASHA), error, or running/pending for an interrupted sweep. Rows are ranked by
+    (by ASHA, or cut by the time budget), error, or running/pending for an interrupted sweep. Rows are ranked by
     the best metric; the `checkpoint` column is the trial's best checkpoint folder.
     """
     path = getattr(run_dir, "experiment_path", run_dir)

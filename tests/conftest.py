@@ -3,8 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import os
+
 import pytest
-from tests_support import make_dataset
+import ray
+from tests_support import kill_children, make_dataset
 
 
 @pytest.fixture(scope="session")
@@ -18,3 +21,21 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     cache = tmp_path_factory.getbasetemp() / "image-cache"
     monkeypatch.setenv("LUNGSWEEP_CACHE", str(cache))
     return cache
+
+
+@pytest.fixture(scope="module")
+def local_ray(tmp_path_factory: pytest.TempPathFactory):
+    """A real local Ray for one test module, on loopback; its processes are killed by id at the end."""
+    cache = tmp_path_factory.getbasetemp() / "image-cache"  # the same cache the trainers tests use
+    os.environ["LUNGSWEEP_CACHE"] = str(cache)
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+        _node_ip_address="127.0.0.1",  # loopback only
+        runtime_env={"env_vars": {"LUNGSWEEP_CACHE": str(cache)}},
+    )
+    yield
+    ray.shutdown()
+    kill_children()

@@ -2,31 +2,29 @@
 
     cfg = TrainConfig(data="covid-ct/train", model="resnet18", epochs=10)
     result = train(cfg, "runs/one", on_epoch=lambda report: None)
-"""
-from .checkpoint import load_model, load_weights, read_meta, save_checkpoint
-from .config import TrainConfig, load_yaml, merge_config
-from .data import Dataset, discover, infer_group
-from .errors import (
-    BadImageError,
-    CheckpointError,
-    ConfigError,
-    DataError,
-    LungsweepError,
-    SplitError,
-    WeightsError,
-)
-from .images import decode_image, load_images
-from .inference import Preprocessing, predict_margins, sigmoid
-from .loop import EpochReport, TrainResult, train
-from .models import create_model
-from .prepare import PreparedData, prepare_data
-from .pretrained import PretrainedInfo, load_pretrained
-from .splits import Split, split_dataset
 
-__all__ = [
-    "BadImageError", "CheckpointError", "ConfigError", "DataError", "Dataset", "EpochReport",
-    "LungsweepError", "PreparedData", "Preprocessing", "PretrainedInfo", "Split", "SplitError",
-    "TrainConfig", "TrainResult", "WeightsError", "create_model", "decode_image", "discover",
-    "infer_group", "load_images", "load_model", "load_pretrained", "load_weights", "load_yaml", "merge_config",
-    "predict_margins", "prepare_data", "read_meta", "save_checkpoint", "sigmoid", "split_dataset", "train",
-]
+Names load on first use (PEP 562), so `from trainers.errors import ...` or the
+command line's --help do not pay for importing torch.
+"""
+from __future__ import annotations
+
+from ._lazy import lazy_exports
+
+# public name -> the module that defines it: this package's table of contents
+_EXPORTS = {
+    "load_model": "checkpoint", "load_weights": "checkpoint", "read_meta": "checkpoint", "save_checkpoint": "checkpoint",
+    "TrainConfig": "config", "load_yaml": "config", "merge_config": "config",
+    "Dataset": "data", "discover": "data", "infer_group": "data",
+    "BadImageError": "errors", "CheckpointError": "errors", "ConfigError": "errors", "DataError": "errors",
+    "LungsweepError": "errors", "SplitError": "errors", "WeightsError": "errors",
+    "decode_image": "images", "load_images": "images",
+    "Preprocessing": "inference", "predict_margins": "inference", "sigmoid": "inference",
+    "EpochReport": "loop", "TrainResult": "loop", "train": "loop",
+    "create_model": "models",
+    "PreparedData": "prepare", "prepare_data": "prepare",
+    "PretrainedInfo": "pretrained", "load_pretrained": "pretrained",
+    "Split": "splits", "split_dataset": "splits",
+}
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

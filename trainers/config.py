@@ -33,7 +33,7 @@ class TrainConfig:
     # --- model ------------------------------------------------------------
     model: str = "efficientnet_lite0"
     pretrained: bool = False
-    pretrained_file: str | None = None  # explicit weights file (safetensors or .pth state dict)
+    pretrained_file: str | None = None  # with pretrained: true, this weights file (safetensors or .pth state dict)
     drop_rate: float | None = None  # None keeps the model's own default
     # --- optimisation -----------------------------------------------------
     epochs: int = 10

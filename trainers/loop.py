@@ -118,7 +118,7 @@ def train(
     model = create_model(cfg.model, drop_rate=cfg.drop_rate)
     pretrained_source = None
     mean, std = normalisation(model)
-    if cfg.pretrained or cfg.pretrained_file:
+    if cfg.pretrained:
         info = load_pretrained(model, cfg.model, weights_file=cfg.pretrained_file)
         pretrained_source, mean, std = info.source, info.mean, info.std
     prep = Preprocessing(image_size=cfg.image_size, mean=mean, std=std)
@@ -240,6 +240,8 @@ def train(
             best_value, best_epoch, bad_epochs, best_metrics = value, epoch + 1, 0, metrics
         else:
             bad_epochs += 1
+        # the run's best so far: what a searcher should learn from when late epochs overfit
+        metrics[f"best_{cfg.monitor}"] = sign * best_value
 
         # 9. checkpoints: last/ every epoch (to resume), best/ when the monitored metric improves
         meta = {
