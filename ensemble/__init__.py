@@ -1,0 +1,31 @@
+"""ensemble: combine a sweep's best checkpoints, calibrate, and report metrics a clinical team can trust.
+
+    metrics = build_ensemble("runs/sweep", "runs/ens", EnsembleSettings(method="greedy"))
+    model = EnsembleModel.load("runs/ens")
+    metrics = evaluate("runs/ens", "new_patients/")
+
+Everything fitted here sees only the members' holdout predictions; every number
+reported is cross-fitted over holdout groups. Names load on first use (PEP 562).
+"""
+from __future__ import annotations
+
+from trainers._lazy import lazy_exports
+
+_EXPORTS = {
+    "EnsembleSettings": "build", "build_ensemble": "build",
+    "IsotonicCalibration": "calibration", "PlattScaling": "calibration", "TemperatureScaling": "calibration",
+    "make_calibrator": "calibration", "select_calibrator": "calibration",
+    "GreedyEnsemble": "combine", "MeanEnsemble": "combine", "StackingEnsemble": "combine", "make_combiner": "combine",
+    "check_crossfit": "crossfit", "crossfit_predict": "crossfit",
+    "EnsembleError": "errors",
+    "evaluate": "evaluate",
+    "Member": "members", "pick_members": "members",
+    "bootstrap_metrics": "metrics", "clinical_metrics": "metrics",
+    "EnsembleModel": "model",
+    "EnsemblePipeline": "pipeline",
+    "ReportData": "report", "write_report": "report",
+    "choose_threshold": "threshold",
+}
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -158,7 +158,7 @@ def bootstrap_metrics(
     y: np.ndarray,
     p: np.ndarray,
     groups: np.ndarray | None,
-    threshold: float,
+    threshold: float | np.ndarray,
     *,
     n_boot: int = 1000,
     seed: int = 0,
@@ -204,6 +204,7 @@ def bootstrap_metrics(
         else:
             low = high = float("nan")
         out[name] = {"value": point[name], "ci_low": float(low), "ci_high": float(high)}
-    out["threshold"] = float(threshold)
+    # a per-sample array is each cross-fitting fold's own threshold: no single number to report
+    out["threshold"] = float(threshold) if np.ndim(threshold) == 0 else None
     out["n"] = int(len(y))
     return out

@@ -2,7 +2,8 @@
 
 A sample is called positive when its probability is >= the threshold, the
 convention of scikit-learn's roc_curve, whose thresholds are the observed
-scores. Every choice is therefore reproduced exactly on the fitting data.
+scores. The threshold returned lies halfway between the chosen score and the
+next lower one, so every choice is reproduced exactly on the fitting data.
 """
 from __future__ import annotations
 
@@ -58,5 +59,10 @@ def choose_threshold(y: np.ndarray, p: np.ndarray, *, target_sensitivity: float 
         tps = np.rint(tpr * n_pos)
         needed = math.ceil(target * n_pos - 1e-9)
         best = int(np.flatnonzero(tps >= needed)[0])
-    # thresholds[0] is +inf (call nothing positive); map it into [0, 1].
-    return float(np.clip(thresholds[best], 0.0, 1.0))
+    # Any threshold between the chosen score and the next lower one makes the same calls on
+    # the fitting data; the midpoint leaves a margin on both sides for new patients, instead
+    # of sitting on a fitting sample's score (1.0 when a calibrator saturates). thresholds[0]
+    # is +inf (call nothing positive); map it into [0, 1].
+    chosen = float(np.clip(thresholds[best], 0.0, 1.0))
+    below = p[p < chosen]
+    return (chosen + float(below.max())) / 2 if below.size else chosen

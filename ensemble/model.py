@@ -1,0 +1,112 @@
+"""An ensemble folder (or one trial's checkpoint) loaded for prediction in this process.
+
+ENS_DIR/ensemble.json holds the combiner, calibrator and threshold as plain numbers;
+ENS_DIR/members/<trial>/ holds each member's safetensors weights and checkpoint.json.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trainers import Preprocessing, decode_image, load_model, predict_margins
+from trainers import CheckpointError
+from trainers.data import Dataset
+from trainers.images import load_images
+
+from .errors import EnsembleError
+from .pipeline import EnsemblePipeline
+
+__all__ = ["LoadedMember", "EnsembleModel", "member_margins", "ENSEMBLE_JSON"]
+
+ENSEMBLE_JSON = "ensemble.json"
+
+
+@dataclass
+class LoadedMember:
+    trial_id: str
+    model: torch.nn.Module
+    prep: Preprocessing
+
+
+def member_margins(
+    member: LoadedMember, images: np.ndarray, *, tta: bool, device: torch.device, batch_size: int = 64
+) -> np.ndarray:
+    """Logit margins of one member on (N, S, S) uint8 images; with TTA, averaged with the mirror image."""
+    margins = predict_margins(member.model, images, member.prep, device=device, batch_size=batch_size)
+    if tta:
+        mirrored = np.ascontiguousarray(np.asarray(images)[:, :, ::-1])
+        margins = (margins + predict_margins(member.model, mirrored, member.prep, device=device, batch_size=batch_size)) / 2
+    return margins
+
+
+class EnsembleModel:
+    """Members + fitted pipeline: images in, calibrated P(positive) out."""
+
+    def __init__(self, *, members: list[LoadedMember], pipeline: EnsemblePipeline, tta: bool,
+                 classes: list[str], positive: str, manifest: dict[str, Any]) -> None:
+        self.members, self.pipeline, self.tta = members, pipeline, tta
+        self.classes, self.positive, self.manifest = classes, positive, manifest
+
+    @property
+    def threshold(self) -> float:
+        return float(self.pipeline.threshold_)
+
+    @property
+    def image_sizes(self) -> list[int]:
+        return sorted({m.prep.image_size for m in self.members})
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "EnsembleModel":
+        """An ensemble folder, or a single checkpoint folder (one member, no calibration, threshold 0.5)."""
+        folder = Path(folder)
+        if (folder / ENSEMBLE_JSON).is_file():
+            manifest = json.loads((folder / ENSEMBLE_JSON).read_text())
+            members = [_load_member(folder / "members" / t, t) for t in manifest["members"]]
+            pipeline = EnsemblePipeline.from_dict(manifest["pipeline"])
+            return cls(members=members, pipeline=pipeline, tta=manifest["tta"], classes=manifest["classes"],
+                       positive=manifest["positive"], manifest=manifest)
+        if (folder / "checkpoint.json").is_file():
+            member = _load_member(folder, folder.name)
+            meta = json.loads((folder / "checkpoint.json").read_text())
+            pipeline = EnsemblePipeline.single_member()
+            return cls(members=[member], pipeline=pipeline, tta=False, classes=meta["classes"],
+                       positive=meta["positive"], manifest={"kind": "checkpoint", "checkpoint": str(folder)})
+        raise EnsembleError(
+            f"{folder} is neither an ensemble folder ({ENSEMBLE_JSON}) nor a checkpoint folder (checkpoint.json)"
+        )
+
+    def margins_for_dataset(self, dataset: Dataset, *, device: torch.device, progress: bool = True) -> np.ndarray:
+        """(N, n_members) margins for every image of a dataset, decoding once per image size."""
+        fingerprint = dataset.fingerprint()
+        columns: dict[int, np.ndarray] = {}
+        for size in self.image_sizes:
+            images = load_images(dataset, size, fingerprint=fingerprint, progress=progress).array
+            for k, member in enumerate(self.members):
+                if member.prep.image_size == size:
+                    columns[k] = member_margins(member, np.asarray(images), tta=self.tta, device=device)
+        return np.stack([columns[k] for k in range(len(self.members))], axis=1)
+
+    def margins_for_files(self, paths: list[str], *, device: torch.device) -> np.ndarray:
+        columns: dict[int, np.ndarray] = {}
+        for size in self.image_sizes:
+            images = np.stack([decode_image(p, size) for p in paths])
+            for k, member in enumerate(self.members):
+                if member.prep.image_size == size:
+                    columns[k] = member_margins(member, images, tta=self.tta, device=device)
+        return np.stack([columns[k] for k in range(len(self.members))], axis=1)
+
+    def predict_proba(self, margins: np.ndarray) -> np.ndarray:
+        return self.pipeline.predict_proba(margins)
+
+
+def _load_member(folder: Path, trial_id: str) -> LoadedMember:
+    try:
+        model, meta = load_model(folder)
+    except CheckpointError as e:
+        raise EnsembleError(f"member {trial_id}: {e}") from e
+    return LoadedMember(trial_id=trial_id, model=model, prep=Preprocessing.from_dict(meta["preprocessing"]))
