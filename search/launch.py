@@ -13,7 +13,6 @@ from typing import Any
 
 import optuna
 import ray
-import yaml
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
@@ -59,10 +58,11 @@ def launch(
     try:
         _prepare_every_node(cfg, run_dir if "://" not in storage_path else None)
         trainable = _trainable(cfg)
-        if tune.Tuner.can_restore(str(run_dir)):
+        experiment = f"{storage_path.rstrip('/')}/{name}"  # a folder, or a cloud URI
+        if tune.Tuner.can_restore(experiment):
             _check_same_sweep(cfg, run_dir)
-            print(f"resuming the sweep in {run_dir}: finished trials are kept", flush=True)
-            tuner = tune.Tuner.restore(str(run_dir), trainable, resume_unfinished=True, resume_errored=True)
+            print(f"resuming the sweep in {experiment}: finished trials are kept", flush=True)
+            tuner = tune.Tuner.restore(experiment, trainable, resume_unfinished=True, resume_errored=True)
         else:
             if resume:
                 log.warning("nothing to resume in %s: starting a new sweep", run_dir)

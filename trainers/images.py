@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .data import Dataset
-from .errors import BadImageError, DataError
+from .errors import BadImageError
 from .atomic import atomic_save_npy, atomic_write_text
 from .progress import progress_bar
 

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -23,7 +24,7 @@ from .atomic import atomic_write_text, recover_dir
 from .augment import augment_batch
 from .checkpoint import load_train_state, load_weights, package_versions, read_meta, save_checkpoint
 from .config import TrainConfig
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 from .inference import Preprocessing, predict_margins, sigmoid, to_input
 from .metrics import binary_metrics
 from .models import create_model, optimizer_param_groups, set_trainable
@@ -63,7 +64,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise CheckpointError(f"device {name!r} asked for, but torch sees no CUDA GPU; use device: cpu")
+        raise ConfigError(f"'device' {name!r} asked for, but torch sees no CUDA GPU; use device: cpu or auto")
     return torch.device(name)
 
 
@@ -326,6 +327,4 @@ def _write_history(out_dir: Path, history: list[dict[str, float]]) -> None:
 
 
 def _json(obj: Any) -> str:
-    import json
-
     return json.dumps(obj, indent=1, default=float)

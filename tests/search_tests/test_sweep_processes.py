@@ -99,8 +99,10 @@ def test_two_ray_nodes_on_loopback_share_one_sweep(tmp_path, synthetic_data, iso
             env=env, stdout=(tmp_path / "second.log").open("w"), stderr=subprocess.STDOUT,
         ))
         _wait(lambda: _active_nodes(address, env) == 2)
+        # trials long enough (several seconds) that the second starts while the first runs:
+        # with reused workers, a trial that ended at once would hand its worker on instead
         config = sweep_yaml(tmp_path / "s.yaml", synthetic_data, num_samples=4, max_concurrent=2,
-                            asha={"max_epochs": 2, "grace_period": 2, "reduction_factor": 2})
+                            asha={"max_epochs": 5, "grace_period": 5, "reduction_factor": 2})
         done = subprocess.run(
             [sys.executable, "-m", "lungsweep", "launch", "--config", str(config), "--out", str(tmp_path / "sweep"),
              "--address", address],
