@@ -40,8 +40,10 @@ def results_table(run_dir: str | Path | Any, *, metric: str, mode: str, max_epoc
     (by ASHA, or cut by the time budget), error, or running/pending for an interrupted sweep. Rows are ranked by
     the best metric; the `checkpoint` column is the trial's best checkpoint folder.
     """
-    path = getattr(run_dir, "experiment_path", run_dir)
-    analysis = ExperimentAnalysis(str(path), default_metric=metric, default_mode=mode)
+    path = str(getattr(run_dir, "experiment_path", run_dir))
+    if "://" not in path:
+        path = str(Path(path).resolve())  # Tune's storage layer reads a relative path as a bad URI
+    analysis = ExperimentAnalysis(path, default_metric=metric, default_mode=mode)
     frames = analysis.trial_dataframes
     rows = []
     for trial in analysis.trials:

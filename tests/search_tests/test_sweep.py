@@ -11,7 +11,9 @@ from trainers import load_model, predict_margins, prepare_data, TrainConfig
 from trainers.inference import Preprocessing
 
 
-def test_local_sweep_with_asha_ranks_trials_and_the_best_checkpoint_predicts(local_ray, tmp_path, synthetic_data):
+def test_local_sweep_with_asha_ranks_trials_and_the_best_checkpoint_predicts(
+    local_ray, tmp_path, synthetic_data, monkeypatch
+):
     cfg = load_sweep_config(sweep_yaml(tmp_path / "s.yaml", synthetic_data, num_samples=8))
     table = launch(cfg, tmp_path / "sweep")
     assert len(table) == 8
@@ -23,6 +25,8 @@ def test_local_sweep_with_asha_ranks_trials_and_the_best_checkpoint_predicts(loc
         assert (tmp_path / "sweep" / name).is_file()
     assert pd.read_parquet(tmp_path / "sweep" / "results.parquet").trial_id.tolist() == table.trial_id.tolist()
     assert load_results(tmp_path / "sweep").trial_id.tolist() == table.trial_id.tolist()
+    monkeypatch.chdir(tmp_path)  # `lungsweep results sweep` from the folder above it
+    assert load_results("sweep").trial_id.tolist() == table.trial_id.tolist()
 
     model, meta = load_model(table.checkpoint[0])
     assert meta["epoch"] == table.best_epoch[0]
