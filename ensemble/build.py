@@ -27,7 +27,7 @@ from trainers.loop import resolve_device
 from .crossfit import check_crossfit, crossfit_splits
 from .members import HoldoutPredictions, Member, holdout_predictions, pick_members
 from .metrics import bootstrap_metrics
-from .model import ENSEMBLE_JSON, LoadedMember, member_margins
+from .model import ENSEMBLE_JSON, load_member, member_margins
 from .pipeline import EnsemblePipeline
 from .report import ReportData, write_report
 from .threshold import choose_threshold
@@ -162,16 +162,13 @@ def _cross_fit(make_pipeline, preds: HoldoutPredictions, settings: EnsembleSetti
 
 def _with_tta(members: list[Member], preds: HoldoutPredictions, device: torch.device) -> HoldoutPredictions:
     """Recompute holdout margins with flip test-time augmentation (members see each image and its mirror)."""
-    from trainers import load_model
-    from trainers.inference import Preprocessing
-
     columns = []
     for m in members:
-        model, meta = load_model(m.checkpoint)
-        data = prepare_data(TrainConfig.from_dict({**meta["config"], "progress": False}))
-        index = [data.dataset.ids.index(i) for i in preds.ids]
-        images = np.asarray(data.images.array[index])
-        member = LoadedMember(m.trial_id, model.to(device), Preprocessing.from_dict(meta["preprocessing"]))
+        member = load_member(m.checkpoint, m.trial_id)
+        member.model.to(device)
+        data = prepare_data(TrainConfig.from_dict({**m.config, "progress": False}))
+        position = {sample_id: i for i, sample_id in enumerate(data.dataset.ids)}
+        images = np.asarray(data.images.array[[position[i] for i in preds.ids]])
         columns.append(member_margins(member, images, tta=True, device=device))
     return HoldoutPredictions(ids=preds.ids, y=preds.y, groups=preds.groups, margins=np.stack(columns, axis=1))
 

@@ -13,15 +13,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainers import Preprocessing, decode_image, load_model, predict_margins
-from trainers import CheckpointError
+from trainers import CheckpointError, Preprocessing, load_model, predict_margins
 from trainers.data import Dataset
 from trainers.images import load_images
 
 from .errors import EnsembleError
 from .pipeline import EnsemblePipeline
 
-__all__ = ["LoadedMember", "EnsembleModel", "member_margins", "ENSEMBLE_JSON"]
+__all__ = ["LoadedMember", "EnsembleModel", "load_member", "member_margins", "ENSEMBLE_JSON"]
 
 ENSEMBLE_JSON = "ensemble.json"
 
@@ -66,12 +65,12 @@ class EnsembleModel:
         folder = Path(folder)
         if (folder / ENSEMBLE_JSON).is_file():
             manifest = json.loads((folder / ENSEMBLE_JSON).read_text())
-            members = [_load_member(folder / "members" / t, t) for t in manifest["members"]]
+            members = [load_member(folder / "members" / t, t) for t in manifest["members"]]
             pipeline = EnsemblePipeline.from_dict(manifest["pipeline"])
             return cls(members=members, pipeline=pipeline, tta=manifest["tta"], classes=manifest["classes"],
                        positive=manifest["positive"], manifest=manifest)
         if (folder / "checkpoint.json").is_file():
-            member = _load_member(folder, folder.name)
+            member = load_member(folder, folder.name)
             meta = json.loads((folder / "checkpoint.json").read_text())
             pipeline = EnsemblePipeline.single_member()
             return cls(members=[member], pipeline=pipeline, tta=False, classes=meta["classes"],
@@ -91,20 +90,11 @@ class EnsembleModel:
                     columns[k] = member_margins(member, np.asarray(images), tta=self.tta, device=device)
         return np.stack([columns[k] for k in range(len(self.members))], axis=1)
 
-    def margins_for_files(self, paths: list[str], *, device: torch.device) -> np.ndarray:
-        columns: dict[int, np.ndarray] = {}
-        for size in self.image_sizes:
-            images = np.stack([decode_image(p, size) for p in paths])
-            for k, member in enumerate(self.members):
-                if member.prep.image_size == size:
-                    columns[k] = member_margins(member, images, tta=self.tta, device=device)
-        return np.stack([columns[k] for k in range(len(self.members))], axis=1)
-
     def predict_proba(self, margins: np.ndarray) -> np.ndarray:
         return self.pipeline.predict_proba(margins)
 
 
-def _load_member(folder: Path, trial_id: str) -> LoadedMember:
+def load_member(folder: Path, trial_id: str) -> LoadedMember:
     try:
         model, meta = load_model(folder)
     except CheckpointError as e:

@@ -57,19 +57,6 @@ class Dataset:
         digest.update(f"positive={self.positive}".encode())
         return digest.hexdigest()
 
-    def subset(self, keep: np.ndarray) -> "Dataset":
-        keep = np.asarray(keep)
-        idx = np.flatnonzero(keep) if keep.dtype == bool else keep
-        return Dataset(
-            root=self.root,
-            ids=tuple(self.ids[i] for i in idx),
-            paths=tuple(self.paths[i] for i in idx),
-            labels=self.labels[idx],
-            groups=tuple(self.groups[i] for i in idx),
-            classes=self.classes,
-            positive=self.positive,
-        )
-
 
 def infer_group(name: str, group_regex: str | None = None) -> str:
     """The group (patient or source figure) of a file name.
@@ -87,9 +74,10 @@ def infer_group(name: str, group_regex: str | None = None) -> str:
 
 
 def default_positive(classes: tuple[str, ...]) -> str:
-    candidates = [c for c in classes if not c.lower().startswith(_NEGATIVE_PREFIXES)]
     # CT_NonCOVID: look past a modality prefix like "CT_" too
-    candidates = [c for c in candidates if not c.split("_", 1)[-1].lower().startswith(_NEGATIVE_PREFIXES)]
+    candidates = [
+        c for c in classes if not any(part.lower().startswith(_NEGATIVE_PREFIXES) for part in (c, c.split("_", 1)[-1]))
+    ]
     if len(candidates) != 1:
         raise DataError(
             f"cannot tell the positive class among {list(classes)}; "
