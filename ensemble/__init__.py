@@ -3,6 +3,8 @@
     metrics = build_ensemble("runs/sweep", "runs/ens", EnsembleSettings(method="greedy"))
     model = EnsembleModel.load("runs/ens")
     metrics = evaluate("runs/ens", "new_patients/")
+    export_model("runs/ens", "runs/model")              # one ONNX graph + manifest.json
+    model = ExportedModel.load("runs/model")            # verified by sha256, run by onnxruntime
 
 Everything fitted here sees only the members' holdout predictions; every number
 reported is cross-fitted over holdout groups. Names load on first use (PEP 562).
@@ -12,6 +14,7 @@ from __future__ import annotations
 from trainers._lazy import lazy_exports
 
 _EXPORTS = {
+    "ArtifactError": "artifact", "ExportedModel": "artifact",
     "EnsembleSettings": "build", "build_ensemble": "build",
     "IsotonicCalibration": "calibration", "PlattScaling": "calibration", "TemperatureScaling": "calibration",
     "make_calibrator": "calibration", "select_calibrator": "calibration",
@@ -19,10 +22,13 @@ _EXPORTS = {
     "check_crossfit": "crossfit", "crossfit_predict": "crossfit",
     "EnsembleError": "errors",
     "evaluate": "evaluate",
+    "export_model": "export",
+    "EnsembleGraph": "graph",
     "Member": "members", "pick_members": "members",
     "bootstrap_metrics": "metrics", "clinical_metrics": "metrics",
     "EnsembleModel": "model",
     "EnsemblePipeline": "pipeline",
+    "predict": "predict",
     "ReportData": "report", "write_report": "report",
     "choose_threshold": "threshold",
 }

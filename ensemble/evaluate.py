@@ -1,4 +1,4 @@
-"""`lungsweep evaluate`: score an ensemble folder or one checkpoint on any labelled image folder."""
+"""`lungsweep evaluate`: score an exported MODEL_DIR, an ensemble folder or one checkpoint on a labelled image folder."""
 from __future__ import annotations
 
 import json
@@ -10,6 +10,7 @@ from trainers import discover
 from trainers.atomic import atomic_write_text
 from trainers.loop import resolve_device
 
+from .artifact import MANIFEST, ExportedModel, refuse_pickle
 from .errors import EnsembleError
 from .metrics import METRIC_NAMES, bootstrap_metrics
 from .model import EnsembleModel
@@ -28,8 +29,13 @@ def evaluate(
     group_regex: str | None = None,
     device: str = "auto",
 ) -> dict[str, Any]:
-    """metrics.json keys (value and 95% group-bootstrap interval) of the model on `data`."""
-    model = EnsembleModel.load(model_dir)
+    """metrics.json keys (value and 95% group-bootstrap interval) of the model on `data`.
+
+    The same keys whether `model_dir` is MODEL_DIR (run by onnxruntime), ENS_DIR or a checkpoint.
+    """
+    refuse_pickle(Path(model_dir))
+    exported = (Path(model_dir) / MANIFEST).is_file()
+    model = ExportedModel.load(model_dir) if exported else EnsembleModel.load(model_dir)
     data_classes = sorted(p.name for p in Path(data).iterdir() if p.is_dir()) if Path(data).is_dir() else []
     unknown = sorted(set(data_classes) - set(model.classes))
     if unknown:
@@ -38,8 +44,10 @@ def evaluate(
             f"{model.classes}: rename the folders to match"
         )
     dataset = discover(data=data, positive=model.positive, group_regex=group_regex)
-    margins = model.margins_for_dataset(dataset, device=resolve_device(device))
-    p = model.predict_proba(margins)
+    if exported:
+        p = model.proba_for_dataset(dataset)
+    else:
+        p = model.proba_for_dataset(dataset, device=resolve_device(device))
     metrics = bootstrap_metrics(dataset.binary_labels, p, dataset.groups, model.threshold, n_boot=n_boot)
     metrics["data"] = (
         f"{len(dataset)} images in {dataset.root} ({len(set(dataset.groups))} groups); threshold "

@@ -93,6 +93,9 @@ class EnsembleModel:
     def predict_proba(self, margins: np.ndarray) -> np.ndarray:
         return self.pipeline.predict_proba(margins)
 
+    def proba_for_dataset(self, dataset: Dataset, *, device: torch.device, progress: bool = True) -> np.ndarray:
+        return self.predict_proba(self.margins_for_dataset(dataset, device=device, progress=progress))
+
 
 def load_member(folder: Path, trial_id: str) -> LoadedMember:
     try:

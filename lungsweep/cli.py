@@ -134,8 +134,9 @@ def _run_ensemble(args: argparse.Namespace) -> int:
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="score an ensemble folder or a checkpoint on a labelled image folder")
-    p.add_argument("model_dir", help="ENS_DIR from `lungsweep ensemble`, or a checkpoint folder (e.g. RUN/best)")
+    p = sub.add_parser("evaluate", help="score a model (MODEL_DIR, ENS_DIR or checkpoint) on a labelled image folder")
+    p.add_argument("model_dir", help="MODEL_DIR from `lungsweep export`, ENS_DIR from `lungsweep ensemble`, "
+                                     "or a checkpoint folder (e.g. RUN/best)")
     p.add_argument("--data", required=True, help="folder with one sub-folder per class, named as in training")
     p.add_argument("--out", help="where to write metrics.json")
     p.add_argument("--bootstrap", type=int, default=1000, help="group-bootstrap resamples for the intervals")
@@ -153,8 +154,67 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write an ensemble, or a sweep's best trial, as one verified MODEL_DIR")
+    p.add_argument("source", help="ENS_DIR from `lungsweep ensemble`, or RUN_DIR of a sweep with --trial")
+    p.add_argument("--trial", help="with a RUN_DIR: best (default) or a trial id")
+    p.add_argument("--out", required=True, help="MODEL_DIR to write (model, manifest.json, metrics)")
+    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx",
+                   help="onnx (default; onnxruntime, any language) or torchscript (deprecated by PyTorch)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="resamples for a single trial's metric intervals")
+    p.set_defaults(run=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from ensemble.export import export_model
+
+    manifest = export_model(args.source, args.out, trial=args.trial, fmt=args.format, n_boot=args.bootstrap)
+    members, parity = manifest["ensemble"]["members"], manifest["parity"]
+    print(
+        f"exported {len(members)} member(s) {', '.join(members)} to {Path(args.out) / manifest['model_file']}; "
+        f"threshold {manifest['threshold']:.4f}; parity on {parity['images']} {parity['source']}: "
+        f"max |dp| {parity['max_abs_diff']:.1e}"
+    )
+    return 0
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="run a MODEL_DIR on image files or folders; one CSV row per image")
+    p.add_argument("model_dir", help="MODEL_DIR from `lungsweep export`")
+    p.add_argument("files", nargs="*", help="image files (or folders) to predict")
+    p.add_argument("--data", action="append", default=[], help="a folder of images, searched recursively")
+    p.add_argument("--out", help="CSV to write (path,probability,label,error); default: standard output")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--threads", type=int, help="inference threads (default: all cores)")
+    p.set_defaults(run=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from ensemble.artifact import ExportedModel
+    from ensemble.predict import find_images, predict
+    from trainers.errors import DataError
+
+    if not args.files and not args.data:
+        raise DataError("nothing to predict: give image files, or a folder with --data")
+    model = ExportedModel.load(args.model_dir, threads=args.threads)
+    paths = find_images([*args.data, *args.files])
+    summary = predict(model, paths, out=args.out, stream=None if args.out else sys.stdout,
+                      batch_size=args.batch_size, progress=True)
+    where = args.out or "standard output"
+    print(
+        f"predicted {summary.predicted} image(s), {summary.positive} {model.positive} at threshold "
+        f"{model.threshold:.4f}; wrote {where}", file=sys.stderr,
+    )
+    if summary.bad:
+        print(f"{len(summary.bad)} image(s) could not be read (rows with an error, no probability):", file=sys.stderr)
+        for path, reason in summary.bad[:20]:
+            print(f"  {path}: {reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_train, _add_launch, _add_results, _add_ensemble, _add_evaluate,
+    _add_train, _add_launch, _add_results, _add_ensemble, _add_evaluate, _add_export, _add_predict,
 ]
 
 

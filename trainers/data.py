@@ -53,7 +53,7 @@ class Dataset:
         digest = hashlib.sha256()
         for sample_id, path, label, group in zip(self.ids, self.paths, self.labels, self.groups):
             digest.update(f"{sample_id}\0{self.classes[label]}\0{group}\0".encode())
-            digest.update(_file_sha256(path).encode())
+            digest.update(file_sha256(path).encode())
         digest.update(f"positive={self.positive}".encode())
         return digest.hexdigest()
 
@@ -176,7 +176,7 @@ def _read_manifest(manifest: Path) -> list[tuple[str, str, str, str | None]]:
     return rows
 
 
-def _file_sha256(path: str) -> str:
+def file_sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):

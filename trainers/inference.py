@@ -62,11 +62,13 @@ def predict_margins(
     softmax probability of the positive class; temperature scaling divides the margin.
     """
     model.eval()
-    images_t = torch.as_tensor(np.asarray(images)) if isinstance(images, np.ndarray) else images
     channels_last = device.type == "cuda"
     out = []
-    for start in range(0, len(images_t), batch_size):
-        x = to_input(images_t[start : start + batch_size], prep, device, channels_last=channels_last)
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size]
+        if isinstance(batch, np.ndarray):  # a copy per batch: cached arrays are read-only memory maps
+            batch = torch.from_numpy(np.array(batch))
+        x = to_input(batch, prep, device, channels_last=channels_last)
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             logits = model(x).float()
         out.append((logits[:, 1] - logits[:, 0]).cpu())

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -86,3 +87,34 @@ def test_members_from_different_splits_are_refused(sweep_dir, tmp_path):
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(EnsembleError, match=f"trial {second.trial_id} has another train/validation/holdout split"):
         pick_members(copy, top=2)
+
+
+def test_export_then_predict_and_evaluate_as_the_readme_shows(sweep_dir, tmp_path):
+    ens, model = tmp_path / "ens", tmp_path / "model"
+    done = lungsweep("ensemble", str(sweep_dir), "--out", str(ens), "--members", "2", "--folds", "3", "--bootstrap", "100")
+    assert done.returncode == 0, done.stderr[-3000:]
+    done = lungsweep("export", str(ens), "--out", str(model))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert re.search(r"parity on \d+ holdout images: max \|dp\| \S+", done.stdout), done.stdout
+
+    new = make_dataset(tmp_path / "new", groups_per_class=4, per_group=2, seed=13)
+    files = sorted(str(p) for p in new.rglob("*.*"))[:3]
+    done = lungsweep("predict", str(model), *files)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[0] == "path,probability,label,error" and [line.split(",")[0] for line in lines[1:]] == files
+    assert "predicted 3 image(s)" in done.stderr
+
+    scored = {}
+    for name, folder in (("ens", ens), ("model", model)):
+        done = lungsweep("evaluate", str(folder), "--data", str(new), "--out", str(tmp_path / f"{name}.json"),
+                         "--bootstrap", "100")
+        assert done.returncode == 0, done.stderr[-3000:]
+        scored[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    assert set(scored["model"]) == set(scored["ens"])
+    assert scored["model"]["auc"]["value"] == pytest.approx(scored["ens"]["auc"]["value"], abs=1e-4)
+
+    done = lungsweep("export", str(sweep_dir), "--trial", "best", "--out", str(tmp_path / "best"), "--bootstrap", "100")
+    assert done.returncode == 0, done.stderr[-3000:]
+    best = json.loads((tmp_path / "best" / "manifest.json").read_text())
+    assert best["kind"] == "trial" and best["ensemble"]["members"] == [pick_members(sweep_dir, top=1)[0].trial_id]

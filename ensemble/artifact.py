@@ -1,0 +1,201 @@
+"""MODEL_DIR, the exported artifact: verified before it is run, run without pickle.
+
+    model = ExportedModel.load("runs/model")            # checks manifest keys and every file's sha256
+    images = model.decode("scan.png")                   # {image_size: (S, S) uint8}, trainers.decode_image
+    p = model.predict_proba(model.stack([images]))      # calibrated P(positive)
+
+MODEL_DIR/manifest.json lists every other file with its sha256 and size; a file
+that is missing, truncated or altered is refused before any runtime opens it.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trainers import decode_image
+from trainers.data import Dataset, file_sha256
+from trainers.errors import LungsweepError
+from trainers.images import load_images
+
+__all__ = [
+    "ArtifactError", "ExportedModel", "MANIFEST", "MODEL_FORMAT", "REQUIRED_KEYS",
+    "refuse_pickle", "PICKLE_SUFFIXES",
+]
+
+MANIFEST = "manifest.json"
+MODEL_FORMAT = "lungsweep-model/1"
+REQUIRED_KEYS = (
+    "format", "model_file", "model_format", "inputs", "output", "classes", "positive", "threshold",
+    "preprocessing", "metrics", "provenance", "files",
+)
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
+
+
+class ArtifactError(LungsweepError, ValueError):
+    """MODEL_DIR is missing, incomplete, altered or not ours."""
+
+
+def refuse_pickle(path: Path) -> None:
+    """A PyTorch pickle offered as a model: say why it is not loaded and what to give instead."""
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise ArtifactError(
+            f"{path} is a pickle file ({path.suffix}); lungsweep never loads pickles as models, because "
+            "unpickling can run arbitrary code. Give a MODEL_DIR written by `lungsweep export` "
+            "(ONNX + manifest.json), or a checkpoint folder with model.safetensors"
+        )
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    name: str
+    image_size: int
+
+
+class ExportedModel:
+    """A verified MODEL_DIR with its runtime (onnxruntime, or TorchScript when exported so)."""
+
+    def __init__(self, folder: Path, manifest: dict[str, Any], runner: Any) -> None:
+        self.folder, self.manifest, self._run = folder, manifest, runner
+        self.inputs = [ModelInput(i["name"], int(i["image_size"])) for i in manifest["inputs"]]
+        self.classes: list[str] = list(manifest["classes"])
+        self.positive: str = manifest["positive"]
+        self.negative = next(c for c in self.classes if c != self.positive)
+        self.threshold = float(manifest["threshold"])
+
+    @property
+    def image_sizes(self) -> list[int]:
+        return [i.image_size for i in self.inputs]
+
+    @classmethod
+    def load(cls, folder: str | Path, *, threads: int | None = None) -> ExportedModel:
+        folder = Path(folder)
+        refuse_pickle(folder)
+        manifest = read_manifest(folder)
+        verify_files(folder, manifest)
+        model_path = folder / manifest["model_file"]
+        refuse_pickle(model_path)
+        if manifest["model_format"] == "onnx":
+            runner = _OnnxRunner(model_path, threads)
+        elif manifest["model_format"] == "torchscript":
+            runner = _TorchScriptRunner(model_path, threads)
+        else:
+            raise ArtifactError(
+                f"{folder / MANIFEST}: unknown model_format {manifest['model_format']!r} (onnx or torchscript)"
+            )
+        return cls(folder, manifest, runner)
+
+    def decode(self, path: str | Path) -> dict[int, np.ndarray]:
+        """One image file at every input size, by the training code's decode_image."""
+        return {size: decode_image(path, size) for size in self.image_sizes}
+
+    def stack(self, decoded: list[dict[int, np.ndarray]]) -> dict[int, np.ndarray]:
+        return {size: np.stack([d[size] for d in decoded]) for size in self.image_sizes}
+
+    def predict_proba(self, images: dict[int, np.ndarray]) -> np.ndarray:
+        """Calibrated P(positive) for {image_size: (N, S, S) uint8}."""
+        feeds = {i.name: np.ascontiguousarray(images[i.image_size], dtype=np.uint8)[:, None] for i in self.inputs}
+        return np.asarray(self._run(feeds), dtype=np.float64).reshape(-1)
+
+    def proba_for_dataset(self, dataset: Dataset, *, batch_size: int = 32, progress: bool = True) -> np.ndarray:
+        """P(positive) for every image of a labelled dataset, decoded through the image cache."""
+        fingerprint = dataset.fingerprint()
+        arrays = {s: load_images(dataset, s, fingerprint=fingerprint, progress=progress).array for s in self.image_sizes}
+        out = [
+            self.predict_proba({s: np.asarray(a[start : start + batch_size]) for s, a in arrays.items()})
+            for start in range(0, len(dataset), batch_size)
+        ]
+        return np.concatenate(out) if out else np.zeros(0)
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / MANIFEST
+    if not folder.is_dir():
+        raise ArtifactError(f"{folder} is not a folder; give the MODEL_DIR that `lungsweep export` wrote")
+    if not path.is_file():
+        raise ArtifactError(f"{path} is missing: {folder} is not a MODEL_DIR written by `lungsweep export`")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"{path} is not valid JSON ({e}); export the model again") from e
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{path} holds a {type(manifest).__name__}, not a manifest object; export again")
+    missing = [k for k in REQUIRED_KEYS if k not in manifest]
+    if missing:
+        raise ArtifactError(f"{path} lacks the key(s) {missing}; it was not written by this lungsweep: export again")
+    if manifest["format"] != MODEL_FORMAT:
+        raise ArtifactError(f"{path} has format {manifest['format']!r}; this lungsweep reads {MODEL_FORMAT!r}")
+    return manifest
+
+
+def verify_files(folder: Path, manifest: dict[str, Any]) -> None:
+    """Every file the manifest lists is there with its recorded size and sha256; nothing else is there."""
+    files = manifest["files"]
+    if manifest["model_file"] not in files:
+        raise ArtifactError(f"{folder / MANIFEST} does not list the model file {manifest['model_file']!r}")
+    for name, recorded in files.items():
+        path = folder / name
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise ArtifactError(f"{folder / MANIFEST} lists {name!r}, which is outside the folder")
+        if not path.is_file():
+            raise ArtifactError(f"{path} is missing; the manifest lists it. Copy the whole MODEL_DIR")
+        size = path.stat().st_size
+        if size != recorded["bytes"]:
+            raise ArtifactError(
+                f"{path} is {size} bytes, the manifest says {recorded['bytes']}: the file is truncated or "
+                "altered. Copy it again from the exported MODEL_DIR"
+            )
+        if file_sha256(path) != recorded["sha256"]:
+            raise ArtifactError(
+                f"{path} does not match its sha256 in the manifest: the file was altered or damaged. "
+                "Copy it again from the exported MODEL_DIR"
+            )
+    extra = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name != MANIFEST and p.name not in files)
+    if extra:
+        raise ArtifactError(f"{folder} holds file(s) the manifest does not list: {extra}; remove them or export again")
+
+
+class _OnnxRunner:
+    def __init__(self, path: Path, threads: int | None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
+        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as e:  # onnxruntime raises its own untyped errors for bad graphs
+            raise ArtifactError(f"onnxruntime cannot open {path}: {e}; export the model again") from e
+        self.output = self.session.get_outputs()[0].name
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run([self.output], feeds)[0]
+
+
+class _TorchScriptRunner:
+    """TorchScript archives are read by TorchScript's own restricted unpickler (tensors and
+    TorchScript types only, no Python globals), and only after their sha256 matched."""
+
+    def __init__(self, path: Path, threads: int | None) -> None:
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*deprecated.*")
+            try:
+                self.module = torch.jit.load(str(path), map_location="cpu").eval()
+            except RuntimeError as e:
+                raise ArtifactError(f"TorchScript cannot open {path}: {e}; export the model again") from e
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            return self.module(*(torch.from_numpy(a) for a in feeds.values())).numpy()

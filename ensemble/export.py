@@ -1,0 +1,284 @@
+"""`lungsweep export`: an ensemble folder, or one trial of a sweep, as one verified MODEL_DIR.
+
+    export_model("runs/ens", "runs/model")                       # ONNX, the default
+    export_model("runs/sweep", "runs/model", trial="best")       # the sweep's best trial alone
+
+MODEL_DIR holds model.onnx (members, combiner and calibrator in one graph, dynamic
+batch), manifest.json and, from an ensemble folder, metrics.json and report.html.
+Before the folder is written, the graph is checked by onnx.checker, run by
+onnxruntime on real holdout images and compared with the in-process ensemble.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+import warnings
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.special import expit
+
+from trainers import Preprocessing, decode_image, discover, load_model
+from trainers.atomic import atomic_dir
+from trainers.checkpoint import package_versions
+from trainers.data import file_sha256
+from trainers.images import PREPROCESSING_VERSION
+
+from .artifact import MANIFEST, MODEL_FORMAT, ArtifactError, ExportedModel, refuse_pickle
+from .graph import EnsembleGraph, GraphMember
+from .members import holdout_predictions, pick_members
+from .metrics import bootstrap_metrics
+from .model import ENSEMBLE_JSON, EnsembleModel, LoadedMember, member_margins
+from .pipeline import EnsemblePipeline
+
+__all__ = ["export_model", "FORMATS", "PARITY_TOLERANCE"]
+
+log = logging.getLogger(__name__)
+
+FORMATS = {"onnx": "model.onnx", "torchscript": "model.torchscript"}
+PARITY_TOLERANCE = 1e-4
+OPSET = 18
+PARITY_IMAGES = 32
+
+
+@dataclass
+class _Source:
+    """What gets exported, whichever folder it came from."""
+
+    kind: str  # "ensemble" | "trial"
+    reference: EnsembleModel  # the in-process model the export must agree with
+    metrics: dict[str, Any]
+    provenance: dict[str, Any]
+    copies: list[Path]  # files copied into MODEL_DIR as they are
+    holdout: tuple[str | None, list[str]]  # data folder and holdout sample ids, for the parity check
+
+
+def export_model(
+    source: str | Path,
+    out: str | Path,
+    *,
+    trial: str | None = None,
+    fmt: str = "onnx",
+    n_boot: int = 1000,
+) -> dict[str, Any]:
+    """Export ENS_DIR, or RUN_DIR's `trial` ("best" or an id), to MODEL_DIR `out`; returns the manifest."""
+    if fmt not in FORMATS:
+        raise ArtifactError(f"unknown export format {fmt!r}; choose one of {sorted(FORMATS)}")
+    source, out = Path(source), Path(out)
+    refuse_pickle(source)
+    if out.resolve() == source.resolve():
+        raise ArtifactError(f"--out {out} is the source folder; give a new folder for the exported model")
+    found = _read_source(source, trial, n_boot)
+    ref = found.reference
+    graph = EnsembleGraph(
+        [GraphMember(m.trial_id, m.model, m.prep) for m in ref.members], ref.pipeline.to_dict(), tta=ref.tta
+    ).eval()
+    images = _parity_images(found, graph.image_sizes)
+    expected = _reference_proba(ref, images)
+
+    with atomic_dir(out) as tmp:
+        model_file = FORMATS[fmt]
+        started = time.perf_counter()
+        log.info("exporting %d member(s) (%s) to %s ...", len(graph.members), ", ".join(graph.trial_ids), fmt)
+        (_export_onnx if fmt == "onnx" else _export_torchscript)(graph, tmp / model_file, images)
+        log.info("exported in %.1f s", time.perf_counter() - started)
+        for path in found.copies:
+            shutil.copy2(path, tmp / path.name)
+        manifest = _manifest(found, graph, model_file, fmt)
+        manifest["files"] = {
+            p.name: {"sha256": file_sha256(p), "bytes": p.stat().st_size} for p in sorted(tmp.iterdir()) if p.is_file()
+        }
+        # Verify what a user will load: the folder as written, through the loader predict uses.
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        got = ExportedModel.load(tmp).predict_proba(images["arrays"])
+        diff = float(np.max(np.abs(got - expected))) if len(got) else 0.0
+        if not diff <= PARITY_TOLERANCE:
+            raise ArtifactError(
+                f"the exported model disagrees with the in-process ensemble by {diff:.2e} in probability "
+                f"(tolerance {PARITY_TOLERANCE:.0e}) on {len(got)} images; nothing was written to {out}"
+            )
+        manifest["parity"] = {
+            "images": len(got), "source": images["source"], "max_abs_diff": diff, "tolerance": PARITY_TOLERANCE,
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    log.info("parity with the in-process ensemble on %d %s: max |dp| = %.1e", len(got), images["source"], diff)
+    return manifest
+
+
+def _read_source(source: Path, trial: str | None, n_boot: int) -> _Source:
+    if (source / ENSEMBLE_JSON).is_file():
+        if trial is not None:
+            raise ArtifactError(f"{source} is an ensemble folder; --trial is for a sweep folder (RUN_DIR)")
+        reference = EnsembleModel.load(source)
+        manifest = reference.manifest
+        metrics_path = source / "metrics.json"
+        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+        first = manifest["provenance"]["members"][0]
+        return _Source(
+            kind="ensemble", reference=reference, metrics=metrics,
+            provenance={"ensemble_dir": str(source.resolve()), **manifest["provenance"]},
+            copies=[p for p in (metrics_path, source / "report.html") if p.is_file()],
+            holdout=(first["config"].get("data"), _holdout_ids(source / "members" / first["trial_id"])),
+        )
+    if (source / "results.parquet").is_file() or (source / "lungsweep_sweep.json").is_file():
+        trial = trial or "best"
+        member = pick_members(source, top=1)[0] if trial == "best" else pick_members(source, trials=[trial])[0]
+        model, meta = load_model(member.checkpoint)
+        reference = EnsembleModel(
+            members=[LoadedMember(member.trial_id, model, Preprocessing.from_dict(meta["preprocessing"]))],
+            pipeline=EnsemblePipeline.single_member(), tta=False, classes=meta["classes"],
+            positive=meta["positive"], manifest={"kind": "trial"},
+        )
+        preds = holdout_predictions([member])
+        metrics = bootstrap_metrics(preds.y, expit(preds.margins[:, 0]), preds.groups, 0.5, n_boot=n_boot)
+        metrics["data"] = (
+            f"trial {member.trial_id} (rank {member.rank}) on the sweep's holdout: {len(preds.y)} images, "
+            f"{len(set(preds.groups))} groups; its own probability, threshold 0.5; 95% intervals from "
+            f"{n_boot} bootstrap resamples of groups"
+        )
+        return _Source(
+            kind="trial", reference=reference, metrics=metrics,
+            provenance={
+                "sweep": str(source.resolve()),
+                "members": [{"trial_id": member.trial_id, "rank": member.rank, "sweep_metric": member.metric,
+                             "checkpoint": str(member.checkpoint), "config": member.config}],
+                "data_fingerprint": meta["data_fingerprint"], "split": meta["split"],
+                "versions": meta.get("versions", {}),
+            },
+            copies=[], holdout=(member.config.get("data"), sorted(meta["predictions"]["holdout"])),
+        )
+    if trial is not None:
+        raise ArtifactError(f"{source} is not a sweep folder (no results.parquet); run `lungsweep results {source}`")
+    raise ArtifactError(
+        f"{source} is neither an ensemble folder ({ENSEMBLE_JSON}) nor a sweep folder (results.parquet); "
+        "give the --out of `lungsweep ensemble`, or of `lungsweep launch` with --trial best|ID"
+    )
+
+
+def _holdout_ids(member_dir: Path) -> list[str]:
+    meta = json.loads((member_dir / "checkpoint.json").read_text())
+    return sorted(meta["predictions"]["holdout"])
+
+
+def _parity_images(found: _Source, sizes: list[int]) -> dict[str, Any]:
+    """Up to PARITY_IMAGES holdout images when the data is still where training read it, else seeded noise."""
+    data, ids = found.holdout
+    paths: list[str] = []
+    if data and Path(data).is_dir() and ids:
+        try:
+            dataset = discover(data=data, positive=found.reference.positive)
+            by_id = dict(zip(dataset.ids, dataset.paths))
+            paths = [by_id[i] for i in ids if i in by_id][:PARITY_IMAGES]
+            arrays = {s: np.stack([decode_image(p, s) for p in paths]) for s in sizes} if paths else {}
+        except Exception as e:  # the check still runs, on noise, rather than failing the export
+            log.warning("cannot read holdout images from %s (%s); checking parity on generated images", data, e)
+            paths = []
+    if not paths:
+        rng = np.random.default_rng(0)
+        arrays = {s: rng.integers(0, 256, (PARITY_IMAGES, s, s), dtype=np.uint8) for s in sizes}
+        return {"arrays": arrays, "source": "generated images (the training data was not found)"}
+    return {"arrays": arrays, "source": "holdout images"}
+
+
+def _reference_proba(ref: EnsembleModel, images: dict[str, Any]) -> np.ndarray:
+    cpu = torch.device("cpu")
+    margins = np.stack(
+        [member_margins(m, images["arrays"][m.prep.image_size], tta=ref.tta, device=cpu) for m in ref.members], axis=1
+    )
+    return ref.predict_proba(margins)
+
+
+def _example_inputs(graph: EnsembleGraph, images: dict[str, Any]) -> tuple[torch.Tensor, ...]:
+    return tuple(torch.from_numpy(np.asarray(images["arrays"][s][:2])).unsqueeze(1) for s in graph.image_sizes)
+
+
+def _export_onnx(graph: EnsembleGraph, path: Path, images: dict[str, Any]) -> None:
+    import onnx
+
+    for noisy in ("onnxscript", "onnx_ir", "torch.onnx"):  # pass-by-pass INFO lines mean nothing to users
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    example = _example_inputs(graph, images)
+    batch = torch.export.Dim("batch", min=1)
+    params = sum(p.numel() * p.element_size() for p in graph.parameters())
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="# The axis name")  # every input shares the one batch axis
+        try:
+            torch.onnx.export(
+                graph, example, str(path), dynamo=True, opset_version=OPSET, verbose=False,
+                input_names=graph.input_names, output_names=["probability"],
+                dynamic_shapes=(tuple({0: batch} for _ in example),),
+                external_data=params > 1_500_000_000,  # protobuf's 2 GB limit
+            )
+        except Exception as e:
+            raise ArtifactError(f"torch.onnx.export failed for members {graph.trial_ids}: {e}") from e
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except onnx.checker.ValidationError as e:
+        raise ArtifactError(f"onnx.checker rejects the exported graph: {e}") from e
+
+
+def _export_torchscript(graph: EnsembleGraph, path: Path, images: dict[str, Any]) -> None:
+    # torch.jit is deprecated in favour of torch.export; kept because deployments still ask for it.
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.filterwarnings("ignore", message=".*deprecated.*")
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        traced = torch.jit.trace(graph, _example_inputs(graph, images), check_trace=False)
+        torch.jit.save(traced, str(path))
+
+
+def _manifest(found: _Source, graph: EnsembleGraph, model_file: str, fmt: str) -> dict[str, Any]:
+    ref = found.reference
+    pipe = ref.pipeline
+    by_id = {m.trial_id: m.prep for m in ref.members}
+    versions = {**package_versions()}
+    for name in ("onnx", "onnxruntime"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    metric_values = {k: v for k, v in found.metrics.items() if k not in ("members", "uncalibrated")}
+    return {
+        "format": MODEL_FORMAT,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "kind": found.kind,
+        "model_file": model_file,
+        "model_format": fmt,
+        "opset": OPSET if fmt == "onnx" else None,
+        "inputs": [
+            {"name": name, "image_size": size, "dtype": "uint8", "shape": ["batch", 1, size, size]}
+            for name, size in zip(graph.input_names, graph.image_sizes)
+        ],
+        "output": {"name": "probability", "dtype": "float32", "shape": ["batch"],
+                   "meaning": f"calibrated probability of {ref.positive}"},
+        "classes": list(ref.classes),
+        "positive": ref.positive,
+        "threshold": float(pipe.threshold_),
+        "decision": f"{ref.positive} where probability >= threshold, else the other class",
+        "preprocessing": {
+            "decode": "any image file -> grey (16-bit scans stretched to their own range, transparency read as black)",
+            "resize": "keep aspect ratio, bilinear, to fit image_size x image_size",
+            "padding": "zero (black), centred, to a square",
+            "input": "uint8 0..255, shape (batch, 1, image_size, image_size), one input per image size",
+            "normalisation": "inside the graph, per member: (x / 255 - mean) / std",
+            "members": {t: {"image_size": by_id[t].image_size, "mean": by_id[t].mean, "std": by_id[t].std}
+                        for t in graph.trial_ids},
+            "implementation": "trainers.decode_image (the one used in training)",
+            "version": PREPROCESSING_VERSION,
+        },
+        "ensemble": {
+            "method": pipe.combiner_.name,
+            "calibration": pipe.calibration_,
+            "tta": ref.tta,
+            "members": graph.trial_ids,
+            "left_out_with_zero_weight": [m.trial_id for m in ref.members if m.trial_id not in graph.trial_ids],
+            "weights": graph.weights.tolist(),
+        },
+        "metrics": metric_values,
+        "provenance": {**found.provenance, "exported_with": versions},
+    }

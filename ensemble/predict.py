@@ -1,0 +1,126 @@
+"""`lungsweep predict`: an exported MODEL_DIR on new images, streamed in batches.
+
+Images are decoded by trainers.decode_image (the training code) in a thread pool
+while the previous batch runs, so decoding hides behind inference. A file that
+cannot be decoded gets a row with its error and no probability; the others are
+predicted as usual, and the CSV is written whole or not at all.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, TextIO
+
+import numpy as np
+
+from trainers.atomic import atomic_file
+from trainers.data import IMAGE_SUFFIXES
+from trainers.errors import BadImageError, DataError
+from trainers.progress import progress_bar
+
+from .artifact import ExportedModel
+
+__all__ = ["predict", "PredictSummary", "find_images", "COLUMNS"]
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("path", "probability", "label", "error")
+
+
+@dataclass
+class PredictSummary:
+    predicted: int = 0
+    positive: int = 0
+    bad: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+
+
+def find_images(inputs: list[str | Path]) -> list[Path]:
+    """Image files under the folders given and the files given, in a stable order.
+
+    A folder is searched recursively for IMAGE_SUFFIXES; a file named explicitly is
+    kept whatever its suffix (it is reported if it does not decode). A name that is
+    neither is an error before any work starts: it is almost always a typo.
+    """
+    found: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found.extend(sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+        elif item.is_file():
+            found.append(item)
+        else:
+            raise DataError(f"{item} is neither an image file nor a folder; check the path")
+    if not found:
+        raise DataError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) under {', '.join(map(str, inputs))}")
+    return found
+
+
+def predict(
+    model: ExportedModel,
+    paths: list[Path],
+    *,
+    out: str | Path | None = None,
+    stream: TextIO | None = None,
+    batch_size: int = 32,
+    progress: bool = True,
+    workers: int | None = None,
+) -> PredictSummary:
+    """Write one CSV row per path (COLUMNS) to `out` (atomically) or to `stream`."""
+    if batch_size < 1:
+        raise DataError(f"--batch-size must be at least 1, got {batch_size}")
+    summary = PredictSummary()
+    if out is not None:
+        with atomic_file(out) as tmp, open(tmp, "w", newline="") as fh:
+            _write_rows(model, paths, fh, summary, batch_size, progress, workers)
+    else:
+        _write_rows(model, paths, stream, summary, batch_size, progress, workers)
+    for path, reason in summary.bad:
+        log.warning("could not read %s: %s", path, reason)
+    return summary
+
+
+def _write_rows(model, paths, fh, summary, batch_size, progress, workers) -> None:
+    writer = csv.writer(fh)
+    writer.writerow(COLUMNS)
+    bar = progress_bar(range(len(paths)), total=len(paths), desc="predicting", enabled=progress)
+    for batch_paths, decoded in _decoded_batches(model, paths, batch_size, workers):
+        good = [(p, d) for p, d in zip(batch_paths, decoded) if not isinstance(d, BadImageError)]
+        probs = model.predict_proba(model.stack([d for _, d in good])) if good else np.zeros(0)
+        prob_of = {id(d): float(p) for (_, d), p in zip(good, probs)}
+        for path, d in zip(batch_paths, decoded):
+            if isinstance(d, BadImageError):
+                summary.bad.append((str(path), d.reason))
+                writer.writerow((str(path), "", "", d.reason))
+                continue
+            p = prob_of[id(d)]
+            positive = p >= model.threshold
+            summary.predicted += 1
+            summary.positive += int(positive)
+            writer.writerow((str(path), f"{p:.6f}", model.positive if positive else model.negative, ""))
+        for _ in batch_paths:
+            next(bar, None)
+    if fh is not None:
+        fh.flush()
+
+
+def _decoded_batches(
+    model: ExportedModel, paths: list[Path], batch_size: int, workers: int | None
+) -> Iterator[tuple[list[Path], list]]:
+    """Batches of decoded images; the next batch decodes while the caller runs this one."""
+
+    def decode(path: Path):
+        try:
+            return model.decode(path)
+        except BadImageError as e:
+            return e
+
+    batches = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
+    with ThreadPoolExecutor(workers or min(4, os.cpu_count() or 1)) as pool:
+        pending: list[Future] | None = [pool.submit(decode, p) for p in batches[0]] if batches else None
+        for k, batch in enumerate(batches):
+            current = pending
+            pending = [pool.submit(decode, p) for p in batches[k + 1]] if k + 1 < len(batches) else None
+            yield batch, [f.result() for f in current]
