@@ -28,7 +28,6 @@ _EXPORTS = {
     "bootstrap_metrics": "metrics", "clinical_metrics": "metrics",
     "EnsembleModel": "model",
     "EnsemblePipeline": "pipeline",
-    "predict": "predict",
     "ReportData": "report", "write_report": "report",
     "choose_threshold": "threshold",
 }

@@ -17,10 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from trainers import decode_image
 from trainers.data import Dataset, file_sha256
 from trainers.errors import LungsweepError
-from trainers.images import load_images
+from trainers.images import decode_image_sizes, load_images
 
 __all__ = [
     "ArtifactError", "ExportedModel", "MANIFEST", "MODEL_FORMAT", "REQUIRED_KEYS",
@@ -91,7 +90,7 @@ class ExportedModel:
 
     def decode(self, path: str | Path) -> dict[int, np.ndarray]:
         """One image file at every input size, by the training code's decode_image."""
-        return {size: decode_image(path, size) for size in self.image_sizes}
+        return decode_image_sizes(path, self.image_sizes)
 
     def stack(self, decoded: list[dict[int, np.ndarray]]) -> dict[int, np.ndarray]:
         return {size: np.stack([d[size] for d in decoded]) for size in self.image_sizes}

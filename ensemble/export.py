@@ -24,11 +24,11 @@ import numpy as np
 import torch
 from scipy.special import expit
 
-from trainers import Preprocessing, decode_image, discover, load_model
+from trainers import Preprocessing, discover, load_model
 from trainers.atomic import atomic_dir
 from trainers.checkpoint import package_versions
 from trainers.data import file_sha256
-from trainers.images import PREPROCESSING_VERSION
+from trainers.images import PREPROCESSING_VERSION, decode_image_sizes
 
 from .artifact import MANIFEST, MODEL_FORMAT, ArtifactError, ExportedModel, refuse_pickle
 from .graph import EnsembleGraph, GraphMember
@@ -37,7 +37,7 @@ from .metrics import bootstrap_metrics
 from .model import ENSEMBLE_JSON, EnsembleModel, LoadedMember, member_margins
 from .pipeline import EnsemblePipeline
 
-__all__ = ["export_model", "FORMATS", "PARITY_TOLERANCE"]
+__all__ = ["export_model", "write_onnx", "write_torchscript", "FORMATS", "PARITY_TOLERANCE"]
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def export_model(
         model_file = FORMATS[fmt]
         started = time.perf_counter()
         log.info("exporting %d member(s) (%s) to %s ...", len(graph.members), ", ".join(graph.trial_ids), fmt)
-        (_export_onnx if fmt == "onnx" else _export_torchscript)(graph, tmp / model_file, images)
+        (write_onnx if fmt == "onnx" else write_torchscript)(graph, tmp / model_file, images["arrays"])
         log.info("exported in %.1f s", time.perf_counter() - started)
         for path in found.copies:
             shutil.copy2(path, tmp / path.name)
@@ -175,7 +175,8 @@ def _parity_images(found: _Source, sizes: list[int]) -> dict[str, Any]:
             dataset = discover(data=data, positive=found.reference.positive)
             by_id = dict(zip(dataset.ids, dataset.paths))
             paths = [by_id[i] for i in ids if i in by_id][:PARITY_IMAGES]
-            arrays = {s: np.stack([decode_image(p, s) for p in paths]) for s in sizes} if paths else {}
+            decoded = [decode_image_sizes(p, sizes) for p in paths]
+            arrays = {s: np.stack([d[s] for d in decoded]) for s in sizes} if paths else {}
         except Exception as e:  # the check still runs, on noise, rather than failing the export
             log.warning("cannot read holdout images from %s (%s); checking parity on generated images", data, e)
             paths = []
@@ -194,16 +195,20 @@ def _reference_proba(ref: EnsembleModel, images: dict[str, Any]) -> np.ndarray:
     return ref.predict_proba(margins)
 
 
-def _example_inputs(graph: EnsembleGraph, images: dict[str, Any]) -> tuple[torch.Tensor, ...]:
-    return tuple(torch.from_numpy(np.asarray(images["arrays"][s][:2])).unsqueeze(1) for s in graph.image_sizes)
+def _example_inputs(graph: EnsembleGraph, arrays: dict[int, np.ndarray]) -> tuple[torch.Tensor, ...]:
+    return tuple(torch.from_numpy(np.asarray(arrays[s][:2])).unsqueeze(1) for s in graph.image_sizes)
 
 
-def _export_onnx(graph: EnsembleGraph, path: Path, images: dict[str, Any]) -> None:
+def write_onnx(graph: EnsembleGraph, path: Path, arrays: dict[int, np.ndarray]) -> None:
+    """The graph as one ONNX file with a dynamic batch axis, checked by onnx.checker.
+
+    arrays: {image_size: (N >= 2, S, S) uint8} example images for the exporter's trace.
+    """
     import onnx
 
     for noisy in ("onnxscript", "onnx_ir", "torch.onnx"):  # pass-by-pass INFO lines mean nothing to users
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    example = _example_inputs(graph, images)
+    example = _example_inputs(graph, arrays)
     batch = torch.export.Dim("batch", min=1)
     params = sum(p.numel() * p.element_size() for p in graph.parameters())
     with warnings.catch_warnings():
@@ -223,12 +228,12 @@ def _export_onnx(graph: EnsembleGraph, path: Path, images: dict[str, Any]) -> No
         raise ArtifactError(f"onnx.checker rejects the exported graph: {e}") from e
 
 
-def _export_torchscript(graph: EnsembleGraph, path: Path, images: dict[str, Any]) -> None:
+def write_torchscript(graph: EnsembleGraph, path: Path, arrays: dict[int, np.ndarray]) -> None:
     # torch.jit is deprecated in favour of torch.export; kept because deployments still ask for it.
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.filterwarnings("ignore", message=".*deprecated.*")
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        traced = torch.jit.trace(graph, _example_inputs(graph, images), check_trace=False)
+        traced = torch.jit.trace(graph, _example_inputs(graph, arrays), check_trace=False)
         torch.jit.save(traced, str(path))
 
 

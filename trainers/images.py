@@ -7,6 +7,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -16,7 +17,7 @@ from .errors import BadImageError
 from .atomic import atomic_save_npy, atomic_write_text
 from .progress import progress_bar
 
-__all__ = ["decode_image", "load_images", "DecodedImages", "default_cache_dir", "PREPROCESSING_VERSION"]
+__all__ = ["decode_image", "decode_image_sizes", "load_images", "DecodedImages", "default_cache_dir", "PREPROCESSING_VERSION"]
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +31,21 @@ def decode_image(path: str | Path, image_size: int) -> np.ndarray:
 
     The one implementation used by training, evaluation and prediction.
     """
+    return decode_image_sizes(path, (image_size,))[image_size]
+
+
+def decode_image_sizes(path: str | Path, image_sizes: Sequence[int]) -> dict[int, np.ndarray]:
+    """decode_image at several sizes from one read of the file (ensembles of mixed sizes)."""
     try:
         with Image.open(path) as img:
             img.load()  # decode now, so a truncated file fails here and names itself
             grey = _to_grey(img)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise BadImageError(str(path), str(e) or type(e).__name__) from e
-    square = ImageOps.pad(grey, (image_size, image_size), method=Image.Resampling.BILINEAR, color=0)
-    return np.asarray(square, dtype=np.uint8)
+    return {
+        size: np.asarray(ImageOps.pad(grey, (size, size), method=Image.Resampling.BILINEAR, color=0), dtype=np.uint8)
+        for size in image_sizes
+    }
 
 
 def _to_grey(img: Image.Image) -> Image.Image:
