@@ -48,14 +48,16 @@ from trainers import Preprocessing, create_model, decode_image, decode_image_siz
 BATCH = 32
 
 
-def timed(fn, repeats: int) -> float:
-    """Best-of-`repeats` seconds of fn(), after one warm-up call."""
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
+def timed(fns: dict[str, object], repeats: int) -> dict[str, float]:
+    """Best-of-`repeats` seconds of each fn(), after a warm-up call each; the sides alternate per round."""
+    for fn in fns.values():
         fn()
-        best = min(best, time.perf_counter() - start)
+    best = {name: float("inf") for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
     return best
 
 
@@ -70,7 +72,7 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=5)
     parser.add_argument("--images", type=int, default=256, help="image files timed (from the sweep's data)")
     parser.add_argument("--out", default="runs/bench_predict")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sizes", default="", help="e.g. 160,224: also time untrained k-member ensembles at these sizes")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -118,16 +120,16 @@ def main() -> None:
                                 for m in eager.members], axis=1)
             eager.predict_proba(margins)
 
-    ens_s = timed(lambda: run_onnx(onnx_ens), args.repeats)
-    eager_s = timed(run_eager, args.repeats)
-    single_s = [timed(lambda m=m: run_onnx(m), args.repeats) for m in singles]
-    k_one_s = sum(single_s)
-
     class Null:
         def write(self, _: str) -> None: ...
         def flush(self) -> None: ...
 
-    e2e_s = timed(lambda: predict(onnx_ens, files, stream=Null(), batch_size=BATCH, progress=False), args.repeats)
+    sides = {"ensemble": lambda: run_onnx(onnx_ens), "eager": run_eager,
+             "e2e": lambda: predict(onnx_ens, files, stream=Null(), batch_size=BATCH, progress=False)}
+    sides.update({f"single{i}": (lambda m=m: run_onnx(m)) for i, m in enumerate(singles)})
+    best = timed(sides, args.repeats)
+    ens_s, eager_s, e2e_s = best["ensemble"], best["eager"], best["e2e"]
+    k_one_s = sum(best[f"single{i}"] for i in range(k))
 
     print()
     print(f"{'path':<44} {'images/s':>9} {'ms/image':>9}")
@@ -164,8 +166,9 @@ def main() -> None:
             if not path.is_file():
                 graph = untrained_graph(model_name, size, n_members, members[0].meta["preprocessing"])
                 write_onnx(graph, path, arrays)
-            row.append(timed(lambda p=path: run_session(p, arrays), args.repeats))
-        ens_s, one_s = row
+            row.append(path)
+        best = timed({p.name: (lambda p=p: run_session(p, arrays)) for p in row}, args.repeats)
+        ens_s, one_s = (best[p.name] for p in row)
         print(f"{size:>5} {1000 * decode_s / n:10.2f} {1000 * ens_s / n:12.2f} {1000 * one_s / n:8.2f} "
               f"{ens_s / (k * one_s):14.3f} {decode_s / (decode_s + ens_s):13.1%}")
 

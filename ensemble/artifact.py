@@ -10,6 +10,7 @@ that is missing, truncated or altered is refused before any runtime opens it.
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,8 @@ REQUIRED_KEYS = (
     "format", "model_file", "model_format", "inputs", "output", "classes", "positive", "threshold",
     "preprocessing", "metrics", "provenance", "files",
 )
+log = logging.getLogger(__name__)
+
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
 
 
@@ -116,6 +119,11 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     if not folder.is_dir():
         raise ArtifactError(f"{folder} is not a folder; give the MODEL_DIR that `lungsweep export` wrote")
     if not path.is_file():
+        if (folder / "ensemble.json").is_file() or (folder / "checkpoint.json").is_file():
+            raise ArtifactError(
+                f"{folder} is an ensemble or checkpoint folder, not an exported model; "
+                f"run `lungsweep export {folder} --out MODEL_DIR` and give MODEL_DIR"
+            )
         raise ArtifactError(f"{path} is missing: {folder} is not a MODEL_DIR written by `lungsweep export`")
     try:
         manifest = json.loads(path.read_text())
@@ -132,7 +140,7 @@ def read_manifest(folder: Path) -> dict[str, Any]:
 
 
 def verify_files(folder: Path, manifest: dict[str, Any]) -> None:
-    """Every file the manifest lists is there with its recorded size and sha256; nothing else is there."""
+    """Every file the manifest lists is there with its recorded size and sha256."""
     files = manifest["files"]
     if manifest["model_file"] not in files:
         raise ArtifactError(f"{folder / MANIFEST} does not list the model file {manifest['model_file']!r}")
@@ -154,8 +162,8 @@ def verify_files(folder: Path, manifest: dict[str, Any]) -> None:
                 "Copy it again from the exported MODEL_DIR"
             )
     extra = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name != MANIFEST and p.name not in files)
-    if extra:
-        raise ArtifactError(f"{folder} holds file(s) the manifest does not list: {extra}; remove them or export again")
+    if extra:  # never loaded, so not refused; but the folder is no longer exactly what was exported
+        log.warning("%s holds file(s) the manifest does not list (not loaded): %s", folder, extra)
 
 
 class _OnnxRunner:
@@ -164,6 +172,8 @@ class _OnnxRunner:
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        # idle threads sleep instead of spinning, so predict's decoding threads get the cores
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]

@@ -25,6 +25,7 @@ from trainers.checkpoint import package_versions
 from trainers.loop import resolve_device
 
 from .crossfit import check_crossfit, crossfit_splits
+from .errors import EnsembleError
 from .members import HoldoutPredictions, Member, holdout_predictions, pick_members
 from .metrics import bootstrap_metrics
 from .model import ENSEMBLE_JSON, load_member, member_margins
@@ -53,6 +54,8 @@ class EnsembleSettings:
 
 def build_ensemble(run_dir: str | Path, out: str | Path, settings: EnsembleSettings) -> dict[str, Any]:
     run_dir, out = Path(run_dir), Path(out)
+    if out.exists() and not (out / ENSEMBLE_JSON).is_file() and (not out.is_dir() or any(out.iterdir())):
+        raise EnsembleError(f"--out {out} exists and is not an ensemble folder; give a new folder (it would be replaced)")
     members = pick_members(run_dir, top=settings.members, trials=list(settings.trials) or None)
     log.info("members: %s", ", ".join(f"{m.trial_id} (rank {m.rank}, {m.metric:.4f})" for m in members))
     preds = holdout_predictions(members)

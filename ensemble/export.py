@@ -74,6 +74,8 @@ def export_model(
     refuse_pickle(source)
     if out.resolve() == source.resolve():
         raise ArtifactError(f"--out {out} is the source folder; give a new folder for the exported model")
+    if out.exists() and not (out / MANIFEST).is_file() and (not out.is_dir() or any(out.iterdir())):
+        raise ArtifactError(f"--out {out} exists and is not a MODEL_DIR; give a new folder (it would be replaced)")
     found = _read_source(source, trial, n_boot)
     ref = found.reference
     graph = EnsembleGraph(

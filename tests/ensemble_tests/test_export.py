@@ -172,6 +172,19 @@ def lungsweep(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "lungsweep", *args], capture_output=True, text=True)
 
 
+def test_wrong_folders_get_a_message_that_says_what_to_give(ens_dir, sweep_dir, tmp_path):
+    with pytest.raises(ArtifactError, match="is an ensemble or checkpoint folder, not an exported model; run `lungsweep export"):
+        ExportedModel.load(ens_dir)
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    with pytest.raises(ArtifactError, match="exists and is not a MODEL_DIR"):
+        export_model(ens_dir, precious)
+    with pytest.raises(EnsembleError, match="exists and is not an ensemble folder"):
+        build_ensemble(sweep_dir, precious, EnsembleSettings())
+    assert (precious / "notes.txt").read_text() == "keep me"
+
+
 def test_pickles_are_refused_as_models(sweep_dir, tmp_path):
     model, _ = torch.nn.Linear(2, 2), None
     pickled = tmp_path / "model.pth"
