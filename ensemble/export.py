@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from scipy.special import expit
 
-from trainers import Preprocessing, discover, load_model
+from trainers import Preprocessing, discover, load_model, read_meta
 from trainers.atomic import atomic_dir
 from trainers.checkpoint import package_versions
 from trainers.data import file_sha256
@@ -32,7 +32,7 @@ from trainers.images import PREPROCESSING_VERSION, decode_image_sizes
 
 from .artifact import MANIFEST, MODEL_FORMAT, ArtifactError, ExportedModel, refuse_pickle
 from .graph import EnsembleGraph, GraphMember
-from .members import holdout_predictions, pick_members
+from .members import pick_members
 from .metrics import bootstrap_metrics
 from .model import ENSEMBLE_JSON, EnsembleModel, LoadedMember, member_margins
 from .pipeline import EnsemblePipeline
@@ -51,7 +51,7 @@ PARITY_IMAGES = 32
 class _Source:
     """What gets exported, whichever folder it came from."""
 
-    kind: str  # "ensemble" | "trial"
+    kind: str  # "ensemble" | "single"
     reference: EnsembleModel  # the in-process model the export must agree with
     metrics: dict[str, Any]
     provenance: dict[str, Any]
@@ -67,7 +67,10 @@ def export_model(
     fmt: str = "onnx",
     n_boot: int = 1000,
 ) -> dict[str, Any]:
-    """Export ENS_DIR, or RUN_DIR's `trial` ("best" or an id), to MODEL_DIR `out`; returns the manifest."""
+    """Export ENS_DIR, RUN_DIR's `trial` ("best" or an id), or one checkpoint / train run, to MODEL_DIR `out`.
+
+    Returns the manifest.
+    """
     if fmt not in FORMATS:
         raise ArtifactError(f"unknown export format {fmt!r}; choose one of {sorted(FORMATS)}")
     source, out = Path(source), Path(out)
@@ -131,35 +134,55 @@ def _read_source(source: Path, trial: str | None, n_boot: int) -> _Source:
     if (source / "results.parquet").is_file() or (source / "lungsweep_sweep.json").is_file():
         trial = trial or "best"
         member = pick_members(source, top=1)[0] if trial == "best" else pick_members(source, trials=[trial])[0]
-        model, meta = load_model(member.checkpoint)
-        reference = EnsembleModel(
-            members=[LoadedMember(member.trial_id, model, Preprocessing.from_dict(meta["preprocessing"]))],
-            pipeline=EnsemblePipeline.single_member(), tta=False, classes=meta["classes"],
-            positive=meta["positive"], manifest={"kind": "trial"},
-        )
-        preds = holdout_predictions([member])
-        metrics = bootstrap_metrics(preds.y, expit(preds.margins[:, 0]), preds.groups, 0.5, n_boot=n_boot)
-        metrics["data"] = (
-            f"trial {member.trial_id} (rank {member.rank}) on the sweep's holdout: {len(preds.y)} images, "
-            f"{len(set(preds.groups))} groups; its own probability, threshold 0.5; 95% intervals from "
-            f"{n_boot} bootstrap resamples of groups"
-        )
-        return _Source(
-            kind="trial", reference=reference, metrics=metrics,
-            provenance={
-                "sweep": str(source.resolve()),
-                "members": [{"trial_id": member.trial_id, "rank": member.rank, "sweep_metric": member.metric,
-                             "checkpoint": str(member.checkpoint), "config": member.config}],
-                "data_fingerprint": meta["data_fingerprint"], "split": meta["split"],
-                "versions": meta.get("versions", {}),
-            },
-            copies=[], holdout=(member.config.get("data"), sorted(meta["predictions"]["holdout"])),
-        )
+        return _single_model(member.checkpoint, member.trial_id, n_boot, {
+            "sweep": str(source.resolve()),
+            "members": [{"trial_id": member.trial_id, "rank": member.rank, "sweep_metric": member.metric,
+                         "checkpoint": str(member.checkpoint), "config": member.config}],
+        }, described=f"trial {member.trial_id} (rank {member.rank} of the sweep)")
     if trial is not None:
         raise ArtifactError(f"{source} is not a sweep folder (no results.parquet); run `lungsweep results {source}`")
+    for checkpoint in (source, source / "best"):  # a checkpoint folder, or a `lungsweep train` run folder
+        if (checkpoint / "checkpoint.json").is_file():
+            meta = read_meta(checkpoint)
+            name = source.name
+            return _single_model(checkpoint, name, n_boot, {
+                "run": str(source.resolve()),
+                "members": [{"trial_id": name, "checkpoint": str(checkpoint.resolve()), "config": meta["config"]}],
+            }, described=f"the model of {source}")
     raise ArtifactError(
-        f"{source} is neither an ensemble folder ({ENSEMBLE_JSON}) nor a sweep folder (results.parquet); "
-        "give the --out of `lungsweep ensemble`, or of `lungsweep launch` with --trial best|ID"
+        f"{source} is neither an ensemble folder ({ENSEMBLE_JSON}), a sweep folder (results.parquet) nor a "
+        "checkpoint or `lungsweep train` run folder (checkpoint.json); give one of those"
+    )
+
+
+def _single_model(checkpoint: Path, name: str, n_boot: int, where: dict[str, Any], *, described: str) -> _Source:
+    """One model as trained: its own probability, threshold 0.5, metrics on its holdout (else validation) split."""
+    model, meta = load_model(checkpoint)
+    reference = EnsembleModel(
+        members=[LoadedMember(name, model, Preprocessing.from_dict(meta["preprocessing"]))],
+        pipeline=EnsemblePipeline.single_member(), tta=False, classes=meta["classes"],
+        positive=meta["positive"], manifest={"kind": "single"},
+    )
+    split = "holdout" if meta["predictions"].get("holdout") else "val"
+    preds = meta["predictions"][split]
+    ids = sorted(preds)
+    y = np.array([preds[i]["label"] for i in ids], dtype=np.int64)
+    groups = np.array([preds[i].get("group", i) for i in ids])
+    metrics: dict[str, Any] = {}
+    if len(set(y)) == 2:
+        p = expit(np.array([preds[i]["logit"] for i in ids], dtype=np.float64))
+        metrics = bootstrap_metrics(y, p, groups, 0.5, n_boot=n_boot)
+        caveat = "" if split == "holdout" else " (it also chose the best epoch, so these are optimistic)"
+        metrics["data"] = (
+            f"{described} on its {'holdout' if split == 'holdout' else 'validation'} split{caveat}: {len(y)} "
+            f"images, {len(set(groups))} groups; its own probability, threshold 0.5; 95% intervals from "
+            f"{n_boot} bootstrap resamples of groups"
+        )
+    return _Source(
+        kind="single", reference=reference, metrics=metrics,
+        provenance={**where, "data_fingerprint": meta["data_fingerprint"], "split": meta["split"],
+                    "versions": meta.get("versions", {})},
+        copies=[], holdout=(meta["config"].get("data"), ids),
     )
 
 

@@ -155,8 +155,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="write an ensemble, or a sweep's best trial, as one verified MODEL_DIR")
-    p.add_argument("source", help="ENS_DIR from `lungsweep ensemble`, or RUN_DIR of a sweep with --trial")
+    p = sub.add_parser("export", help="write an ensemble, a sweep's best trial or one model as one verified MODEL_DIR")
+    p.add_argument("source", help="ENS_DIR from `lungsweep ensemble`, RUN_DIR of a sweep (with --trial), "
+                                  "or a `lungsweep train` run / checkpoint folder")
     p.add_argument("--trial", help="with a RUN_DIR: best (default) or a trial id")
     p.add_argument("--out", required=True, help="MODEL_DIR to write (model, manifest.json, metrics)")
     p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx",

@@ -117,4 +117,4 @@ def test_export_then_predict_and_evaluate_as_the_readme_shows(sweep_dir, tmp_pat
     done = lungsweep("export", str(sweep_dir), "--trial", "best", "--out", str(tmp_path / "best"), "--bootstrap", "100")
     assert done.returncode == 0, done.stderr[-3000:]
     best = json.loads((tmp_path / "best" / "manifest.json").read_text())
-    assert best["kind"] == "trial" and best["ensemble"]["members"] == [pick_members(sweep_dir, top=1)[0].trial_id]
+    assert best["kind"] == "single" and best["ensemble"]["members"] == [pick_members(sweep_dir, top=1)[0].trial_id]

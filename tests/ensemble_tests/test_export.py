@@ -126,12 +126,17 @@ def test_onnx_model_agrees_with_the_ensemble_folder(ens_dir, model_dir, tmp_path
 
 def test_single_trial_export_and_torchscript(sweep_dir, tmp_path):
     manifest = export_model(sweep_dir, tmp_path / "best", trial="b40", fmt="torchscript", n_boot=50)
-    assert manifest["kind"] == "trial" and manifest["threshold"] == 0.5
+    assert manifest["kind"] == "single" and manifest["threshold"] == 0.5
+    assert "trial b40 (rank 2 of the sweep) on its holdout split" in manifest["metrics"]["data"]
     assert manifest["ensemble"]["members"] == ["b40"] and manifest["model_file"] == "model.torchscript"
     exported = ExportedModel.load(tmp_path / "best")
     images = new_images(tmp_path / "new", [40])
     reference = EnsembleModel.load(sweep_dir / "trial_b40" / "best")
     np.testing.assert_allclose(exported.predict_proba(images), reference_proba(reference, images), atol=1e-4)
+
+    # a `lungsweep train` run folder exports its best checkpoint
+    run = export_model(sweep_dir / "trial_a32", tmp_path / "run", n_boot=50)
+    assert run["ensemble"]["members"] == ["trial_a32"] and run["provenance"]["run"].endswith("trial_a32")
 
     with pytest.raises(EnsembleError, match="trial 'nope' is not in .*; trials there: a32, b40, c32"):
         export_model(sweep_dir, tmp_path / "x", trial="nope")
@@ -233,3 +238,18 @@ def test_evaluate_reads_model_dir_with_the_ensemble_folders_keys(ens_dir, model_
     assert set(from_model) == set(from_ens)
     for key in ("auc", "brier", "accuracy"):
         assert from_model[key]["value"] == pytest.approx(from_ens[key]["value"], abs=1e-4)
+
+
+def test_no_pickle_on_any_load_path_in_the_source():
+    root = Path(__file__).resolve().parents[2]
+    loads = []
+    for path in sorted(p for pkg in ("trainers", "search", "ensemble", "lungsweep") for p in (root / pkg).rglob("*.py")):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#", 1)[0]
+            for call in ("torch.load(", "pickle.load(", "pickle.loads(", "jit.load(", "allow_pickle=True"):
+                if call in code:
+                    loads.append((path.relative_to(root).as_posix(), call, "weights_only=True" in code))
+    assert loads == [
+        ("ensemble/artifact.py", "jit.load(", False),  # TorchScript's restricted loader, after the sha256 check
+        ("trainers/pretrained.py", "torch.load(", True),  # third-party .pth state dicts only
+    ]
