@@ -41,7 +41,7 @@ from ensemble.build import EnsembleSettings, build_ensemble  # noqa: E402
 from ensemble.export import export_model, write_onnx  # noqa: E402
 from ensemble.graph import EnsembleGraph, GraphMember  # noqa: E402
 from ensemble.members import pick_members  # noqa: E402
-from ensemble.model import EnsembleModel, member_margins  # noqa: E402
+from ensemble.model import EnsembleModel  # noqa: E402
 from ensemble.predict import find_images, predict  # noqa: E402
 from trainers import Preprocessing, create_model, decode_image, decode_image_sizes  # noqa: E402
 
@@ -116,9 +116,7 @@ def main() -> None:
     def run_eager() -> None:
         cpu = torch.device("cpu")
         for b in batches(arrays):
-            margins = np.stack([member_margins(m, b[m.prep.image_size], tta=False, device=cpu, batch_size=BATCH)
-                                for m in eager.members], axis=1)
-            eager.predict_proba(margins)
+            eager.predict_proba(eager.margins_for_images(b, device=cpu))
 
     class Null:
         def write(self, _: str) -> None: ...

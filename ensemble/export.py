@@ -32,9 +32,9 @@ from trainers.images import PREPROCESSING_VERSION, decode_image_sizes
 
 from .artifact import MANIFEST, MODEL_FORMAT, ArtifactError, ExportedModel, refuse_pickle
 from .graph import EnsembleGraph, GraphMember
-from .members import pick_members
+from .members import Member, pick_members, split_predictions
 from .metrics import bootstrap_metrics
-from .model import ENSEMBLE_JSON, EnsembleModel, LoadedMember, member_margins
+from .model import ENSEMBLE_JSON, EnsembleModel, LoadedMember
 from .pipeline import EnsemblePipeline
 
 __all__ = ["export_model", "write_onnx", "write_torchscript", "FORMATS", "PARITY_TOLERANCE"]
@@ -85,7 +85,7 @@ def export_model(
         [GraphMember(m.trial_id, m.model, m.prep) for m in ref.members], ref.pipeline.to_dict(), tta=ref.tta
     ).eval()
     images = _parity_images(found, graph.image_sizes)
-    expected = _reference_proba(ref, images)
+    expected = ref.predict_proba(ref.margins_for_images(images["arrays"], device=torch.device("cpu")))
 
     with atomic_dir(out) as tmp:
         model_file = FORMATS[fmt]
@@ -164,13 +164,11 @@ def _single_model(checkpoint: Path, name: str, n_boot: int, where: dict[str, Any
         positive=meta["positive"], manifest={"kind": "single"},
     )
     split = "holdout" if meta["predictions"].get("holdout") else "val"
-    preds = meta["predictions"][split]
-    ids = sorted(preds)
-    y = np.array([preds[i]["label"] for i in ids], dtype=np.int64)
-    groups = np.array([preds[i].get("group", i) for i in ids])
+    preds = split_predictions([Member(name, checkpoint, meta, rank=1, metric=float("nan"))], split=split)
+    y, groups = preds.y, preds.groups
     metrics: dict[str, Any] = {}
     if len(set(y)) == 2:
-        p = expit(np.array([preds[i]["logit"] for i in ids], dtype=np.float64))
+        p = expit(preds.margins[:, 0])
         metrics = bootstrap_metrics(y, p, groups, 0.5, n_boot=n_boot)
         caveat = "" if split == "holdout" else " (it also chose the best epoch, so these are optimistic)"
         metrics["data"] = (
@@ -182,7 +180,7 @@ def _single_model(checkpoint: Path, name: str, n_boot: int, where: dict[str, Any
         kind="single", reference=reference, metrics=metrics,
         provenance={**where, "data_fingerprint": meta["data_fingerprint"], "split": meta["split"],
                     "versions": meta.get("versions", {})},
-        copies=[], holdout=(meta["config"].get("data"), ids),
+        copies=[], holdout=(meta["config"].get("data"), preds.ids),
     )
 
 
@@ -210,14 +208,6 @@ def _parity_images(found: _Source, sizes: list[int]) -> dict[str, Any]:
         arrays = {s: rng.integers(0, 256, (PARITY_IMAGES, s, s), dtype=np.uint8) for s in sizes}
         return {"arrays": arrays, "source": "generated images (the training data was not found)"}
     return {"arrays": arrays, "source": "holdout images"}
-
-
-def _reference_proba(ref: EnsembleModel, images: dict[str, Any]) -> np.ndarray:
-    cpu = torch.device("cpu")
-    margins = np.stack(
-        [member_margins(m, images["arrays"][m.prep.image_size], tta=ref.tta, device=cpu) for m in ref.members], axis=1
-    )
-    return ref.predict_proba(margins)
 
 
 def _example_inputs(graph: EnsembleGraph, arrays: dict[int, np.ndarray]) -> tuple[torch.Tensor, ...]:

@@ -16,7 +16,7 @@ from trainers import read_meta
 
 from .errors import EnsembleError
 
-__all__ = ["Member", "HoldoutPredictions", "pick_members", "holdout_predictions", "check_compatible"]
+__all__ = ["Member", "HoldoutPredictions", "pick_members", "holdout_predictions", "split_predictions", "check_compatible"]
 
 RESULTS = "results.parquet"
 USABLE = ("completed", "early-stopped", "stopped")  # ASHA-stopped trials still have a best checkpoint
@@ -101,18 +101,23 @@ def check_compatible(members: list[Member]) -> None:
 
 def holdout_predictions(members: list[Member]) -> HoldoutPredictions:
     """The members' stored holdout margins, aligned by sample id."""
-    first = members[0].meta["predictions"]["holdout"]
-    ids = sorted(first)
-    if not ids:
+    if not members[0].meta["predictions"]["holdout"]:
         raise EnsembleError(
             f"trial {members[0].trial_id} has no holdout predictions: the sweep ran with holdout_fraction 0; "
             "ensembling and calibration need a holdout split"
         )
+    return split_predictions(members, split="holdout")
+
+
+def split_predictions(members: list[Member], *, split: str) -> HoldoutPredictions:
+    """The members' stored margins on one split ("holdout" or "val"), aligned by sample id."""
+    first = members[0].meta["predictions"][split]
+    ids = sorted(first)
     columns = []
     for m in members:
-        preds = m.meta["predictions"]["holdout"]
+        preds = m.meta["predictions"][split]
         if set(preds) != set(ids):
-            raise EnsembleError(f"trial {m.trial_id} predicted another holdout set than trial {members[0].trial_id}")
+            raise EnsembleError(f"trial {m.trial_id} predicted another {split} set than trial {members[0].trial_id}")
         columns.append([preds[i]["logit"] for i in ids])
     return HoldoutPredictions(
         ids=ids,

@@ -82,13 +82,15 @@ class EnsembleModel:
     def margins_for_dataset(self, dataset: Dataset, *, device: torch.device, progress: bool = True) -> np.ndarray:
         """(N, n_members) margins for every image of a dataset, decoding once per image size."""
         fingerprint = dataset.fingerprint()
-        columns: dict[int, np.ndarray] = {}
-        for size in self.image_sizes:
-            images = load_images(dataset, size, fingerprint=fingerprint, progress=progress).array
-            for k, member in enumerate(self.members):
-                if member.prep.image_size == size:
-                    columns[k] = member_margins(member, np.asarray(images), tta=self.tta, device=device)
-        return np.stack([columns[k] for k in range(len(self.members))], axis=1)
+        arrays = {s: load_images(dataset, s, fingerprint=fingerprint, progress=progress).array for s in self.image_sizes}
+        return self.margins_for_images(arrays, device=device)
+
+    def margins_for_images(self, arrays: dict[int, np.ndarray], *, device: torch.device) -> np.ndarray:
+        """(N, n_members) margins for {image_size: (N, S, S) uint8} decoded images."""
+        return np.stack(
+            [member_margins(m, np.asarray(arrays[m.prep.image_size]), tta=self.tta, device=device) for m in self.members],
+            axis=1,
+        )
 
     def predict_proba(self, margins: np.ndarray) -> np.ndarray:
         return self.pipeline.predict_proba(margins)

@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, TextIO
 
-import numpy as np
-
 from trainers.atomic import atomic_file
 from trainers.data import IMAGE_SUFFIXES
 from trainers.errors import BadImageError, DataError
@@ -30,13 +28,11 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ("path", "probability", "label", "error")
 
-
 @dataclass
 class PredictSummary:
     predicted: int = 0
     positive: int = 0
     bad: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
-
 
 def find_images(inputs: list[str | Path]) -> list[Path]:
     """Image files under the folders given and the files given, in a stable order.
@@ -56,7 +52,6 @@ def find_images(inputs: list[str | Path]) -> list[Path]:
     if not found:
         raise DataError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) under {', '.join(map(str, inputs))}")
     return found
-
 
 def predict(
     model: ExportedModel,
@@ -81,21 +76,19 @@ def predict(
         log.warning("could not read %s: %s", path, reason)
     return summary
 
-
 def _write_rows(model, paths, fh, summary, batch_size, progress, workers) -> None:
     writer = csv.writer(fh)
     writer.writerow(COLUMNS)
     bar = progress_bar(range(len(paths)), total=len(paths), desc="predicting", enabled=progress)
     for batch_paths, decoded in _decoded_batches(model, paths, batch_size, workers):
-        good = [(p, d) for p, d in zip(batch_paths, decoded) if not isinstance(d, BadImageError)]
-        probs = model.predict_proba(model.stack([d for _, d in good])) if good else np.zeros(0)
-        prob_of = {id(d): float(p) for (_, d), p in zip(good, probs)}
+        good = [d for d in decoded if not isinstance(d, BadImageError)]
+        probs = iter(model.predict_proba(model.stack(good)) if good else ())
         for path, d in zip(batch_paths, decoded):
             if isinstance(d, BadImageError):
                 summary.bad.append((str(path), d.reason))
                 writer.writerow((str(path), "", "", d.reason))
                 continue
-            p = prob_of[id(d)]
+            p = float(next(probs))
             positive = p >= model.threshold
             summary.predicted += 1
             summary.positive += int(positive)
@@ -104,7 +97,6 @@ def _write_rows(model, paths, fh, summary, batch_size, progress, workers) -> Non
             next(bar, None)
     if fh is not None:
         fh.flush()
-
 
 def _decoded_batches(
     model: ExportedModel, paths: list[Path], batch_size: int, workers: int | None

@@ -26,7 +26,7 @@ from ensemble.errors import EnsembleError
 from ensemble.export import export_model
 from ensemble.graph import EnsembleGraph, GraphMember
 from ensemble.members import holdout_predictions, pick_members
-from ensemble.model import EnsembleModel, member_margins
+from ensemble.model import EnsembleModel
 from ensemble.pipeline import EnsemblePipeline
 from trainers import decode_image, train
 
@@ -71,10 +71,7 @@ def new_images(root: Path, sizes: list[int], n: int = 9) -> dict[int, np.ndarray
 
 
 def reference_proba(model: EnsembleModel, images: dict[int, np.ndarray]) -> np.ndarray:
-    margins = np.stack(
-        [member_margins(m, images[m.prep.image_size], tta=model.tta, device=CPU) for m in model.members], axis=1
-    )
-    return model.predict_proba(margins)
+    return model.predict_proba(model.margins_for_images(images, device=CPU))
 
 
 @pytest.mark.parametrize("method", ["mean", "greedy", "stack"])
