@@ -75,6 +75,8 @@ def export_model(
         raise ArtifactError(f"unknown export format {fmt!r}; choose one of {sorted(FORMATS)}")
     source, out = Path(source), Path(out)
     refuse_pickle(source)
+    if not source.is_dir():
+        raise ArtifactError(f"{source} does not exist or is not a folder; give an ENS_DIR, a sweep RUN_DIR or a run folder")
     if out.resolve() == source.resolve():
         raise ArtifactError(f"--out {out} is the source folder; give a new folder for the exported model")
     if out.exists() and not (out / MANIFEST).is_file() and (not out.is_dir() or any(out.iterdir())):
