@@ -79,17 +79,21 @@ class ExportedModel:
         refuse_pickle(folder)
         manifest = read_manifest(folder)
         verify_files(folder, manifest)
+        try:
+            model = cls(folder, manifest, runner=None)
+        except (KeyError, TypeError, ValueError, StopIteration) as e:
+            raise ArtifactError(f"{folder / MANIFEST} has a malformed entry ({e!r}); export the model again") from e
         model_path = folder / manifest["model_file"]
         refuse_pickle(model_path)
         if manifest["model_format"] == "onnx":
-            runner = _OnnxRunner(model_path, threads)
+            model._run = _OnnxRunner(model_path, threads)
         elif manifest["model_format"] == "torchscript":
-            runner = _TorchScriptRunner(model_path, threads)
+            model._run = _TorchScriptRunner(model_path, threads)
         else:
             raise ArtifactError(
                 f"{folder / MANIFEST}: unknown model_format {manifest['model_format']!r} (onnx or torchscript)"
             )
-        return cls(folder, manifest, runner)
+        return model
 
     def decode(self, path: str | Path) -> dict[int, np.ndarray]:
         """One image file at every input size, by the training code's decode_image."""

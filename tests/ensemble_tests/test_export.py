@@ -164,6 +164,13 @@ def test_altered_truncated_or_incomplete_artifacts_are_refused(model_dir, tmp_pa
     with pytest.raises(ArtifactError, match=r"manifest\.json lacks the key\(s\) \['threshold', 'files'\]"):
         ExportedModel.load(incomplete)
 
+    garbled = copy_of(model_dir, tmp_path / "5")
+    manifest = json.loads((garbled / "manifest.json").read_text())
+    del manifest["inputs"][0]["image_size"]
+    (garbled / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match=r"manifest\.json has a malformed entry \(KeyError\('image_size'\)\)"):
+        ExportedModel.load(garbled)
+
     missing = copy_of(model_dir, tmp_path / "4")
     (missing / "metrics.json").unlink()
     with pytest.raises(ArtifactError, match=r"metrics\.json is missing"):
