@@ -258,7 +258,7 @@ def _manifest(found: _Source, graph: EnsembleGraph, model_file: str, fmt: str) -
     ref = found.reference
     pipe = ref.pipeline
     by_id = {m.trial_id: m.prep for m in ref.members}
-    versions = {**package_versions()}
+    versions = package_versions()
     for name in ("onnx", "onnxruntime"):
         try:
             versions[name] = metadata.version(name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +64,7 @@ def predict(
     progress: bool = True,
     workers: int | None = None,
 ) -> PredictSummary:
-    """Write one CSV row per path (COLUMNS) to `out` (atomically) or to `stream`."""
+    """Write one CSV row per path (COLUMNS) to `out` (atomically), else to `stream` (default: stdout)."""
     if batch_size < 1:
         raise DataError(f"--batch-size must be at least 1, got {batch_size}")
     summary = PredictSummary()
@@ -71,7 +72,7 @@ def predict(
         with atomic_file(out) as tmp, open(tmp, "w", newline="") as fh:
             _write_rows(model, paths, fh, summary, batch_size, progress, workers)
     else:
-        _write_rows(model, paths, stream, summary, batch_size, progress, workers)
+        _write_rows(model, paths, stream or sys.stdout, summary, batch_size, progress, workers)
     for path, reason in summary.bad:
         log.warning("could not read %s: %s", path, reason)
     return summary
@@ -95,8 +96,7 @@ def _write_rows(model, paths, fh, summary, batch_size, progress, workers) -> Non
             writer.writerow((str(path), f"{p:.6f}", model.positive if positive else model.negative, ""))
         for _ in batch_paths:
             next(bar, None)
-    if fh is not None:
-        fh.flush()
+    fh.flush()
 
 def _decoded_batches(
     model: ExportedModel, paths: list[Path], batch_size: int, workers: int | None
