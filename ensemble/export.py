@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from scipy.special import expit
 
+from search.record import is_sweep
 from trainers import Preprocessing, discover, load_model, read_meta
 from trainers.atomic import atomic_dir
 from trainers.checkpoint import package_versions
@@ -133,7 +134,7 @@ def _read_source(source: Path, trial: str | None, n_boot: int) -> _Source:
             copies=[p for p in (metrics_path, source / "report.html") if p.is_file()],
             holdout=(first["config"].get("data"), _holdout_ids(source / "members" / first["trial_id"])),
         )
-    if (source / "results.parquet").is_file() or (source / "lungsweep_sweep.json").is_file():
+    if is_sweep(source):
         trial = trial or "best"
         member = pick_members(source, top=1)[0] if trial == "best" else pick_members(source, trials=[trial])[0]
         return _single_model(member.checkpoint, member.trial_id, n_boot, {

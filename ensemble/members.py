@@ -10,16 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from trainers import read_meta
+from search.record import USABLE_STATUSES, read_results, trial_dir
+from trainers import LungsweepError, read_meta
 
 from .errors import EnsembleError
 
 __all__ = ["Member", "HoldoutPredictions", "pick_members", "holdout_predictions", "split_predictions", "check_compatible"]
-
-RESULTS = "results.parquet"
-USABLE = ("completed", "early-stopped", "stopped")  # ASHA-stopped trials still have a best checkpoint
 
 
 @dataclass(frozen=True)
@@ -46,10 +43,10 @@ class HoldoutPredictions:
 def pick_members(run_dir: str | Path, *, top: int | None = None, trials: list[str] | None = None) -> list[Member]:
     """The top `top` usable trials by the sweep's metric, or exactly the `trials` named."""
     run_dir = Path(run_dir)
-    table_path = run_dir / RESULTS
-    if not table_path.is_file():
-        raise EnsembleError(f"{table_path} is missing: run `lungsweep results {run_dir}` first (or give a sweep's --out)")
-    table = pd.read_parquet(table_path).sort_values("rank")
+    try:
+        table = read_results(run_dir)
+    except LungsweepError as e:
+        raise EnsembleError(str(e)) from e
     if trials:
         unknown = [t for t in trials if t not in set(table.trial_id)]
         if unknown:
@@ -57,12 +54,12 @@ def pick_members(run_dir: str | Path, *, top: int | None = None, trials: list[st
                 f"trial {unknown[0]!r} is not in {run_dir}; trials there: {', '.join(table.trial_id)}"
             )
         chosen = table.set_index("trial_id").loc[trials].reset_index()
-        bad = chosen[~chosen.status.isin(USABLE) | chosen.checkpoint.isna()]
+        bad = chosen[~chosen.status.isin(USABLE_STATUSES) | chosen.checkpoint.isna()]
         if len(bad):
             row = bad.iloc[0]
             raise EnsembleError(f"trial {row.trial_id} has no usable checkpoint (status {row.status})")
     else:
-        chosen = table[table.status.isin(USABLE) & table.checkpoint.notna()].head(top or 5)
+        chosen = table[table.status.isin(USABLE_STATUSES) & table.checkpoint.notna()].head(top or 5)
     if chosen.empty:
         raise EnsembleError(f"{run_dir} has no finished trial with a checkpoint to ensemble")
     members = []
@@ -75,7 +72,7 @@ def pick_members(run_dir: str | Path, *, top: int | None = None, trials: list[st
 
 def _local_checkpoint(run_dir: Path, trial_id: str, recorded: str) -> Path:
     """The checkpoint folder inside this sweep folder, also when the sweep was moved or copied."""
-    inside = run_dir / f"trial_{trial_id}" / Path(recorded).name
+    inside = trial_dir(run_dir, trial_id) / Path(recorded).name
     for path in (inside, Path(recorded)):
         if path.is_dir():
             return path

@@ -36,6 +36,8 @@ from matplotlib.lines import Line2D
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
+from search.record import RESULTS_PARQUET, SWEEP_FILE, read_record, read_results, trial_dir
+
 from ._checks import check_labels, check_member_matrix, check_probabilities
 from .errors import EnsembleError
 from .metrics import METRIC_NAMES, N_ECE_BINS, expected_calibration_error
@@ -46,9 +48,6 @@ if TYPE_CHECKING:
 __all__ = ["ReportData", "write_report", "FIGURE_IDS"]
 
 FIGURE_IDS = ("fig-roc", "fig-reliability", "fig-confusion", "fig-history", "fig-importance")
-# search/'s file names, not imported (search/ pulls in Ray; ensemble.members, torch)
-RESULTS = "results.parquet"  # search.results.RESULTS_PARQUET
-SWEEP_FILE = "lungsweep_sweep.json"  # search.launch.SWEEP_FILE
 LOWER_IS_BETTER = ("brier", "nll", "ece")
 DPI = 110
 
@@ -360,10 +359,10 @@ def _read_sweep(sweep_dir: Path | None) -> _Sweep | str:
     if sweep_dir is None:
         return "no sweep folder was given."
     sweep_dir = Path(sweep_dir)
-    for name in (SWEEP_FILE, RESULTS):
+    for name in (SWEEP_FILE, RESULTS_PARQUET):
         if not (sweep_dir / name).is_file():
             return f"{sweep_dir} has no {name} (run `lungsweep results {sweep_dir}` on the sweep folder)."
-    return _Sweep(sweep_dir, json.loads((sweep_dir / SWEEP_FILE).read_text()), pd.read_parquet(sweep_dir / RESULTS))
+    return _Sweep(sweep_dir, read_record(sweep_dir), read_results(sweep_dir))
 
 
 def _need_sweep(sweep: _Sweep | str) -> _Sweep:
@@ -377,7 +376,7 @@ def _history_figure(data: ReportData, sweep: _Sweep | str) -> Figure:
     metric = sweep.record["metric"]
     curves = []
     for row in sweep.table.itertuples():
-        path = sweep.dir / f"trial_{row.trial_id}" / "progress.csv"
+        path = trial_dir(sweep.dir, row.trial_id) / "progress.csv"
         if not path.is_file():
             continue
         try:

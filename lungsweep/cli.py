@@ -89,15 +89,12 @@ def _add_results(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_results(args: argparse.Namespace) -> int:
-    from search import format_table, load_results, save_results
-    from search.launch import SWEEP_FILE
-    import json
+    from search import format_table, load_results, read_sweep, save_results
 
+    cfg = read_sweep(args.run_dir)
     table = load_results(args.run_dir)
-    record = json.loads((Path(args.run_dir) / SWEEP_FILE).read_text())
-    base = {**record["train"], "epochs": record["asha"]["max_epochs"]}
-    save_results(table, args.run_dir, base=base)
-    print(format_table(table, record["metric"], top=args.top))
+    save_results(table, args.run_dir, cfg)
+    print(format_table(table, cfg.metric, top=args.top))
     print(f"saved {Path(args.run_dir) / 'results.csv'}, results.parquet and best_config.yaml")
     return 0
 

@@ -3,15 +3,24 @@
     cfg = load_sweep_config("configs/sweep_covid_ct.yaml")
     table = launch(cfg, "runs/sweep")          # resumes if runs/sweep holds a sweep
     table = load_results("runs/sweep")
-"""
-from .config import AshaConfig, SweepConfig, load_sweep_config, parse_sweep_config, smoke_test
-from .launch import StorageError, launch
-from .results import format_table, load_results, results_table, save_results
-from .space import ParamSpec, parse_space, suggest
-from .trainable import InjectedFault, train_trial
 
-__all__ = [
-    "AshaConfig", "InjectedFault", "ParamSpec", "StorageError", "SweepConfig", "format_table", "launch",
-    "load_results", "load_sweep_config", "parse_space", "parse_sweep_config", "results_table", "save_results",
-    "smoke_test", "suggest", "train_trial",
-]
+Names load on first use (PEP 562): reading a sweep folder (`search.record`) or its
+config never imports Ray; only launching or reading Tune's own state does.
+"""
+from __future__ import annotations
+
+from trainers._lazy import lazy_exports
+
+# public name -> the module that defines it: this package's table of contents
+_EXPORTS = {
+    "AshaConfig": "config", "SweepConfig": "config", "load_sweep_config": "config", "parse_sweep_config": "config",
+    "smoke_test": "config",
+    "StorageError": "launch", "launch": "launch",
+    "is_sweep": "record", "read_results": "record", "read_sweep": "record", "trial_dir": "record",
+    "format_table": "results", "load_results": "results", "results_table": "results", "save_results": "results",
+    "ParamSpec": "space", "parse_space": "space", "suggest": "space",
+    "InjectedFault": "trainable", "train_trial": "trainable",
+}
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import ipaddress
-import json
 import logging
 import os
 import uuid
@@ -19,19 +18,17 @@ from ray.tune.search.optuna import OptunaSearch
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from trainers import LungsweepError, prepare_data
-from trainers.atomic import atomic_write_text
 
 from .config import SweepConfig
 from .progress import SweepProgress
+from .record import read_record, sweep_record, trial_dirname, write_sweep
 from .results import results_table, save_results, format_table
 from .space import suggest
 from .trainable import train_trial
 
-__all__ = ["launch", "StorageError", "SWEEP_FILE"]
+__all__ = ["launch", "StorageError"]
 
 log = logging.getLogger(__name__)
-
-SWEEP_FILE = "lungsweep_sweep.json"  # the sweep config as run, beside Tune's own state
 
 
 class StorageError(LungsweepError):
@@ -71,7 +68,7 @@ def launch(
         _fail_if_every_trial_errored(results, run_dir)
         table = results_table(results, metric=cfg.metric, mode=cfg.mode, max_epochs=cfg.asha.max_epochs)
         if "://" not in storage_path:
-            save_results(table, run_dir, base=cfg.base_train_config().to_dict())
+            save_results(table, run_dir, cfg)
         print(format_table(table, cfg.metric), flush=True)
         return table
     finally:
@@ -141,7 +138,7 @@ def _new_tuner(cfg: SweepConfig, trainable: Any, storage_path: str, name: str, r
     )
     if "://" not in storage_path:
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / SWEEP_FILE, json.dumps(_sweep_record(cfg), indent=1, default=str))
+        write_sweep(run_dir, cfg)
     return tune.Tuner(
         trainable,
         # metric and mode live on the searcher and the scheduler: Tune's concurrency
@@ -152,7 +149,7 @@ def _new_tuner(cfg: SweepConfig, trainable: Any, storage_path: str, name: str, r
             num_samples=cfg.num_samples,
             max_concurrent_trials=cfg.max_concurrent,
             time_budget_s=cfg.time_budget_s,
-            trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
+            trial_dirname_creator=lambda trial: trial_dirname(trial.trial_id),
             reuse_actors=True,  # a new worker per trial re-imports torch and timm: seconds per trial
         ),
         run_config=tune.RunConfig(
@@ -183,18 +180,12 @@ def _study_storage(study_storage: str | None) -> optuna.storages.BaseStorage | N
     return optuna.storages.RDBStorage(url)
 
 
-def _sweep_record(cfg: SweepConfig) -> dict[str, Any]:
-    record = dataclasses.asdict(cfg)
-    record["space"] = [dataclasses.asdict(s) for s in cfg.space]
-    return record
-
-
 def _check_same_sweep(cfg: SweepConfig, run_dir: Path) -> None:
-    path = run_dir / SWEEP_FILE
-    if not path.is_file():
-        return
-    before = json.loads(path.read_text())
-    now = json.loads(json.dumps(_sweep_record(cfg), default=str))
+    try:
+        before = read_record(run_dir)
+    except LungsweepError:
+        return  # a cloud sweep, or one whose record was never written: Tune's own state decides
+    now = sweep_record(cfg)
     for key in ("train", "space", "metric", "mode", "asha"):
         if before.get(key) != now.get(key):
             raise LungsweepError(

@@ -1,7 +1,6 @@
 """`lungsweep results`: one row per trial, ranked, saved as CSV and Parquet, plus the best config."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -10,27 +9,20 @@ import pandas as pd
 import yaml
 from ray.tune import ExperimentAnalysis
 
-from trainers import LungsweepError
 from trainers.atomic import atomic_file, atomic_write_text
 
-__all__ = ["results_table", "load_results", "save_results", "format_table", "RESULTS_CSV", "RESULTS_PARQUET"]
+from .config import SweepConfig
+from .record import BEST_CONFIG, RESULTS_CSV, RESULTS_PARQUET, read_sweep, trial_status
 
-RESULTS_CSV = "results.csv"
-RESULTS_PARQUET = "results.parquet"
-BEST_CONFIG = "best_config.yaml"
+__all__ = ["results_table", "load_results", "save_results", "format_table"]
+
 COLUMNS = ["trial_id", "status", "epochs", "best_epoch", "best_metric", "checkpoint", "wall_seconds", "node_id"]
 
 
 def load_results(run_dir: str | Path) -> pd.DataFrame:
     """The results table of the sweep in `run_dir`, read from Tune's state on disk."""
-    from .launch import SWEEP_FILE
-
-    run_dir = Path(run_dir)
-    record_path = run_dir / SWEEP_FILE
-    if not record_path.is_file():
-        raise LungsweepError(f"{run_dir} holds no lungsweep sweep ({SWEEP_FILE} is missing); give the --out of a launch")
-    record = json.loads(record_path.read_text())
-    return results_table(run_dir, metric=record["metric"], mode=record["mode"], max_epochs=record["asha"]["max_epochs"])
+    cfg = read_sweep(run_dir)
+    return results_table(run_dir, metric=cfg.metric, mode=cfg.mode, max_epochs=cfg.asha.max_epochs)
 
 
 def results_table(run_dir: str | Path | Any, *, metric: str, mode: str, max_epochs: int) -> pd.DataFrame:
@@ -49,7 +41,7 @@ def results_table(run_dir: str | Path | Any, *, metric: str, mode: str, max_epoc
     for trial in analysis.trials:
         history = frames.get(trial.trial_id)
         last = trial.last_result or {}
-        row: dict[str, Any] = {"trial_id": trial.trial_id, "status": _status(trial, last, max_epochs)}
+        row: dict[str, Any] = {"trial_id": trial.trial_id, "status": trial_status(trial.status, last, max_epochs)}
         row["epochs"] = int(last.get("training_iteration", 0) or 0)
         best_epoch, best_value = _best(history, metric, mode)
         row["best_epoch"], row["best_metric"] = best_epoch, best_value
@@ -67,9 +59,14 @@ def results_table(run_dir: str | Path | Any, *, metric: str, mode: str, max_epoc
     return table
 
 
-def save_results(table: pd.DataFrame, run_dir: str | Path, *, base: dict[str, Any]) -> None:
-    """results.csv, results.parquet and best_config.yaml (the fixed settings plus the winner's)."""
+def save_results(table: pd.DataFrame, run_dir: str | Path, cfg: SweepConfig) -> None:
+    """results.csv, results.parquet and best_config.yaml (the sweep's fixed settings plus the winner's).
+
+    The fixed settings are `cfg.base_train_config()`, the very config every trial started from,
+    so the best config trains what the sweep trained (its monitor and epochs included).
+    """
     run_dir = Path(run_dir)
+    base = cfg.base_train_config().to_dict()
     with atomic_file(run_dir / RESULTS_CSV) as tmp:
         table.to_csv(tmp, index=False)
     with atomic_file(run_dir / RESULTS_PARQUET) as tmp:
@@ -91,18 +88,6 @@ def format_table(table: pd.DataFrame, metric: str, top: int | None = 20) -> str:
     view = shown[["rank", "trial_id", "status", "epochs", "best_epoch", "best_metric", "wall_seconds", *config_cols]]
     view = view.rename(columns={"best_metric": f"best_{metric}", **{c: c.split("/", 1)[1] for c in config_cols}})
     return view.to_string(index=False, float_format=lambda v: f"{v:.4g}")
-
-
-def _status(trial: Any, last: dict[str, Any], max_epochs: int) -> str:
-    if trial.status == "ERROR":
-        return "error"
-    if trial.status != "TERMINATED":
-        return trial.status.lower()
-    if last.get("trainer_stop") == "patience":
-        return "early-stopped"
-    if int(last.get("training_iteration", 0) or 0) >= max_epochs:
-        return "completed"
-    return "stopped"
 
 
 def _best(history: pd.DataFrame | None, metric: str, mode: str) -> tuple[int, float]:

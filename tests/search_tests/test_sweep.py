@@ -4,7 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 from tests_support import sweep_yaml
+
+from lungsweep.cli import main
 
 from search import launch, load_results, load_sweep_config
 from trainers import load_model, predict_margins, prepare_data, TrainConfig
@@ -27,6 +30,14 @@ def test_local_sweep_with_asha_ranks_trials_and_the_best_checkpoint_predicts(
     assert load_results(tmp_path / "sweep").trial_id.tolist() == table.trial_id.tolist()
     monkeypatch.chdir(tmp_path)  # `lungsweep results sweep` from the folder above it
     assert load_results("sweep").trial_id.tolist() == table.trial_id.tolist()
+
+    # launch and `lungsweep results` write one best config: the base every trial started from
+    best_config = tmp_path / "sweep" / "best_config.yaml"
+    written = yaml.safe_load(best_config.read_text())
+    assert written["monitor"] == "val_loss" and written["epochs"] == 4
+    best_config.unlink()
+    assert main(["results", "sweep"]) == 0
+    assert yaml.safe_load(best_config.read_text()) == written
 
     model, meta = load_model(table.checkpoint[0])
     assert meta["epoch"] == table.best_epoch[0]

@@ -1,0 +1,116 @@
+"""The sweep folder (RUN_DIR) on disk: its file names, how to tell one, and how to read it.
+
+Ray-free: `lungsweep results` needs Tune's state, but the ensemble step, the report and
+export only read what is here, so they import this module and never Ray.
+
+    RUN_DIR/lungsweep_sweep.json   the sweep config as run (SweepConfig, JSON)
+    RUN_DIR/results.parquet        one row per trial, ranked (and results.csv)
+    RUN_DIR/best_config.yaml       a `lungsweep train --config` file for the winner
+    RUN_DIR/trial_<id>/            one Tune trial: progress.csv, checkpoint_NNNNNN/, logs
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trainers.atomic import atomic_write_text
+from trainers.errors import LungsweepError
+
+from .config import SweepConfig, parse_sweep_config
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "BEST_CONFIG", "RESULTS_CSV", "RESULTS_PARQUET", "SWEEP_FILE", "USABLE_STATUSES",
+    "is_sweep", "read_record", "read_results", "read_sweep", "sweep_record", "trial_dir", "trial_dirname",
+    "trial_status", "write_sweep",
+]
+
+SWEEP_FILE = "lungsweep_sweep.json"
+RESULTS_CSV = "results.csv"
+RESULTS_PARQUET = "results.parquet"
+BEST_CONFIG = "best_config.yaml"
+# A finished trial's statuses; ASHA-stopped ("stopped") trials still have a best checkpoint.
+USABLE_STATUSES = ("completed", "early-stopped", "stopped")
+
+
+def trial_dirname(trial_id: str) -> str:
+    """The folder Tune writes a trial into (launch names it; readers find it)."""
+    return f"trial_{trial_id}"
+
+
+def trial_dir(run_dir: str | Path, trial_id: str) -> Path:
+    return Path(run_dir) / trial_dirname(trial_id)
+
+
+def is_sweep(path: str | Path) -> bool:
+    path = Path(path)
+    return (path / SWEEP_FILE).is_file() or (path / RESULTS_PARQUET).is_file()
+
+
+def sweep_record(cfg: SweepConfig) -> dict[str, Any]:
+    """The JSON form of a sweep config, as written to SWEEP_FILE (and compared on resume)."""
+    record = dataclasses.asdict(cfg)
+    record["space"] = [dataclasses.asdict(s) for s in cfg.space]
+    return json.loads(json.dumps(record, default=str))
+
+
+def write_sweep(run_dir: str | Path, cfg: SweepConfig) -> Path:
+    path = Path(run_dir) / SWEEP_FILE
+    atomic_write_text(path, json.dumps(sweep_record(cfg), indent=1))
+    return path
+
+
+def read_record(run_dir: str | Path) -> dict[str, Any]:
+    """SWEEP_FILE as written, or a named error saying what RUN_DIR should be."""
+    path = Path(run_dir) / SWEEP_FILE
+    if not path.is_file():
+        raise LungsweepError(f"{run_dir} holds no lungsweep sweep ({SWEEP_FILE} is missing); give the --out of a launch")
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise LungsweepError(f"{path} is damaged (not valid JSON: {e}); launch the sweep again") from e
+    if not isinstance(record, dict):
+        raise LungsweepError(f"{path} holds a {type(record).__name__}, not a sweep record")
+    return record
+
+
+def read_sweep(run_dir: str | Path) -> SweepConfig:
+    """The SweepConfig a sweep ran with, rebuilt and validated from SWEEP_FILE."""
+    record = read_record(run_dir)
+    raw = {k: v for k, v in record.items() if k != "space"}
+    space: dict[str, Any] = {}
+    for spec in record.get("space") or []:
+        entry: dict[str, Any] = {spec["kind"]: list(spec["values"])}
+        if spec.get("when"):
+            entry["when"] = {key: list(values) for key, values in spec["when"]}
+        space[spec["name"]] = entry
+    raw["space"] = space
+    return parse_sweep_config(raw, source=str(Path(run_dir) / SWEEP_FILE))
+
+
+def read_results(run_dir: str | Path) -> "pd.DataFrame":
+    """results.parquet, ranked; a named error when `lungsweep results` has not written it yet."""
+    import pandas as pd
+
+    path = Path(run_dir) / RESULTS_PARQUET
+    if not path.is_file():
+        raise LungsweepError(f"{path} is missing: run `lungsweep results {run_dir}` first (or give a sweep's --out)")
+    return pd.read_parquet(path).sort_values("rank").reset_index(drop=True)
+
+
+def trial_status(tune_status: str, last: dict[str, Any], max_epochs: int) -> str:
+    """completed (ran max_epochs), early-stopped (trainer patience), stopped (ASHA or the time budget),
+    error, or Tune's own status lower-cased (running, pending) for an interrupted sweep."""
+    if tune_status == "ERROR":
+        return "error"
+    if tune_status != "TERMINATED":
+        return tune_status.lower()
+    if last.get("trainer_stop") == "patience":
+        return "early-stopped"
+    if int(last.get("training_iteration", 0) or 0) >= max_epochs:
+        return "completed"
+    return "stopped"

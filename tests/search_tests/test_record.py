@@ -1,0 +1,49 @@
+"""The sweep folder's format module: Ray-free, and the one reader of SWEEP_FILE."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from tests_support import sweep_yaml
+
+from search import load_sweep_config
+from search.record import read_sweep, trial_dir, trial_status, write_sweep
+from trainers import LungsweepError
+
+
+def test_reading_a_sweep_folder_never_imports_ray():
+    code = "import sys, search, search.record, ensemble.members, ensemble.report; print('ray' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
+def test_the_record_round_trips_to_the_same_sweep_config(tmp_path, synthetic_data):
+    cfg = load_sweep_config(sweep_yaml(tmp_path / "s.yaml", synthetic_data))
+    write_sweep(tmp_path / "sweep", cfg)
+    assert read_sweep(tmp_path / "sweep") == cfg
+    assert read_sweep(tmp_path / "sweep").base_train_config() == cfg.base_train_config()
+    assert trial_dir(tmp_path / "sweep", "ab12") == tmp_path / "sweep" / "trial_ab12"
+
+
+def test_a_missing_or_damaged_record_is_named(tmp_path):
+    with pytest.raises(LungsweepError, match="holds no lungsweep sweep"):
+        read_sweep(tmp_path)
+    (tmp_path / "lungsweep_sweep.json").write_text("{not json")
+    with pytest.raises(LungsweepError, match="is damaged"):
+        read_sweep(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "tune_status, last, status",
+    [
+        ("ERROR", {}, "error"),
+        ("RUNNING", {}, "running"),
+        ("TERMINATED", {"trainer_stop": "patience", "training_iteration": 2}, "early-stopped"),
+        ("TERMINATED", {"training_iteration": 4}, "completed"),
+        ("TERMINATED", {"training_iteration": 1}, "stopped"),
+    ],
+)
+def test_trial_status_rules(tune_status, last, status):
+    assert trial_status(tune_status, last, max_epochs=4) == status
