@@ -8,6 +8,8 @@ import sys
 import pytest
 from tests_support import SHARED_DATA
 
+from trainers import infer_group
+
 
 def lungsweep(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "lungsweep", *args], capture_output=True, text=True, env=env)
@@ -22,7 +24,7 @@ def test_train_smoke_on_a_handful_of_real_covid_ct_images(tmp_path):
         # one image per group, so the handful spans ten patients per class
         by_group: dict[str, str] = {}
         for f in files:
-            by_group.setdefault(f.name.split("%")[0].rsplit(".", 1)[0], str(f))
+            by_group.setdefault(infer_group(f.name), str(f))
         rows += [f"{path},{label}" for path in sorted(by_group.values())[:10]]
     (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
     (tmp_path / "c.yaml").write_text(

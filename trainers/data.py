@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _NEGATIVE_PREFIXES = ("non", "normal")
+_SEPARATORS = re.compile(r"([-_.])")
+_LETTER = re.compile(r"[A-Za-z]")
 
 
 @dataclass(frozen=True)
@@ -59,18 +61,26 @@ class Dataset:
 
 
 def infer_group(name: str, group_regex: str | None = None) -> str:
-    """The group (patient or source figure) of a file name.
+    """The group (patient, paper page or source figure) of a file name.
 
-    Default: the part before '%' (`63%1.jpg` -> `63`), else the stem. With a regex,
-    its first capture group, or the whole match.
+    Default: the stem before any '%' (`63%1.jpg` -> `63`), then without the trailing
+    slice or crop indices: purely numeric parts after '-', '_' or '.' that follow the
+    last part holding a letter (`2020.01.24.919183-p27-132.png` -> `2020.01.24.919183-p27`,
+    `...-p6-52%3.png` -> `...-p6`). A name with no letter at all (`1029.png`) keeps its
+    stem. With a regex, its first capture group, or the whole match.
     """
     if group_regex is not None:
         match = re.search(group_regex, name)
         if match is None:
             raise DataError(f"group_regex {group_regex!r} does not match file name {name!r}")
         return match.group(1) if match.groups() else match.group(0)
-    stem = Path(name).stem
-    return stem.split("%", 1)[0] if "%" in name else stem
+    stem = Path(name).stem.split("%", 1)[0]
+    parts = _SEPARATORS.split(stem)  # [word, separator, word, separator, ...]
+    words = parts[0::2]
+    with_letter = [i for i, word in enumerate(words) if _LETTER.search(word)]
+    if not with_letter:
+        return stem
+    return "".join(parts[: 2 * with_letter[-1] + 1])
 
 
 def default_positive(classes: tuple[str, ...]) -> str:

@@ -11,9 +11,15 @@ from trainers.images import default_cache_dir
 @pytest.mark.parametrize(
     "name, regex, group",
     [
-        ("2020.02.10.20021584-p6-52%0.png", None, "2020.02.10.20021584-p6-52"),
+        ("2020.02.10.20021584-p6-52%0.png", None, "2020.02.10.20021584-p6"),
+        ("2020.01.24.919183-p27-132.png", None, "2020.01.24.919183-p27"),
+        ("2020.01.24.919183-p27-133.png", None, "2020.01.24.919183-p27"),  # crops of one page: one group
+        ("2020.03.21.20040691-p18-67-1.png", None, "2020.03.21.20040691-p18"),
+        ("2020.03.21.20040691-p18-6-6.png", None, "2020.03.21.20040691-p18"),
         ("63%1.jpg", None, "63"),
         ("1029.png", None, "1029"),
+        ("2020.03.19.20038539.png", None, "2020.03.19.20038539"),  # no letter: never cut to a date
+        ("case_12_slice_003.png", None, "case_12_slice"),
         ("2020.01.24.919183-p27-132.png", r"^(.*-p\d+)-", "2020.01.24.919183-p27"),
         ("patient7_slice3.png", r"patient\d+", "patient7"),
     ],
