@@ -18,16 +18,17 @@ from typing import Any
 
 import numpy as np
 
-from trainers.data import Dataset, file_sha256
+from trainers.data import file_sha256
 from trainers.errors import LungsweepError
-from trainers.images import decode_image_sizes, load_images
+from trainers.images import decode_image_sizes
+
+from .folders import MANIFEST, FolderKind, kind_of
 
 __all__ = [
     "ArtifactError", "ExportedModel", "MANIFEST", "MODEL_FORMAT", "REQUIRED_KEYS",
     "refuse_pickle", "PICKLE_SUFFIXES",
 ]
 
-MANIFEST = "manifest.json"
 MODEL_FORMAT = "lungsweep-model/1"
 REQUIRED_KEYS = (
     "format", "model_file", "model_format", "inputs", "output", "classes", "positive", "threshold",
@@ -107,25 +108,19 @@ class ExportedModel:
         feeds = {i.name: np.ascontiguousarray(images[i.image_size], dtype=np.uint8)[:, None] for i in self.inputs}
         return np.asarray(self._run(feeds), dtype=np.float64).reshape(-1)
 
-    def proba_for_dataset(self, dataset: Dataset, *, batch_size: int = 32, progress: bool = True) -> np.ndarray:
-        """P(positive) for every image of a labelled dataset, decoded through the image cache."""
-        fingerprint = dataset.fingerprint()
-        arrays = {s: load_images(dataset, s, fingerprint=fingerprint, progress=progress).array for s in self.image_sizes}
-        out = [
-            self.predict_proba({s: np.asarray(a[start : start + batch_size]) for s, a in arrays.items()})
-            for start in range(0, len(dataset), batch_size)
-        ]
-        return np.concatenate(out) if out else np.zeros(0)
-
 
 def read_manifest(folder: Path) -> dict[str, Any]:
     path = folder / MANIFEST
     if not folder.is_dir():
         raise ArtifactError(f"{folder} is not a folder; give the MODEL_DIR that `lungsweep export` wrote")
     if not path.is_file():
-        if (folder / "ensemble.json").is_file() or (folder / "checkpoint.json").is_file():
+        try:
+            kind = kind_of(folder)
+        except LungsweepError:
+            kind = None
+        if kind is not None:
             raise ArtifactError(
-                f"{folder} is an ensemble or checkpoint folder, not an exported model; "
+                f"{folder} is an ensemble or checkpoint folder, not an exported model ({kind.value}); "
                 f"run `lungsweep export {folder} --out MODEL_DIR` and give MODEL_DIR"
             )
         raise ArtifactError(f"{path} is missing: {folder} is not a MODEL_DIR written by `lungsweep export`")

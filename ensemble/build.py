@@ -1,9 +1,20 @@
-"""`lungsweep ensemble`: pick members, fit the ensemble on the holdout, cross-fit its metrics, write ENS_DIR.
+"""`lungsweep ensemble`: pick members, fit the ensemble, score it honestly, write ENS_DIR.
 
-Data discipline: members trained on `train` and were stopped or ranked on `val`.
-Everything fitted here (combiner, calibrator, threshold) sees only `holdout`
-predictions, and every reported number is cross-fitted over holdout groups: a
-pipeline fitted on K-1 folds of patients scores the remaining fold.
+Data discipline, by the kind of sweep:
+
+- k-fold sweep (members are bags, `cv_folds` > 1): the combiner, calibrator and
+  threshold are fitted on the bags' OUT-OF-FOLD predictions over the development pool
+  (every image scored by a fold model that never saw its patient). The holdout was
+  used by no training, selection or fitting step, so the headline numbers are the
+  deployed ensemble on the holdout. A cross-fitted figure on the development pool is
+  reported beside it (optimistic: the members were chosen by their out-of-fold metric).
+- single-split sweep: members trained on `train` and were stopped or ranked on `val`;
+  everything is fitted on `holdout` predictions, and every reported number is
+  cross-fitted over holdout groups (a pipeline fitted on K-1 folds of patients scores
+  the remaining fold).
+
+`fit_ensemble` does the fitting and scoring and returns a FittedEnsemble;
+`write_ensemble` writes it; `build_ensemble` is the two.
 """
 from __future__ import annotations
 
@@ -12,28 +23,29 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 import torch
 from scipy.special import expit
 
-from trainers import TrainConfig, prepare_data
+from trainers import Preprocessing, TrainConfig, load_model, prepare_data
 from trainers.atomic import atomic_dir
+from trainers.bag import BAG_JSON, fold_dirname
 from trainers.checkpoint import package_versions
 from trainers.loop import resolve_device
 
 from .crossfit import check_crossfit, crossfit_splits
 from .errors import EnsembleError
-from .members import HoldoutPredictions, Member, holdout_predictions, pick_members
+from .members import Member, StoredPredictions, holdout_predictions, oof_predictions, pick_members
 from .metrics import bootstrap_metrics
-from .model import ENSEMBLE_JSON, load_member, member_margins
+from .model import ENSEMBLE_JSON, model_margins
 from .pipeline import EnsemblePipeline
 from .report import ReportData, write_report
 from .threshold import choose_threshold
 
-__all__ = ["EnsembleSettings", "build_ensemble"]
+__all__ = ["EnsembleSettings", "FittedEnsemble", "build_ensemble", "fit_ensemble", "write_ensemble"]
 
 log = logging.getLogger(__name__)
 
@@ -52,56 +64,72 @@ class EnsembleSettings:
     device: str = "auto"
 
 
+@dataclass
+class FittedEnsemble:
+    """Everything `write_ensemble` puts in ENS_DIR."""
+
+    members: list[Member]
+    pipeline: EnsemblePipeline
+    manifest: dict[str, Any]  # ensemble.json
+    metrics: dict[str, Any]  # metrics.json
+    predictions: pd.DataFrame  # holdout_predictions.csv: the scored images
+    report: ReportData
+
+
 def build_ensemble(run_dir: str | Path, out: str | Path, settings: EnsembleSettings) -> dict[str, Any]:
-    run_dir, out = Path(run_dir), Path(out)
+    out = Path(out)
     if out.exists() and not (out / ENSEMBLE_JSON).is_file() and (not out.is_dir() or any(out.iterdir())):
         raise EnsembleError(f"--out {out} exists and is not an ensemble folder; give a new folder (it would be replaced)")
+    fitted = fit_ensemble(run_dir, settings)
+    write_ensemble(fitted, out)
+    return fitted.metrics
+
+
+def fit_ensemble(run_dir: str | Path, settings: EnsembleSettings) -> FittedEnsemble:
+    run_dir = Path(run_dir)
     members = pick_members(run_dir, top=settings.members, trials=list(settings.trials) or None)
     log.info("members: %s", ", ".join(f"{m.trial_id} (rank {m.rank}, {m.metric:.4f})" for m in members))
-    preds = holdout_predictions(members)
+    bags = members[0].is_bag
+    fit_on = oof_predictions(members) if bags else holdout_predictions(members)
+    holdout = holdout_predictions(members) if bags and members[0].meta["holdout"] else None
     if settings.tta:
-        preds = _with_tta(members, preds, resolve_device(settings.device))
+        device = resolve_device(settings.device)
+        fit_on = _with_tta(members, fit_on, "oof" if bags else "holdout", device)
+        holdout = _with_tta(members, holdout, "holdout", device) if holdout is not None else None
     classes = members[0].meta["classes"]
     positive = members[0].meta["positive"]
     negative = next(c for c in classes if c != positive)
-    check_crossfit(preds.y, preds.groups, settings.n_splits, class_names=(negative, positive))
+    data_name = "the development pool's out-of-fold predictions" if bags else "the holdout"
+    check_crossfit(fit_on.y, fit_on.groups, settings.n_splits, class_names=(negative, positive), data_name=data_name)
 
     def make_pipeline() -> EnsemblePipeline:
         return EnsemblePipeline(method=settings.method, calibration=settings.calibration,
                                 target_sensitivity=settings.target_sensitivity,
                                 n_splits=settings.n_splits, seed=settings.seed)
 
-    oof = _cross_fit(make_pipeline, preds, settings)
-    final = make_pipeline().fit(preds.margins, preds.y, preds.groups)
-
-    def scored(p: np.ndarray, thresholds: np.ndarray, final_threshold: float) -> dict[str, Any]:
-        m = bootstrap_metrics(preds.y, p, preds.groups, thresholds, n_boot=settings.n_boot, seed=settings.seed)
-        m["threshold"] = final_threshold  # the deployed one; cross-fitted numbers used each fold's own
-        return m
-
-    metrics = {
-        **scored(oof["calibrated"], oof["threshold"], final.threshold_),
-        "uncalibrated": scored(oof["uncalibrated"], oof["threshold_uncalibrated"],
-                               choose_threshold(preds.y, final.uncalibrated_proba(preds.margins),
-                                                target_sensitivity=settings.target_sensitivity)),
-        "members": {
-            m.trial_id: scored(expit(preds.margins[:, k]), oof["member_thresholds"][:, k],
-                               choose_threshold(preds.y, expit(preds.margins[:, k]),
-                                                target_sensitivity=settings.target_sensitivity))
-            for k, m in enumerate(members)
-        },
-        "data": _data_statement(preds, settings),
+    crossfit = cross_fit(make_pipeline, fit_on, n_splits=settings.n_splits, seed=settings.seed,
+                         target_sensitivity=settings.target_sensitivity)
+    final = make_pipeline().fit(fit_on.margins, fit_on.y, fit_on.groups)
+    scorer = _Scorer(settings)
+    crossfitted = scorer.crossfitted(fit_on, crossfit, final, members)
+    if holdout is not None:  # k-fold: the untouched holdout is the judge
+        scored_on = holdout
+        p_cal, p_unc = final.predict_proba(holdout.margins), final.uncalibrated_proba(holdout.margins)
+        thresholds = np.full(len(holdout.y), final.threshold_)
+        metrics = scorer.on_holdout(holdout, fit_on, final, members)
+        metrics["development_crossfit"] = {k: v for k, v in crossfitted.items() if k != "members"}
+        metrics["data"] = _statement_kfold(fit_on, holdout, settings)
+    else:
+        scored_on = fit_on
+        p_cal, p_unc, thresholds = crossfit["calibrated"], crossfit["uncalibrated"], crossfit["threshold"]
+        metrics = crossfitted
+        metrics["data"] = _statement_crossfit(fit_on, settings, bags)
+    metrics["fitted_on"] = {
+        "combiner, calibrator, threshold": data_name,
+        "images": len(fit_on.y), "groups": int(len(set(fit_on.groups))),
+        "scored_on": "holdout (untouched)" if holdout is not None else f"{data_name}, cross-fitted",
     }
-    provenance = {
-        "sweep": str(run_dir.resolve()),
-        "members": [{"trial_id": m.trial_id, "rank": m.rank, "sweep_metric": m.metric,
-                     "checkpoint": str(m.checkpoint), "config": m.config} for m in members],
-        "data_fingerprint": members[0].meta["data_fingerprint"],
-        "split": members[0].meta["split"],
-        "holdout": {"images": len(preds.y), "groups": int(len(set(preds.groups))),
-                    "positives": int(preds.y.sum())},
-        "versions": package_versions(),
-    }
+    provenance = _provenance(run_dir, members, fit_on, holdout)
     manifest = {
         "kind": "ensemble",
         "method": settings.method,
@@ -111,103 +139,219 @@ def build_ensemble(run_dir: str | Path, out: str | Path, settings: EnsembleSetti
         "classes": classes,
         "positive": positive,
         "members": [m.trial_id for m in members],
+        "member_kind": "bag" if bags else "checkpoint",
         "preprocessing": {m.trial_id: m.meta["preprocessing"] for m in members},
         "pipeline": final.to_dict(),
         "threshold": final.threshold_,
         "provenance": provenance,
     }
+    predictions = pd.DataFrame({
+        "id": scored_on.ids, "group": scored_on.groups, "label": scored_on.y,
+        "probability": p_cal, "threshold": thresholds,
+        "final_probability": final.predict_proba(scored_on.margins),
+    })
+    report = ReportData(
+        title=f"lungsweep ensemble: {settings.method}, {final.calibration_} calibration",
+        method=settings.method,
+        calibration=final.calibration_,
+        member_ids=[m.trial_id for m in members],
+        member_configs=[_shown_config(m) for m in members],
+        member_weights=_weights(final),
+        y=scored_on.y,
+        member_probs=expit(scored_on.margins),
+        ensemble_uncalibrated=p_unc,
+        ensemble_calibrated=p_cal,
+        decisions=(p_cal >= thresholds).astype(np.int64),
+        threshold=float(final.threshold_),
+        metrics={"ensemble": {k: v for k, v in metrics.items() if k not in _NOT_HEADLINE},
+                 "ensemble_uncalibrated": metrics["uncalibrated"], "members": metrics["members"]},
+        class_names=(negative, positive),
+        provenance={**provenance, "numbers": metrics["data"]},
+        sweep_dir=run_dir,
+    )
+    return FittedEnsemble(members=members, pipeline=final, manifest=manifest, metrics=metrics,
+                          predictions=predictions, report=report)
+
+
+_NOT_HEADLINE = ("uncalibrated", "members", "data", "development_crossfit", "fitted_on")
+
+
+def write_ensemble(fitted: FittedEnsemble, out: str | Path) -> None:
+    """ENS_DIR, written whole or not at all: members, ensemble.json, metrics.json, predictions, report."""
+    out = Path(out)
     with atomic_dir(out) as tmp:
-        for m in members:
-            shutil.copytree(m.checkpoint, tmp / "members" / m.trial_id)
-        (tmp / ENSEMBLE_JSON).write_text(json.dumps(manifest, indent=1, default=_plain))
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1, default=_plain))
-        _holdout_table(preds, oof, final).to_csv(tmp / "holdout_predictions.csv", index=False)
-        write_report(tmp / "report.html", ReportData(
-            title=f"lungsweep ensemble: {settings.method}, {final.calibration_} calibration",
-            method=settings.method,
-            calibration=final.calibration_,
-            member_ids=[m.trial_id for m in members],
-            member_configs=[_shown_config(m) for m in members],
-            member_weights=_weights(final),
-            y=preds.y,
-            member_probs=expit(preds.margins),
-            ensemble_uncalibrated=oof["uncalibrated"],
-            ensemble_calibrated=oof["calibrated"],
-            decisions=(oof["calibrated"] >= oof["threshold"]).astype(np.int64),
-            threshold=float(final.threshold_),
-            metrics=_report_metrics(metrics),
-            class_names=(negative, positive),
-            provenance={**provenance, "numbers": metrics["data"]},
-            sweep_dir=run_dir,
-        ))
+        for m in fitted.members:
+            _copy_member(m, tmp / "members" / m.trial_id)
+        (tmp / ENSEMBLE_JSON).write_text(json.dumps(fitted.manifest, indent=1, default=_plain))
+        (tmp / "metrics.json").write_text(json.dumps(fitted.metrics, indent=1, default=_plain))
+        fitted.predictions.to_csv(tmp / "holdout_predictions.csv", index=False)
+        write_report(tmp / "report.html", fitted.report)
     log.info("wrote %s", out)
-    return metrics
 
 
-def _cross_fit(make_pipeline, preds: HoldoutPredictions, settings: EnsembleSettings) -> dict[str, np.ndarray]:
-    """Out-of-fold probabilities and the thresholds each fold's pipeline chose."""
+def _copy_member(member: Member, dest: Path) -> None:
+    """A checkpoint folder as it is; a bag without its training runs (bag.json and the fold models)."""
+    if not member.is_bag:
+        shutil.copytree(member.checkpoint, dest)
+        return
+    dest.mkdir(parents=True)
+    shutil.copy2(member.checkpoint / BAG_JSON, dest / BAG_JSON)
+    for k in member.meta["folds_done"]:
+        shutil.copytree(member.checkpoint / fold_dirname(k), dest / fold_dirname(k))
+
+
+def cross_fit(
+    make_pipeline: Callable[[], EnsemblePipeline], preds: StoredPredictions, *, n_splits: int, seed: int,
+    target_sensitivity: float | None = None,
+) -> dict[str, np.ndarray]:
+    """Out-of-fold probabilities over `preds`' groups and the thresholds each fold's pipeline chose.
+
+    The reported numbers of a single-split ensemble come from here: every sample is
+    scored by a pipeline fitted without its group.
+    """
     n, k = preds.margins.shape
     out = {name: np.full(n, np.nan) for name in ("calibrated", "uncalibrated", "threshold", "threshold_uncalibrated")}
     out["member_thresholds"] = np.full((n, k), np.nan)
-    target = settings.target_sensitivity
-    for fit, score in crossfit_splits(preds.y, preds.groups, n_splits=settings.n_splits, seed=settings.seed):
-        X, y = preds.margins, preds.y
+    X, y = preds.margins, preds.y
+    for fit, score in crossfit_splits(y, preds.groups, n_splits=n_splits, seed=seed):
         pipe = make_pipeline().fit(X[fit], y[fit], preds.groups[fit])
         out["calibrated"][score] = pipe.predict_proba(X[score])
         out["uncalibrated"][score] = pipe.uncalibrated_proba(X[score])
         out["threshold"][score] = pipe.threshold_
         out["threshold_uncalibrated"][score] = choose_threshold(
-            y[fit], pipe.uncalibrated_proba(X[fit]), target_sensitivity=target)
+            y[fit], pipe.uncalibrated_proba(X[fit]), target_sensitivity=target_sensitivity)
         for j in range(k):
-            out["member_thresholds"][score, j] = choose_threshold(y[fit], expit(X[fit, j]), target_sensitivity=target)
+            out["member_thresholds"][score, j] = choose_threshold(
+                y[fit], expit(X[fit, j]), target_sensitivity=target_sensitivity)
     return out
 
 
-def _with_tta(members: list[Member], preds: HoldoutPredictions, device: torch.device) -> HoldoutPredictions:
-    """Recompute holdout margins with flip test-time augmentation (members see each image and its mirror)."""
+class _Scorer:
+    """metrics.json blocks: every metric with its group-bootstrap interval."""
+
+    def __init__(self, settings: EnsembleSettings) -> None:
+        self.settings = settings
+
+    def _threshold(self, y: np.ndarray, p: np.ndarray) -> float:
+        return choose_threshold(y, p, target_sensitivity=self.settings.target_sensitivity)
+
+    def scored(self, preds: StoredPredictions, p: np.ndarray, thresholds: Any, deployed: float) -> dict[str, Any]:
+        m = bootstrap_metrics(preds.y, p, preds.groups, thresholds, n_boot=self.settings.n_boot, seed=self.settings.seed)
+        m["threshold"] = deployed  # the deployed one; cross-fitted numbers used each fold's own
+        return m
+
+    def crossfitted(self, preds: StoredPredictions, oof: dict[str, np.ndarray], final: EnsemblePipeline,
+                    members: list[Member]) -> dict[str, Any]:
+        return {
+            **self.scored(preds, oof["calibrated"], oof["threshold"], final.threshold_),
+            "uncalibrated": self.scored(preds, oof["uncalibrated"], oof["threshold_uncalibrated"],
+                                        self._threshold(preds.y, final.uncalibrated_proba(preds.margins))),
+            "members": {
+                m.trial_id: self.scored(preds, expit(preds.margins[:, k]), oof["member_thresholds"][:, k],
+                                        self._threshold(preds.y, expit(preds.margins[:, k])))
+                for k, m in enumerate(members)
+            },
+        }
+
+    def on_holdout(self, holdout: StoredPredictions, fit_on: StoredPredictions, final: EnsemblePipeline,
+                   members: list[Member]) -> dict[str, Any]:
+        """The deployed pipeline (fitted on out-of-fold predictions) on the untouched holdout."""
+        t_unc = self._threshold(fit_on.y, final.uncalibrated_proba(fit_on.margins))
+        out = {
+            **self.scored(holdout, final.predict_proba(holdout.margins), final.threshold_, final.threshold_),
+            "uncalibrated": self.scored(holdout, final.uncalibrated_proba(holdout.margins), t_unc, t_unc),
+            "members": {},
+        }
+        for k, m in enumerate(members):  # each bag alone: its own probability, threshold from its out-of-fold part
+            t = self._threshold(fit_on.y, expit(fit_on.margins[:, k]))
+            out["members"][m.trial_id] = self.scored(holdout, expit(holdout.margins[:, k]), t, t)
+        return out
+
+
+def _with_tta(members: list[Member], preds: StoredPredictions, split: str, device: torch.device) -> StoredPredictions:
+    """Recompute margins with flip test-time augmentation (each model sees the image and its mirror).
+
+    A bag's out-of-fold margin comes from the fold model that predicted that image; its
+    holdout margin is the mean over its fold models, as stored without TTA.
+    """
     columns = []
     for m in members:
-        member = load_member(m.checkpoint, m.trial_id)
-        member.model.to(device)
-        data = prepare_data(TrainConfig.from_dict({**m.config, "progress": False}))
+        data = prepare_data(TrainConfig.from_dict({**m.config, "progress": False, "fold": None}))
         position = {sample_id: i for i, sample_id in enumerate(data.dataset.ids)}
         images = np.asarray(data.images.array[[position[i] for i in preds.ids]])
-        columns.append(member_margins(member, images, tta=True, device=device))
-    return HoldoutPredictions(ids=preds.ids, y=preds.y, groups=preds.groups, margins=np.stack(columns, axis=1))
+        folders = m.model_folders()
+        column = np.zeros(len(preds.ids))
+        counts = np.zeros(len(preds.ids))
+        for k, folder in zip(m.meta.get("folds_done", [None]), folders):
+            model, meta = load_model(folder)
+            model.to(device)
+            if split == "oof":
+                rows = np.array([m.meta["oof"][i]["fold"] == k for i in preds.ids])
+            else:
+                rows = np.ones(len(preds.ids), dtype=bool)
+            if rows.any():
+                prep = Preprocessing.from_dict(meta["preprocessing"])
+                column[rows] += model_margins(model, prep, images[rows], tta=True, device=device)
+                counts[rows] += 1
+        columns.append(column / counts)
+    return StoredPredictions(ids=preds.ids, y=preds.y, groups=preds.groups, margins=np.stack(columns, axis=1))
 
 
-def _data_statement(preds: HoldoutPredictions, settings: EnsembleSettings) -> str:
+def _statement_kfold(fit_on: StoredPredictions, holdout: StoredPredictions, settings: EnsembleSettings) -> str:
     return (
-        f"Every number is cross-fitted on the holdout split ({len(preds.y)} images, {len(set(preds.groups))} patients "
-        f"or figures), which no member trained or early-stopped on: {settings.n_splits} folds of groups, each scored "
-        "by a pipeline (combiner, calibrator, threshold) fitted on the other folds, then pooled. Members' own numbers "
-        "use their raw probabilities with a threshold chosen the same way. 95% intervals: "
-        f"{settings.n_boot} bootstrap resamples of groups. The deployed ensemble is fitted on the whole holdout."
+        f"Headline numbers: the deployed ensemble on the holdout split ({len(holdout.y)} images, "
+        f"{len(set(holdout.groups))} patients or figures), which no fold model trained on and no selection or "
+        f"fitting step used. The combiner, calibrator and threshold were fitted on the members' out-of-fold "
+        f"predictions over the development pool ({len(fit_on.y)} images, {len(set(fit_on.groups))} groups): each "
+        "image scored by the fold model that never saw its patient. Each member (a bag of fold models, margins "
+        "averaged) is shown alone with its own probability and a threshold chosen on its out-of-fold part. "
+        f"95% intervals: {settings.n_boot} bootstrap resamples of groups. 'development_crossfit' in metrics.json "
+        f"is the same pipeline cross-fitted ({settings.n_splits} folds of groups) on the out-of-fold predictions: "
+        "optimistic, because the members were chosen by their out-of-fold metric."
     )
 
 
-def _holdout_table(preds: HoldoutPredictions, oof: dict[str, np.ndarray], final: EnsemblePipeline) -> pd.DataFrame:
-    return pd.DataFrame({
-        "id": preds.ids, "group": preds.groups, "label": preds.y,
-        "oof_probability": oof["calibrated"], "oof_threshold": oof["threshold"],
-        "final_probability": final.predict_proba(preds.margins),
-    })
+def _statement_crossfit(preds: StoredPredictions, settings: EnsembleSettings, bags: bool) -> str:
+    where = (f"the members' out-of-fold predictions over the development pool ({len(preds.y)} images, "
+             f"{len(set(preds.groups))} groups); there is no holdout (holdout_fraction 0), so these numbers are "
+             "optimistic: the members were also chosen by their out-of-fold metric") if bags else (
+             f"the holdout split ({len(preds.y)} images, {len(set(preds.groups))} patients or figures), which no "
+             "member trained or early-stopped on")
+    return (
+        f"Every number is cross-fitted on {where}: {settings.n_splits} folds of groups, each scored by a pipeline "
+        "(combiner, calibrator, threshold) fitted on the other folds, then pooled. Members' own numbers use their "
+        f"raw probabilities with a threshold chosen the same way. 95% intervals: {settings.n_boot} bootstrap "
+        "resamples of groups. The deployed ensemble is fitted on all of it."
+    )
+
+
+def _provenance(run_dir: Path, members: list[Member], fit_on: StoredPredictions,
+                holdout: StoredPredictions | None) -> dict[str, Any]:
+    scored = holdout if holdout is not None else fit_on
+    return {
+        "sweep": str(run_dir.resolve()),
+        "members": [{"trial_id": m.trial_id, "rank": m.rank, "sweep_metric": m.metric,
+                     "checkpoint": str(m.checkpoint), "config": m.config,
+                     **({"folds": len(m.meta["folds_done"])} if m.is_bag else {})} for m in members],
+        "data_fingerprint": members[0].meta["data_fingerprint"],
+        "split": members[0].meta["split"],
+        "fitted_on": {"images": len(fit_on.y), "groups": int(len(set(fit_on.groups))),
+                      "positives": int(fit_on.y.sum())},
+        "holdout": {"images": len(scored.y), "groups": int(len(set(scored.groups))),
+                    "positives": int(scored.y.sum())},
+        "versions": package_versions(),
+    }
 
 
 def _shown_config(m: Member) -> dict[str, Any]:
     keys = ("model", "pretrained", "image_size", "optimizer", "lr", "batch_size", "weight_decay", "drop_rate",
-            "aug_strength", "freeze_epochs")
+            "aug_strength", "freeze_epochs", "cv_folds")
     return {k: m.config.get(k) for k in keys if k in m.config}
 
 
 def _weights(pipe: EnsemblePipeline) -> list[float] | None:
     weights = getattr(pipe.combiner_, "weights_", None)
     return None if weights is None else [float(w) for w in weights]
-
-
-def _report_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
-    ensemble = {k: v for k, v in metrics.items() if k not in ("uncalibrated", "members", "data")}
-    return {"ensemble": ensemble, "ensemble_uncalibrated": metrics["uncalibrated"], "members": metrics["members"]}
 
 
 def _plain(value: Any) -> Any:

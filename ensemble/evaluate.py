@@ -8,12 +8,10 @@ from typing import Any
 
 from trainers import discover
 from trainers.atomic import atomic_write_text
-from trainers.loop import resolve_device
 
-from .artifact import MANIFEST, ExportedModel, refuse_pickle
 from .errors import EnsembleError
 from .metrics import METRIC_NAMES, bootstrap_metrics
-from .model import EnsembleModel
+from .predictor import load_predictor, proba_for_dataset
 
 __all__ = ["evaluate", "format_metrics"]
 
@@ -31,11 +29,9 @@ def evaluate(
 ) -> dict[str, Any]:
     """metrics.json keys (value and 95% group-bootstrap interval) of the model on `data`.
 
-    The same keys whether `model_dir` is MODEL_DIR (run by onnxruntime), ENS_DIR or a checkpoint.
+    The same keys whether `model_dir` is MODEL_DIR (run by onnxruntime), ENS_DIR, a bag or a checkpoint.
     """
-    refuse_pickle(Path(model_dir))
-    exported = (Path(model_dir) / MANIFEST).is_file()
-    model = ExportedModel.load(model_dir) if exported else EnsembleModel.load(model_dir)
+    model = load_predictor(model_dir, device=device)
     data_classes = sorted(p.name for p in Path(data).iterdir() if p.is_dir()) if Path(data).is_dir() else []
     unknown = sorted(set(data_classes) - set(model.classes))
     if unknown:
@@ -44,10 +40,7 @@ def evaluate(
             f"{model.classes}: rename the folders to match"
         )
     dataset = discover(data=data, positive=model.positive, group_regex=group_regex)
-    if exported:
-        p = model.proba_for_dataset(dataset)
-    else:
-        p = model.proba_for_dataset(dataset, device=resolve_device(device))
+    p = proba_for_dataset(model, dataset)
     metrics = bootstrap_metrics(dataset.binary_labels, p, dataset.groups, model.threshold, n_boot=n_boot)
     metrics["data"] = (
         f"{len(dataset)} images in {dataset.root} ({len(set(dataset.groups))} groups); threshold "

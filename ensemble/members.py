@@ -1,29 +1,37 @@
-"""Ensemble candidates: the sweep's ranked trials, their best checkpoints and holdout predictions.
+"""Ensemble candidates: the sweep's ranked trials, their checkpoints or bags, and their stored predictions.
 
-Reads only what `lungsweep launch` / `results` wrote (results.parquet and the
-checkpoint folders); never imports Ray.
+A member is a trial's best checkpoint (single-split sweep) or its bag of fold models
+(k-fold sweep, `cv_folds` > 1). Reads only what `lungsweep launch` / `results` wrote
+(results.parquet and the trial folders); never imports Ray.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from search.record import USABLE_STATUSES, read_results, trial_dir
+from search.record import USABLE_STATUSES, read_results, read_sweep, trial_dir
 from trainers import LungsweepError, read_meta
+from trainers.bag import fold_checkpoints, is_bag, read_bag
 
 from .errors import EnsembleError
 
-__all__ = ["Member", "HoldoutPredictions", "pick_members", "holdout_predictions", "split_predictions", "check_compatible"]
+__all__ = [
+    "Member", "StoredPredictions", "HoldoutPredictions", "check_compatible", "holdout_predictions", "load_member_meta",
+    "oof_predictions", "pick_members", "split_predictions",
+]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Member:
     trial_id: str
-    checkpoint: Path  # the trial's best checkpoint folder (model.safetensors + checkpoint.json)
-    meta: dict[str, Any]
+    checkpoint: Path  # the trial's best checkpoint folder, or its bag folder (bag.json + fold_<k>/)
+    meta: dict[str, Any]  # checkpoint.json, or bag.json
     rank: int
     metric: float
 
@@ -31,22 +39,43 @@ class Member:
     def config(self) -> dict[str, Any]:
         return self.meta["config"]
 
+    @property
+    def is_bag(self) -> bool:
+        return "oof" in self.meta
+
+    def model_folders(self) -> list[Path]:
+        """The checkpoint folder(s) whose models make this member: one, or the bag's folds."""
+        return fold_checkpoints(self.checkpoint) if self.is_bag else [self.checkpoint]
+
 
 @dataclass(frozen=True)
-class HoldoutPredictions:
+class StoredPredictions:
     ids: list[str]
     y: np.ndarray  # 1 for the positive class
     groups: np.ndarray
     margins: np.ndarray  # (n_samples, n_members) logit margins
 
 
+HoldoutPredictions = StoredPredictions  # the name older code imports
+
+
+def load_member_meta(folder: Path) -> dict[str, Any]:
+    """bag.json for a bag folder, else checkpoint.json."""
+    return read_bag(folder) if is_bag(folder) else read_meta(folder)
+
+
 def pick_members(run_dir: str | Path, *, top: int | None = None, trials: list[str] | None = None) -> list[Member]:
-    """The top `top` usable trials by the sweep's metric, or exactly the `trials` named."""
+    """The top `top` usable trials by the sweep's metric, or exactly the `trials` named.
+
+    In a k-fold sweep only trials that finished every fold are usable: a bag stopped
+    by ASHA after one fold has out-of-fold predictions for part of the pool only.
+    """
     run_dir = Path(run_dir)
     try:
         table = read_results(run_dir)
     except LungsweepError as e:
         raise EnsembleError(str(e)) from e
+    usable = ("completed",) if _cross_validated(run_dir) else USABLE_STATUSES
     if trials:
         unknown = [t for t in trials if t not in set(table.trial_id)]
         if unknown:
@@ -54,20 +83,38 @@ def pick_members(run_dir: str | Path, *, top: int | None = None, trials: list[st
                 f"trial {unknown[0]!r} is not in {run_dir}; trials there: {', '.join(table.trial_id)}"
             )
         chosen = table.set_index("trial_id").loc[trials].reset_index()
-        bad = chosen[~chosen.status.isin(USABLE_STATUSES) | chosen.checkpoint.isna()]
+        bad = chosen[~chosen.status.isin(usable) | chosen.checkpoint.isna()]
         if len(bad):
             row = bad.iloc[0]
-            raise EnsembleError(f"trial {row.trial_id} has no usable checkpoint (status {row.status})")
+            why = " (a k-fold trial must finish every fold)" if usable == ("completed",) else ""
+            raise EnsembleError(f"trial {row.trial_id} has no usable checkpoint (status {row.status}){why}")
     else:
-        chosen = table[table.status.isin(USABLE_STATUSES) & table.checkpoint.notna()].head(top or 5)
+        top = 5 if top is None else top
+        if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+            raise EnsembleError(f"--members must be a whole number of at least 1, got {top!r}")
+        candidates = table[table.status.isin(usable) & table.checkpoint.notna()]
+        chosen = candidates.head(top)
+        if 0 < len(chosen) < top:
+            what = "finished every fold" if usable == ("completed",) else "finished"
+            log.warning("asked for %d members, but only %d trial(s) of %s %s: using those", top, len(chosen),
+                        run_dir, what)
     if chosen.empty:
-        raise EnsembleError(f"{run_dir} has no finished trial with a checkpoint to ensemble")
+        what = "finished every fold of its bag" if usable == ("completed",) else "finished with a checkpoint"
+        raise EnsembleError(f"{run_dir} has no trial that {what}, so there is nothing to ensemble; "
+                            "let the sweep run longer (or resume it) and run `lungsweep results` again")
     members = []
     for row in chosen.itertuples():
         folder = _local_checkpoint(run_dir, row.trial_id, row.checkpoint)
-        members.append(Member(row.trial_id, folder, read_meta(folder), int(row.rank), float(row.best_metric)))
+        members.append(Member(row.trial_id, folder, load_member_meta(folder), int(row.rank), float(row.best_metric)))
     check_compatible(members)
     return members
+
+
+def _cross_validated(run_dir: Path) -> bool:
+    try:
+        return read_sweep(run_dir).cross_validated
+    except LungsweepError:
+        return False  # a results table without its record (older or hand-made): single split
 
 
 def _local_checkpoint(run_dir: Path, trial_id: str, recorded: str) -> Path:
@@ -82,23 +129,25 @@ def _local_checkpoint(run_dir: Path, trial_id: str, recorded: str) -> Path:
 def check_compatible(members: list[Member]) -> None:
     """Members must come from the same data and the same split, or their holdouts mean different things."""
     first = members[0]
+    key = "partition_sha256" if first.is_bag else "sha256"
     for m in members[1:]:
         if m.meta["data_fingerprint"] != first.meta["data_fingerprint"]:
             raise EnsembleError(
                 f"trial {m.trial_id} was trained on other data than trial {first.trial_id} "
                 "(data fingerprints differ); ensemble trials of one sweep on one dataset"
             )
-        if m.meta["split"]["sha256"] != first.meta["split"]["sha256"]:
+        if m.is_bag != first.is_bag or m.meta["split"].get(key) != first.meta["split"].get(key):
             raise EnsembleError(
                 f"trial {m.trial_id} has another train/validation/holdout split than trial {first.trial_id} "
-                f"(split_seed {m.meta['split']['seed']} vs {first.meta['split']['seed']}); "
+                f"(split_seed {m.meta['split']['seed']} vs {first.meta['split']['seed']}, cv_folds "
+                f"{m.meta['split'].get('cv_folds', 1)} vs {first.meta['split'].get('cv_folds', 1)}); "
                 "members must share one split so that none trained on another's holdout"
             )
 
 
-def holdout_predictions(members: list[Member]) -> HoldoutPredictions:
-    """The members' stored holdout margins, aligned by sample id."""
-    if not members[0].meta["predictions"]["holdout"]:
+def holdout_predictions(members: list[Member]) -> StoredPredictions:
+    """The members' stored holdout margins (a bag's: the mean over its folds), aligned by sample id."""
+    if not _stored(members[0], "holdout"):
         raise EnsembleError(
             f"trial {members[0].trial_id} has no holdout predictions: the sweep ran with holdout_fraction 0; "
             "ensembling and calibration need a holdout split"
@@ -106,19 +155,37 @@ def holdout_predictions(members: list[Member]) -> HoldoutPredictions:
     return split_predictions(members, split="holdout")
 
 
-def split_predictions(members: list[Member], *, split: str) -> HoldoutPredictions:
-    """The members' stored margins on one split ("holdout" or "val"), aligned by sample id."""
-    first = members[0].meta["predictions"][split]
+def oof_predictions(members: list[Member]) -> StoredPredictions:
+    """The bags' out-of-fold margins over the whole development pool, aligned by sample id."""
+    not_bags = [m.trial_id for m in members if not m.is_bag]
+    if not_bags:
+        raise EnsembleError(f"trial {not_bags[0]} is not a k-fold bag: it has no out-of-fold predictions")
+    return split_predictions(members, split="oof")
+
+
+def split_predictions(members: list[Member], *, split: str) -> StoredPredictions:
+    """The members' stored margins on one split ("holdout", "val" or a bag's "oof"), aligned by sample id."""
+    first = _stored(members[0], split)
     ids = sorted(first)
     columns = []
     for m in members:
-        preds = m.meta["predictions"][split]
+        preds = _stored(m, split)
         if set(preds) != set(ids):
             raise EnsembleError(f"trial {m.trial_id} predicted another {split} set than trial {members[0].trial_id}")
         columns.append([preds[i]["logit"] for i in ids])
-    return HoldoutPredictions(
+    return StoredPredictions(
         ids=ids,
         y=np.array([first[i]["label"] for i in ids], dtype=np.int64),
         groups=np.array([first[i].get("group", i) for i in ids]),
-        margins=np.array(columns, dtype=np.float64).T,
+        margins=np.array(columns, dtype=np.float64).T.reshape(len(ids), len(members)),
     )
+
+
+def _stored(member: Member, split: str) -> dict[str, dict[str, Any]]:
+    if member.is_bag:
+        if split == "val":
+            split = "oof"
+        return member.meta[split]
+    if split == "oof":
+        raise EnsembleError(f"trial {member.trial_id} is not a k-fold bag: it has no out-of-fold predictions")
+    return member.meta["predictions"][split]

@@ -1,7 +1,8 @@
-"""An ensemble folder (or one trial's checkpoint) loaded for prediction in this process.
+"""An ensemble folder (or one trial's checkpoint or bag) loaded for prediction in this process.
 
 ENS_DIR/ensemble.json holds the combiner, calibrator and threshold as plain numbers;
-ENS_DIR/members/<trial>/ holds each member's safetensors weights and checkpoint.json.
+ENS_DIR/members/<trial>/ holds each member: a checkpoint folder (safetensors weights and
+checkpoint.json), or a bag folder (bag.json and one checkpoint folder per fold).
 """
 from __future__ import annotations
 
@@ -14,42 +15,59 @@ import numpy as np
 import torch
 
 from trainers import CheckpointError, Preprocessing, load_model, predict_margins
-from trainers.data import Dataset
-from trainers.images import load_images
+from trainers.bag import fold_checkpoints, is_bag
 
 from .errors import EnsembleError
+from .folders import ENSEMBLE_JSON
 from .pipeline import EnsemblePipeline
 
-__all__ = ["LoadedMember", "EnsembleModel", "load_member", "member_margins", "ENSEMBLE_JSON"]
-
-ENSEMBLE_JSON = "ensemble.json"
+__all__ = ["LoadedMember", "EnsembleModel", "load_member", "member_margins", "model_margins", "ENSEMBLE_JSON"]
 
 
 @dataclass
 class LoadedMember:
+    """One member: a model, or a bag of fold models whose margins are averaged."""
+
     trial_id: str
-    model: torch.nn.Module
+    models: list[torch.nn.Module]
     prep: Preprocessing
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The model of a single-model member (a bag has several: use `models`)."""
+        if len(self.models) != 1:
+            raise EnsembleError(f"member {self.trial_id} is a bag of {len(self.models)} fold models")
+        return self.models[0]
+
+
+def model_margins(
+    model: torch.nn.Module, prep: Preprocessing, images: np.ndarray, *, tta: bool, device: torch.device,
+    batch_size: int = 64,
+) -> np.ndarray:
+    """Logit margins of one model on (N, S, S) uint8 images; with TTA, averaged with the mirror image."""
+    margins = predict_margins(model, images, prep, device=device, batch_size=batch_size)
+    if tta:
+        mirrored = np.ascontiguousarray(np.asarray(images)[:, :, ::-1])
+        margins = (margins + predict_margins(model, mirrored, prep, device=device, batch_size=batch_size)) / 2
+    return margins
 
 
 def member_margins(
     member: LoadedMember, images: np.ndarray, *, tta: bool, device: torch.device, batch_size: int = 64
 ) -> np.ndarray:
-    """Logit margins of one member on (N, S, S) uint8 images; with TTA, averaged with the mirror image."""
-    margins = predict_margins(member.model, images, member.prep, device=device, batch_size=batch_size)
-    if tta:
-        mirrored = np.ascontiguousarray(np.asarray(images)[:, :, ::-1])
-        margins = (margins + predict_margins(member.model, mirrored, member.prep, device=device, batch_size=batch_size)) / 2
-    return margins
+    """Logit margins of one member on (N, S, S) uint8 images: a bag's is the mean over its fold models."""
+    return np.mean([model_margins(m, member.prep, images, tta=tta, device=device, batch_size=batch_size)
+                    for m in member.models], axis=0)
 
 
 class EnsembleModel:
-    """Members + fitted pipeline: images in, calibrated P(positive) out."""
+    """Members + fitted pipeline: images in, calibrated P(positive) out (an ensemble.Predictor)."""
 
     def __init__(self, *, members: list[LoadedMember], pipeline: EnsemblePipeline, tta: bool,
-                 classes: list[str], positive: str, manifest: dict[str, Any]) -> None:
+                 classes: list[str], positive: str, manifest: dict[str, Any], device: str = "cpu") -> None:
         self.members, self.pipeline, self.tta = members, pipeline, tta
         self.classes, self.positive, self.manifest = classes, positive, manifest
+        self.device = torch.device(device)
 
     @property
     def threshold(self) -> float:
@@ -60,30 +78,35 @@ class EnsembleModel:
         return sorted({m.prep.image_size for m in self.members})
 
     @classmethod
-    def load(cls, folder: str | Path) -> "EnsembleModel":
-        """An ensemble folder, or a single checkpoint folder (one member, no calibration, threshold 0.5)."""
-        folder = Path(folder)
+    def load(cls, folder: str | Path, *, device: str = "auto") -> "EnsembleModel":
+        """An ensemble folder, or one checkpoint or bag folder (one member, no calibration, threshold 0.5)."""
+        from trainers.loop import resolve_device
+
+        model = cls._load(Path(folder))
+        model.device = resolve_device(device)
+        for member in model.members:
+            for m in member.models:
+                m.to(model.device)
+        return model
+
+    @classmethod
+    def _load(cls, folder: Path) -> "EnsembleModel":
         if (folder / ENSEMBLE_JSON).is_file():
             manifest = json.loads((folder / ENSEMBLE_JSON).read_text())
             members = [load_member(folder / "members" / t, t) for t in manifest["members"]]
             pipeline = EnsemblePipeline.from_dict(manifest["pipeline"])
             return cls(members=members, pipeline=pipeline, tta=manifest["tta"], classes=manifest["classes"],
                        positive=manifest["positive"], manifest=manifest)
-        if (folder / "checkpoint.json").is_file():
+        if (folder / "checkpoint.json").is_file() or is_bag(folder):
             member = load_member(folder, folder.name)
-            meta = json.loads((folder / "checkpoint.json").read_text())
+            meta = json.loads((folder / ("bag.json" if is_bag(folder) else "checkpoint.json")).read_text())
             pipeline = EnsemblePipeline.single_member()
             return cls(members=[member], pipeline=pipeline, tta=False, classes=meta["classes"],
                        positive=meta["positive"], manifest={"kind": "checkpoint", "checkpoint": str(folder)})
         raise EnsembleError(
-            f"{folder} is neither an ensemble folder ({ENSEMBLE_JSON}) nor a checkpoint folder (checkpoint.json)"
+            f"{folder} is neither an ensemble folder ({ENSEMBLE_JSON}), a bag (bag.json) nor a checkpoint folder "
+            "(checkpoint.json)"
         )
-
-    def margins_for_dataset(self, dataset: Dataset, *, device: torch.device, progress: bool = True) -> np.ndarray:
-        """(N, n_members) margins for every image of a dataset, decoding once per image size."""
-        fingerprint = dataset.fingerprint()
-        arrays = {s: load_images(dataset, s, fingerprint=fingerprint, progress=progress).array for s in self.image_sizes}
-        return self.margins_for_images(arrays, device=device)
 
     def margins_for_images(self, arrays: dict[int, np.ndarray], *, device: torch.device) -> np.ndarray:
         """(N, n_members) margins for {image_size: (N, S, S) uint8} decoded images."""
@@ -92,16 +115,24 @@ class EnsembleModel:
             axis=1,
         )
 
-    def predict_proba(self, margins: np.ndarray) -> np.ndarray:
-        return self.pipeline.predict_proba(margins)
+    def predict_proba(self, images: dict[int, np.ndarray]) -> np.ndarray:
+        """Calibrated P(positive) for {image_size: (N, S, S) uint8} decoded images."""
+        return self.proba_from_margins(self.margins_for_images(images, device=self.device))
 
-    def proba_for_dataset(self, dataset: Dataset, *, device: torch.device, progress: bool = True) -> np.ndarray:
-        return self.predict_proba(self.margins_for_dataset(dataset, device=device, progress=progress))
+    def proba_from_margins(self, margins: np.ndarray) -> np.ndarray:
+        """The fitted pipeline on (N, n_members) member margins."""
+        return self.pipeline.predict_proba(margins)
 
 
 def load_member(folder: Path, trial_id: str) -> LoadedMember:
+    """A checkpoint folder (one model) or a bag folder (its fold models)."""
     try:
-        model, meta = load_model(folder)
+        folders = fold_checkpoints(folder) if is_bag(folder) else [folder]
+        loaded = [load_model(f) for f in folders]
     except CheckpointError as e:
         raise EnsembleError(f"member {trial_id}: {e}") from e
-    return LoadedMember(trial_id=trial_id, model=model, prep=Preprocessing.from_dict(meta["preprocessing"]))
+    preps = {json.dumps(meta["preprocessing"], sort_keys=True) for _, meta in loaded}
+    if len(preps) != 1:
+        raise EnsembleError(f"member {trial_id}: its fold models were trained with different preprocessing")
+    return LoadedMember(trial_id=trial_id, models=[m for m, _ in loaded],
+                        prep=Preprocessing.from_dict(loaded[0][1]["preprocessing"]))

@@ -21,7 +21,7 @@ from trainers.data import IMAGE_SUFFIXES
 from trainers.errors import BadImageError, DataError
 from trainers.progress import progress_bar
 
-from .artifact import ExportedModel
+from .predictor import Predictor, decode_for, stack_for
 
 __all__ = ["predict", "PredictSummary", "find_images", "COLUMNS"]
 
@@ -55,7 +55,7 @@ def find_images(inputs: list[str | Path]) -> list[Path]:
     return found
 
 def predict(
-    model: ExportedModel,
+    model: Predictor,
     paths: list[Path],
     *,
     out: str | Path | None = None,
@@ -80,10 +80,11 @@ def predict(
 def _write_rows(model, paths, fh, summary, batch_size, progress, workers) -> None:
     writer = csv.writer(fh)
     writer.writerow(COLUMNS)
+    negative = next(c for c in model.classes if c != model.positive)
     bar = progress_bar(range(len(paths)), total=len(paths), desc="predicting", enabled=progress)
     for batch_paths, decoded in _decoded_batches(model, paths, batch_size, workers):
         good = [d for d in decoded if not isinstance(d, BadImageError)]
-        probs = iter(model.predict_proba(model.stack(good)) if good else ())
+        probs = iter(model.predict_proba(stack_for(model, good)) if good else ())
         for path, d in zip(batch_paths, decoded):
             if isinstance(d, BadImageError):
                 summary.bad.append((str(path), d.reason))
@@ -93,19 +94,19 @@ def _write_rows(model, paths, fh, summary, batch_size, progress, workers) -> Non
             positive = p >= model.threshold
             summary.predicted += 1
             summary.positive += int(positive)
-            writer.writerow((str(path), f"{p:.6f}", model.positive if positive else model.negative, ""))
+            writer.writerow((str(path), f"{p:.6f}", model.positive if positive else negative, ""))
         for _ in batch_paths:
             next(bar, None)
     fh.flush()
 
 def _decoded_batches(
-    model: ExportedModel, paths: list[Path], batch_size: int, workers: int | None
+    model: Predictor, paths: list[Path], batch_size: int, workers: int | None
 ) -> Iterator[tuple[list[Path], list]]:
     """Batches of decoded images; the next batch decodes while the caller runs this one."""
 
     def decode(path: Path):
         try:
-            return model.decode(path)
+            return decode_for(model, path)
         except BadImageError as e:
             return e
 

@@ -30,21 +30,30 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pretrained-file", help="weights file (safetensors or a .pth state dict)")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--skip-bad", action="store_true", default=None, help="leave undecodable images out")
+    p.add_argument("--cv-folds", type=int, help="K > 1: train a bag of K fold models (group k-fold) and report "
+                                               "its pooled out-of-fold metrics")
+    p.add_argument("--group-regex", help="how to read patient groups from file names (default: the stem without "
+                                         "'%%N' and trailing slice numbers)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.set_defaults(run=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from trainers import merge_config, train
+    from trainers import merge_config, train, train_bag
 
     overrides = {
         "data": args.data, "manifest": args.manifest, "model": args.model, "image_size": args.image_size,
         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
         "positive": args.positive, "pretrained_file": args.pretrained_file,
         "pretrained": True if args.pretrained_file and args.pretrained is None else args.pretrained,
-        "device": args.device, "skip_bad": args.skip_bad,
+        "device": args.device, "skip_bad": args.skip_bad, "cv_folds": args.cv_folds, "group_regex": args.group_regex,
     }
     cfg = merge_config(args.config, overrides)
+    if cfg.cv_folds > 1:
+        bag = train_bag(cfg, args.out, resume=args.resume)
+        print(f"bag of {bag.folds_done} fold models: out-of-fold auc {bag.metrics.get('oof_auc', float('nan')):.4f}  "
+              f"accuracy {bag.metrics.get('oof_accuracy', float('nan')):.4f} -> {args.out}")
+        return 0
     result = train(cfg, args.out, resume=args.resume)
     best = result.best_metrics
     print(
@@ -58,7 +67,7 @@ def _add_launch(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("launch", help="run (or resume) a hyperparameter sweep with Ray Tune, Optuna TPE and ASHA")
     p.add_argument("--data", help="dataset folder (overrides train.data in the sweep config)")
     p.add_argument("--out", required=True, help="RUN_DIR of the sweep; an existing one is resumed")
-    p.add_argument("--config", help="sweep.yaml (see configs/sweep_covid_ct.yaml)")
+    p.add_argument("--config", help="sweep.yaml, or a bundled sweep: default (used when omitted) or quick")
     p.add_argument("--num-samples", type=int, help="number of trials")
     p.add_argument("--max-concurrent", type=int, help="trials running at once")
     p.add_argument("--time-budget", type=float, help="stop starting trials after this many seconds")
@@ -94,7 +103,7 @@ def _run_results(args: argparse.Namespace) -> int:
     cfg = read_sweep(args.run_dir)
     table = load_results(args.run_dir)
     save_results(table, args.run_dir, cfg)
-    print(format_table(table, cfg.metric, top=args.top))
+    print(format_table(table, cfg.reported_metric, top=args.top))
     print(f"saved {Path(args.run_dir) / 'results.csv'}, results.parquet and best_config.yaml")
     return 0
 
@@ -105,7 +114,8 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="ENS_DIR to write (members, ensemble.json, metrics.json, report.html)")
     p.add_argument("--method", choices=("mean", "greedy", "stack"), default="greedy")
     pick = p.add_mutually_exclusive_group()
-    pick.add_argument("--members", type=int, default=5, help="the top N finished trials (default 5)")
+    pick.add_argument("--members", type=int, default=5, help="the top N finished trials (default 5; in a k-fold "
+                                                             "sweep, trials that finished every fold)")
     pick.add_argument("--trials", help="comma-separated trial ids instead of the top N")
     p.add_argument("--calibration", choices=("temperature", "platt", "isotonic", "none", "auto"), default="temperature")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: average each member over flips")
@@ -126,7 +136,7 @@ def _run_ensemble(args: argparse.Namespace) -> int:
     )
     metrics = build_ensemble(args.run_dir, args.out, settings)
     print(format_metrics(metrics))
-    print(f"cross-fitted on the holdout; wrote {args.out}/ (open report.html)")
+    print(f"{metrics['fitted_on']['scored_on']}; wrote {args.out}/ (open report.html)")
     return 0
 
 
@@ -211,8 +221,32 @@ def _run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="the whole job: sweep -> ensemble -> export -> predict, resumable")
+    p.add_argument("--data", required=True, help="dataset folder with one sub-folder per class")
+    p.add_argument("--out", required=True, help="folder for sweep/, ensemble/, model/ and predictions.csv")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--quick", action="store_true", help="the bundled quick sweep (about 10 min on 2 CPU cores)")
+    how.add_argument("--config", help="sweep.yaml or a bundled sweep name (default: the bundled default sweep)")
+    p.add_argument("--members", type=int, default=5, help="ensemble members: the top N complete trials")
+    p.add_argument("--method", choices=("mean", "greedy", "stack"), default="greedy")
+    p.add_argument("--calibration", choices=("temperature", "platt", "isotonic", "none", "auto"), default="temperature")
+    p.add_argument("--address", help="join a Ray cluster: auto, or ray://HEAD:10001; default: a local Ray")
+    p.set_defaults(run=_run_main_job)
+
+
+def _run_main_job(args: argparse.Namespace) -> int:
+    from lungsweep.job import MainJob, run_main_job
+
+    job = MainJob(data=args.data, out=Path(args.out), config="quick" if args.quick else args.config,
+                  members=args.members, method=args.method, calibration=args.calibration, address=args.address)
+    summary = run_main_job(job)
+    print(summary)
+    return 0
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_train, _add_launch, _add_results, _add_ensemble, _add_evaluate, _add_export, _add_predict,
+    _add_run, _add_train, _add_launch, _add_results, _add_ensemble, _add_evaluate, _add_export, _add_predict,
 ]
 
 

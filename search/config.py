@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -20,8 +21,8 @@ PATH_KEYS = ("data", "manifest", "cache_dir", "pretrained_file")
 
 @dataclass(frozen=True)
 class AshaConfig:
-    max_epochs: int = 12  # every trial's epoch budget; ASHA's max_t
-    grace_period: int = 2  # epochs before a trial can be stopped
+    max_epochs: int = 12  # every trial's epoch budget (with cv_folds > 1: every fold's); ASHA's max_t
+    grace_period: int = 2  # epochs (with cv_folds > 1: folds) before a trial can be stopped
     reduction_factor: int = 3
 
 
@@ -44,11 +45,32 @@ class SweepConfig:
     gpus_per_trial: float = 0.0
     asha: AshaConfig = field(default_factory=AshaConfig)
     fail_first_attempt_at_epoch: int | None = None  # testing aid: crash each trial once, to exercise retries
+    # K > 1: every trial trains K fold models (a bag) and is ranked by its pooled out-of-fold metric
+    cv_folds: int = 1
+    first_trials: tuple[dict[str, Any], ...] = ()  # configurations TPE tries first (Optuna enqueue_trial)
+
+    @property
+    def cross_validated(self) -> bool:
+        return self.cv_folds > 1
+
+    @property
+    def reported_metric(self) -> str:
+        """The column that ranks trials: val_auc (single split) or oof_auc (k-fold), ..."""
+        return oof_name(self.metric) if self.cross_validated else self.metric
 
     @property
     def searcher_metric(self) -> str:
-        """What TPE and ASHA see: the trial's best so far, so late overfitting epochs do not hide a good trial."""
-        return f"best_{self.metric}"
+        """What TPE and ASHA see.
+
+        Single split: the trial's best so far, so late overfitting epochs do not hide a good
+        trial. k-fold: the pooled out-of-fold metric over the folds done (one report per fold).
+        """
+        return self.reported_metric if self.cross_validated else f"best_{self.metric}"
+
+    @property
+    def max_t(self) -> int:
+        """ASHA's budget unit count: epochs (single split) or folds (k-fold)."""
+        return self.cv_folds if self.cross_validated else self.asha.max_epochs
 
     def base_train_config(self) -> TrainConfig:
         """The fixed part of every trial's config (space values replace some of it).
@@ -56,7 +78,8 @@ class SweepConfig:
         The trainer monitors the sweep's metric, so its patience and best checkpoint follow it too.
         """
         return TrainConfig.from_dict(
-            {**self.train, "epochs": self.asha.max_epochs, "progress": False, "monitor": self.metric},
+            {**self.train, "epochs": self.asha.max_epochs, "progress": False, "monitor": self.metric,
+             "cv_folds": self.cv_folds},
             source="sweep train",
         )
 
@@ -67,12 +90,30 @@ class SweepConfig:
         return [self.base_train_config().image_size]
 
 
-_SCALARS = {f.name for f in dataclasses.fields(SweepConfig)} - {"train", "space", "asha"}
+def oof_name(metric: str) -> str:
+    """val_auc -> oof_auc, val_loss -> oof_loss: the bag's pooled out-of-fold metric."""
+    return "oof_" + metric.removeprefix("val_")
+
+
+_SCALARS = {f.name for f in dataclasses.fields(SweepConfig)} - {"train", "space", "asha", "first_trials"}
+
+
+BUNDLED = ("default", "quick")  # sweeps shipped inside the package (search/sweeps/NAME.yaml)
+
+
+def bundled_sweep(name: str) -> Path:
+    """The path of a sweep shipped with lungsweep, wherever it is installed."""
+    if name not in BUNDLED:
+        raise ConfigError(f"no bundled sweep {name!r}; bundled: {', '.join(BUNDLED)}")
+    return Path(str(resources.files("search") / "sweeps" / f"{name}.yaml"))
 
 
 def load_sweep_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> SweepConfig:
-    raw: dict[str, Any] = dict(load_yaml(path)) if path is not None else {}
-    src = str(path) if path is not None else "sweep config"
+    """A sweep.yaml (or a bundled sweep's name; None: the bundled default), merged with overrides."""
+    if path is None or (str(path) in BUNDLED and not Path(path).exists()):
+        path = bundled_sweep(str(path or "default"))
+    raw: dict[str, Any] = dict(load_yaml(path))
+    src = str(path)
     for key, value in (overrides or {}).items():
         if value is None:
             continue
@@ -85,13 +126,14 @@ def load_sweep_config(path: str | Path | None = None, overrides: Mapping[str, An
 
 
 def parse_sweep_config(raw: Mapping[str, Any], *, source: str = "sweep config") -> SweepConfig:
-    allowed = sorted(_SCALARS | {"train", "space", "asha"})
+    allowed = sorted(_SCALARS | {"train", "space", "asha", "first_trials"})
     unknown = sorted(set(raw) - set(allowed))
     if unknown:
         raise ConfigError(f"{source}: unknown key {unknown[0]!r}; allowed keys: {', '.join(allowed)}")
     train = dict(raw.get("train") or {})
     hints = {"epochs": "asha.max_epochs sets every trial's epochs", "progress": "trials never draw bars",
-             "monitor": "the sweep's metric is every trial's monitor"}
+             "monitor": "the sweep's metric is every trial's monitor", "cv_folds": "use the top-level cv_folds",
+             "fold": "a trial trains every fold"}
     for reserved, hint in hints.items():
         if reserved in train:
             raise ConfigError(f"{source}: train.{reserved} is set by the sweep ({hint}); remove it")
@@ -114,14 +156,36 @@ def parse_sweep_config(raw: Mapping[str, Any], *, source: str = "sweep config") 
     scalars = {k: raw[k] for k in _SCALARS if k in raw}
     for k, v in scalars.items():
         _check_type(source, k, v)
+    space = parse_space(raw.get("space") or {}, fixed=train)
     cfg = SweepConfig(
         train=train,
-        space=parse_space(raw.get("space") or {}, fixed=train),
+        space=space,
         asha=asha,
+        first_trials=_first_trials(raw.get("first_trials"), space, train, source),
         **scalars,
     )
     _validate(cfg, source)
     return cfg
+
+
+def _first_trials(raw: Any, space: tuple[ParamSpec, ...], train: Mapping[str, Any], source: str) -> tuple[dict, ...]:
+    """Configurations to try first: each a mapping of space parameters to values inside the space."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, (list, tuple)) or not all(isinstance(t, Mapping) for t in raw):
+        raise ConfigError(f"{source}: 'first_trials' must be a list of mappings {{param: value}}, got {raw!r}")
+    names = {s.name: s for s in space}
+    for n, trial in enumerate(raw):
+        for key, value in trial.items():
+            if key not in names:
+                raise ConfigError(
+                    f"{source}: first_trials[{n}].{key} is not a parameter of the space; "
+                    f"space parameters: {', '.join(names) or 'none'}"
+                )
+            if not names[key].contains(value):
+                raise ConfigError(f"{source}: first_trials[{n}].{key} = {value!r} is outside its space {names[key].values!r}")
+        TrainConfig.from_dict({**train, **trial}, source=f"{source}: first_trials[{n}]")
+    return tuple(dict(t) for t in raw)
 
 
 def _check_type(source: str, key: str, value: Any) -> None:
@@ -165,23 +229,36 @@ def _validate(c: SweepConfig, source: str) -> None:
         bad("cpus_per_trial", "must be above 0", c.cpus_per_trial)
     if c.gpus_per_trial < 0:
         bad("gpus_per_trial", "must be 0 or more", c.gpus_per_trial)
+    if c.cv_folds < 1:
+        bad("cv_folds", "must be at least 1 (1: one validation split; K > 1: K group folds per trial)", c.cv_folds)
     if c.asha.max_epochs < 1:
         bad("asha.max_epochs", "must be at least 1", c.asha.max_epochs)
-    if not 1 <= c.asha.grace_period <= c.asha.max_epochs:
-        bad("asha.grace_period", f"must be in [1, asha.max_epochs={c.asha.max_epochs}]", c.asha.grace_period)
+    unit = f"cv_folds={c.cv_folds} (with k-fold, ASHA's rungs are folds)" if c.cross_validated else \
+        f"asha.max_epochs={c.asha.max_epochs}"
+    if not 1 <= c.asha.grace_period <= c.max_t:
+        bad("asha.grace_period", f"must be in [1, {unit}]", c.asha.grace_period)
     if c.asha.reduction_factor < 2:
         bad("asha.reduction_factor", "must be at least 2", c.asha.reduction_factor)
+    if not c.space:
+        raise ConfigError(
+            f"{source}: 'space' is empty, so every trial would train the same config; add parameters under "
+            "space: (see the bundled sweep: lungsweep launch without --config), or train one model with "
+            "`lungsweep train`"
+        )
 
 
 def smoke_test(cfg: SweepConfig) -> SweepConfig:
     """Everything shrunk to run in about a minute on 2 CPU cores."""
     specs = tuple(s for s in cfg.space if s.name != "image_size")
     specs += (ParamSpec(name="image_size", kind="choice", values=(64,)),)
+    folds = min(cfg.cv_folds, 2)
     return dataclasses.replace(
         cfg,
         space=specs,
         num_samples=min(cfg.num_samples, 4),
         startup_trials=min(cfg.startup_trials, 2),
-        asha=AshaConfig(max_epochs=2, grace_period=1, reduction_factor=2),
+        asha=AshaConfig(max_epochs=2 if folds == 1 else 1, grace_period=1, reduction_factor=2),
         time_budget_s=min(cfg.time_budget_s or 300.0, 300.0),
+        cv_folds=folds,
+        first_trials=tuple({**t, "image_size": 64} if "image_size" in t else t for t in cfg.first_trials),
     )

@@ -66,10 +66,10 @@ def launch(
             tuner = _new_tuner(cfg, trainable, storage_path, name, run_dir)
         results = tuner.fit()
         _fail_if_every_trial_errored(results, run_dir)
-        table = results_table(results, metric=cfg.metric, mode=cfg.mode, max_epochs=cfg.asha.max_epochs)
+        table = results_table(results, cfg)
         if "://" not in storage_path:
             save_results(table, run_dir, cfg)
-        print(format_table(table, cfg.metric), flush=True)
+        print(format_table(table, cfg.reported_metric), flush=True)
         return table
     finally:
         if started_here:
@@ -127,12 +127,14 @@ def _new_tuner(cfg: SweepConfig, trainable: Any, storage_path: str, name: str, r
         sampler=sampler,
         study_name=name,
         storage=_study_storage(cfg.study_storage),
+        points_to_evaluate=[dict(t) for t in cfg.first_trials] or None,
     )
+    # One report per epoch (single split) or per fold (k-fold): ASHA's rungs are in that unit.
     scheduler = ASHAScheduler(
         time_attr="training_iteration",
         metric=cfg.searcher_metric,
         mode=cfg.mode,
-        max_t=cfg.asha.max_epochs,
+        max_t=cfg.max_t,
         grace_period=cfg.asha.grace_period,
         reduction_factor=cfg.asha.reduction_factor,
     )
@@ -155,18 +157,23 @@ def _new_tuner(cfg: SweepConfig, trainable: Any, storage_path: str, name: str, r
         run_config=tune.RunConfig(
             name=name,
             storage_path=storage_path,
-            checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=cfg.keep_checkpoints,
-                checkpoint_score_attribute=cfg.metric,
-                checkpoint_score_order=cfg.mode,
-            ),
+            checkpoint_config=_checkpoint_config(cfg),
             failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
-            callbacks=[SweepProgress(metric=cfg.metric, mode=cfg.mode, num_samples=cfg.num_samples,
-                                     max_epochs=cfg.asha.max_epochs)],
+            callbacks=[SweepProgress(metric=cfg.reported_metric, mode=cfg.mode, num_samples=cfg.num_samples,
+                                     max_t=cfg.max_t, unit="fold" if cfg.cross_validated else "epoch")],
             verbose=0,
             log_to_file=True,
         ),
     )
+
+
+def _checkpoint_config(cfg: SweepConfig) -> tune.CheckpointConfig:
+    if cfg.cross_validated:
+        # each report's checkpoint is the bag so far: the one with the most folds is the trial's
+        return tune.CheckpointConfig(num_to_keep=cfg.keep_checkpoints, checkpoint_score_attribute="folds_done",
+                                     checkpoint_score_order="max")
+    return tune.CheckpointConfig(num_to_keep=cfg.keep_checkpoints, checkpoint_score_attribute=cfg.metric,
+                                 checkpoint_score_order=cfg.mode)
 
 
 def _define_by_run(trial: optuna.Trial, *, specs: tuple, fixed: dict[str, Any]) -> None:

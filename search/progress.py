@@ -14,9 +14,10 @@ __all__ = ["SweepProgress"]
 class SweepProgress(Callback):
     """Prints a status line when something changes (at most every `interval` seconds) and at the end."""
 
-    def __init__(self, *, metric: str, mode: str, num_samples: int, max_epochs: int, interval: float = 5.0) -> None:
+    def __init__(self, *, metric: str, mode: str, num_samples: int, max_t: int, unit: str = "epoch",
+                 interval: float = 5.0) -> None:
         self.metric, self.mode = metric, mode
-        self.num_samples, self.max_epochs = num_samples, max_epochs
+        self.num_samples, self.max_t, self.unit = num_samples, max_t, unit
         self.interval = interval
         self._best: tuple[float, str, int] | None = None
         self._last_print = 0.0
@@ -45,11 +46,11 @@ class SweepProgress(Callback):
         for t in trials:
             counts[t.status] = counts.get(t.status, 0) + 1
             last = t.last_result or {}
-            if t.status == "TERMINATED" and not last.get("trainer_stop") and last.get("training_iteration", 0) < self.max_epochs:
+            if t.status == "TERMINATED" and not last.get("trainer_stop") and last.get("training_iteration", 0) < self.max_t:
                 stopped += 1
         finished = counts.get("TERMINATED", 0)
         best = (
-            f"best {self.metric} {self._best[0]:.4f} (trial {self._best[1]}, epoch {self._best[2]})"
+            f"best {self.metric} {self._best[0]:.4f} (trial {self._best[1]}, {self.unit} {self._best[2]})"
             if self._best else f"best {self.metric} -"
         )
         elapsed = time.monotonic() - self._start

@@ -21,17 +21,19 @@ COLUMNS = ["trial_id", "status", "epochs", "best_epoch", "best_metric", "checkpo
 
 def load_results(run_dir: str | Path) -> pd.DataFrame:
     """The results table of the sweep in `run_dir`, read from Tune's state on disk."""
-    cfg = read_sweep(run_dir)
-    return results_table(run_dir, metric=cfg.metric, mode=cfg.mode, max_epochs=cfg.asha.max_epochs)
+    return results_table(run_dir, read_sweep(run_dir))
 
 
-def results_table(run_dir: str | Path | Any, *, metric: str, mode: str, max_epochs: int) -> pd.DataFrame:
+def results_table(run_dir: str | Path | Any, cfg: SweepConfig) -> pd.DataFrame:
     """One row per trial: id, status, config, epochs, best metric and epoch, checkpoint, wall time.
 
-    status: completed (ran max_epochs), early-stopped (trainer patience), stopped
-    (by ASHA, or cut by the time budget), error, or running/pending for an interrupted sweep. Rows are ranked by
-    the best metric; the `checkpoint` column is the trial's best checkpoint folder.
+    status: completed (ran max_epochs, or every fold), early-stopped (trainer patience),
+    stopped (by ASHA, or cut by the time budget), error, or running/pending for an
+    interrupted sweep. Rows are ranked by the best metric. Single split: the best
+    epoch's metric and checkpoint. k-fold: the pooled out-of-fold metric after the
+    last fold done (`epochs` then counts folds) and the bag checkpoint.
     """
+    metric, mode, max_t = cfg.reported_metric, cfg.mode, cfg.max_t
     path = str(getattr(run_dir, "experiment_path", run_dir))
     if "://" not in path:
         path = str(Path(path).resolve())  # Tune's storage layer reads a relative path as a bad URI
@@ -41,11 +43,15 @@ def results_table(run_dir: str | Path | Any, *, metric: str, mode: str, max_epoc
     for trial in analysis.trials:
         history = frames.get(trial.trial_id)
         last = trial.last_result or {}
-        row: dict[str, Any] = {"trial_id": trial.trial_id, "status": trial_status(trial.status, last, max_epochs)}
+        row: dict[str, Any] = {"trial_id": trial.trial_id, "status": trial_status(trial.status, last, max_t)}
         row["epochs"] = int(last.get("training_iteration", 0) or 0)
-        best_epoch, best_value = _best(history, metric, mode)
+        if cfg.cross_validated:  # a pooled estimate grows with each fold: the last is the trial's
+            best_epoch, best_value = _last(history, metric)
+            row["checkpoint"] = _best_checkpoint(trial, "folds_done", "max")
+        else:
+            best_epoch, best_value = _best(history, metric, mode)
+            row["checkpoint"] = _best_checkpoint(trial, metric, mode)
         row["best_epoch"], row["best_metric"] = best_epoch, best_value
-        row["checkpoint"] = _best_checkpoint(trial, metric, mode)
         row["wall_seconds"] = float(last.get("time_total_s", float("nan")) or float("nan"))
         row["node_id"] = last.get("node_id")
         row.update({f"config/{k}": v for k, v in sorted(trial.config.items())})
@@ -76,7 +82,9 @@ def save_results(table: pd.DataFrame, run_dir: str | Path, cfg: SweepConfig) -> 
         best = finished.iloc[0]
         sampled = {k.split("/", 1)[1]: _plain(v) for k, v in best.items() if k.startswith("config/") and _present(v)}
         config = {**{k: v for k, v in base.items() if v is not None and k != "progress"}, **sampled}
-        header = f"# best trial {best['trial_id']}: {table.attrs.get('metric', 'metric')} {best['best_metric']:.4f} at epoch {best['best_epoch']}\n"
+        unit = "fold" if cfg.cross_validated else "epoch"
+        header = (f"# best trial {best['trial_id']}: {cfg.reported_metric} {best['best_metric']:.4f} at {unit} "
+                  f"{best['best_epoch']}\n")
         atomic_write_text(run_dir / BEST_CONFIG, header + yaml.safe_dump(config, sort_keys=False))
 
 
@@ -96,6 +104,13 @@ def _best(history: pd.DataFrame | None, metric: str, mode: str) -> tuple[int, fl
     column = history[metric]
     i = column.idxmax() if mode == "max" else column.idxmin()
     return int(history.loc[i, "training_iteration"]), float(column[i])
+
+
+def _last(history: pd.DataFrame | None, metric: str) -> tuple[int, float]:
+    if history is None or metric not in history or history[metric].dropna().empty:
+        return 0, float("nan")
+    last = history[history[metric].notna()].iloc[-1]
+    return int(last["training_iteration"]), float(last[metric])
 
 
 def _best_checkpoint(trial: Any, metric: str, mode: str) -> str | None:

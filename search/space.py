@@ -33,6 +33,16 @@ class ParamSpec:
     values: tuple[Any, ...]  # the choices, or (low, high)
     when: tuple[tuple[str, tuple[Any, ...]], ...] = ()
 
+    def contains(self, value: Any) -> bool:
+        """Whether `value` is one this parameter can take."""
+        if self.kind == "choice":
+            return any(value == v and isinstance(value, bool) == isinstance(v, bool) for v in self.values)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.kind in ("int", "logint") and not isinstance(value, int):
+            return False
+        return self.values[0] <= value <= self.values[1]
+
 
 def parse_space(raw: Mapping[str, Any], *, fixed: Mapping[str, Any] | None = None) -> tuple[ParamSpec, ...]:
     """Validate the `space:` mapping; messages quote the bad key or value."""

@@ -10,7 +10,7 @@ from typing import Any
 import ray
 from ray import tune
 
-from trainers import TrainConfig, train
+from trainers import TrainConfig, train, train_bag
 
 __all__ = ["train_trial", "InjectedFault"]
 
@@ -33,6 +33,10 @@ def train_trial(sampled: dict[str, Any], *, base: dict[str, Any], fail_at_epoch:
     restored = tune.get_checkpoint()
     scratch = Path(tempfile.mkdtemp(prefix="lungsweep-trial-"))
     try:
+        if cfg.cv_folds > 1:
+            _train_bag_trial(cfg, scratch, restored, node_id)
+            return
+
         def report(epoch_report) -> None:
             if fail_at_epoch is not None and restored is None and epoch_report.epoch == fail_at_epoch:
                 raise InjectedFault(f"injected fault at epoch {epoch_report.epoch} (first attempt)")
@@ -46,3 +50,21 @@ def train_trial(sampled: dict[str, Any], *, base: dict[str, Any], fail_at_epoch:
                 train(cfg, scratch / "run", on_epoch=report, resume_from=folder)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _train_bag_trial(cfg: TrainConfig, scratch: Path, restored: Any, node_id: str) -> None:
+    """k-fold: one report per fold, with the pooled out-of-fold metrics and the bag so far as checkpoint.
+
+    The checkpoint holds bag.json and the finished folds' models (not their training
+    runs), so a restored trial continues with the next fold.
+    """
+    bag_dir = scratch / "bag"
+    if restored is not None:
+        with restored.as_directory() as folder:
+            shutil.copytree(folder, bag_dir)
+
+    def report(fold_report) -> None:
+        metrics = {**fold_report.metrics, "fold": fold_report.fold, "node_id": node_id, "trainer_stop": ""}
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(fold_report.bag_dir)))
+
+    train_bag(cfg, bag_dir, work_dir=scratch / "runs", on_fold=report, resume=restored is not None)

@@ -12,6 +12,7 @@ from ._lazy import lazy_exports
 
 # public name -> the module that defines it: this package's table of contents
 _EXPORTS = {
+    "BagResult": "bag", "FoldReport": "bag", "read_bag": "bag", "train_bag": "bag",
     "load_model": "checkpoint", "load_weights": "checkpoint", "read_meta": "checkpoint", "save_checkpoint": "checkpoint",
     "TrainConfig": "config", "load_yaml": "config", "merge_config": "config",
     "Dataset": "data", "discover": "data", "infer_group": "data",

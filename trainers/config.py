@@ -28,6 +28,8 @@ class TrainConfig:
     val_fraction: float = 0.15
     holdout_fraction: float = 0.15
     split_seed: int = 0  # kept apart from `seed` so every trial of a sweep sees one split
+    cv_folds: int = 1  # K > 1: K stratified group folds of everything but the holdout (a bag of K models)
+    fold: int | None = None  # with cv_folds > 1: train this fold's model (0-based); None: all of them
     skip_bad: bool = False
     cache_dir: str | None = None  # decoded-image cache; default ~/.cache/lungsweep
     # --- model ------------------------------------------------------------
@@ -160,6 +162,12 @@ def _validate(c: TrainConfig) -> None:
             bad(key, "must be in [0, 0.5)")
     if c.val_fraction <= 0:
         bad("val_fraction", "must be above 0 (early stopping needs validation data)")
+    if c.cv_folds < 1:
+        bad("cv_folds", "must be at least 1 (1: one validation split; K > 1: K cross-validation folds)")
+    if c.fold is not None and not 0 <= c.fold < max(c.cv_folds, 1):
+        raise ConfigError(
+            f"'fold' {c.fold!r} needs cv_folds > 1 and must be in [0, cv_folds - 1]; cv_folds is {c.cv_folds}"
+        )
     if c.epochs < 1:
         bad("epochs", "must be at least 1")
     if c.batch_size < 2:

@@ -108,6 +108,12 @@ def train(
     # 2. data: decoded once (cached), split by group
     data = data or prepare_data(cfg)
     ds, split = data.dataset, data.split
+    # A fold model's validation part is its out-of-fold part: choosing an epoch on it would
+    # make the out-of-fold predictions optimistic, so a fold trains `epochs` and keeps the last.
+    fold_mode = split.fold is not None
+    if split.folds and not fold_mode:
+        raise ConfigError("cv_folds > 1 trains one model per fold: use trainers.train_bag "
+                          "(lungsweep train --cv-folds K), or set 'fold' to train one fold")
     y = torch.as_tensor(ds.binary_labels)
     # the training images live on the device as uint8: no loader, no per-step copies
     train_images = torch.as_tensor(np.asarray(data.images.array[split.train])).to(device)
@@ -236,7 +242,7 @@ def train(
         }
         history.append(metrics)
         value = sign * metrics[cfg.monitor]
-        is_best = not math.isnan(value) and value > best_value
+        is_best = fold_mode or (not math.isnan(value) and value > best_value)
         if is_best:
             best_value, best_epoch, bad_epochs, best_metrics = value, epoch + 1, 0, metrics
         else:
@@ -272,7 +278,7 @@ def train(
         )
 
         # 10. patience may stop us; so may the caller
-        out_of_patience = cfg.patience is not None and bad_epochs >= cfg.patience
+        out_of_patience = not fold_mode and cfg.patience is not None and bad_epochs >= cfg.patience
         stopping = "patience" if out_of_patience else "max_epochs" if epoch + 1 == cfg.epochs else None
         if on_epoch is not None and on_epoch(EpochReport(
             epoch=epoch + 1, metrics=metrics, is_best=is_best, checkpoint_dir=last_dir, best_dir=best_dir,

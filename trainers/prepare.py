@@ -1,6 +1,7 @@
 """Dataset, decoded images and split, prepared once and shared by every run that uses them."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -24,16 +25,26 @@ class PreparedData:
     split: Split
     fingerprint: str
 
+    def for_fold(self, k: int) -> "PreparedData":
+        """The same data with fold k's split: train on the other folds, predict fold k."""
+        return dataclasses.replace(self, split=self.split.for_fold(k))
+
     def split_summary(self, cfg: TrainConfig) -> dict[str, object]:
-        """What identifies the split: members of an ensemble must share it."""
+        """What identifies the split: members of an ensemble must share it.
+
+        sha256 names this model's own train/val/holdout; partition_sha256 the holdout
+        and the fold of every image, which every fold model of every trial shares.
+        """
         ids = self.split.ids(self.dataset)
-        digest = hashlib.sha256(json.dumps(ids, sort_keys=True).encode()).hexdigest()
         return {
             "seed": cfg.split_seed,
             "val_fraction": cfg.val_fraction,
             "holdout_fraction": cfg.holdout_fraction,
             "group_regex": cfg.group_regex,
-            "sha256": digest,
+            "cv_folds": cfg.cv_folds,
+            "fold": self.split.fold,
+            "sha256": _sha256(ids),
+            "partition_sha256": _sha256(self.split.partition(self.dataset)),
             "counts": {name: len(ids[name]) for name in SPLITS},
         }
 
@@ -63,6 +74,11 @@ def prepare_data(cfg: TrainConfig) -> PreparedData:
         holdout_fraction=cfg.holdout_fraction,
         seed=cfg.split_seed,
         usable=images.keep,
+        cv_folds=cfg.cv_folds,
+        fold=cfg.fold,
     )
     return PreparedData(dataset=dataset, images=images, split=split, fingerprint=fingerprint)
 
+
+def _sha256(value: object) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()

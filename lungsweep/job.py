@@ -1,0 +1,82 @@
+"""`lungsweep run`: the whole job in one resumable command.
+
+    OUT/sweep/            `lungsweep launch` (k-fold bags; an interrupted sweep resumes)
+    OUT/ensemble/         `lungsweep ensemble`: fitted on the bags' out-of-fold predictions,
+                          scored on the untouched holdout; report.html
+    OUT/model/            `lungsweep export`: one verified ONNX graph + manifest.json
+    OUT/predictions.csv   `lungsweep predict` on a few holdout images, to show the last step
+
+Run it again after an interruption: the sweep continues from its finished folds, and
+a stage whose output is already there is not redone (delete it to redo it).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["MainJob", "run_main_job"]
+
+log = logging.getLogger("lungsweep")
+
+PREDICT_EXAMPLES = 8
+
+
+@dataclass(frozen=True)
+class MainJob:
+    data: str
+    out: Path
+    config: str | None = None  # a sweep.yaml, or a bundled sweep's name; None: the bundled default
+    members: int = 5
+    method: str = "greedy"
+    calibration: str = "temperature"
+    address: str | None = None
+
+
+def run_main_job(job: MainJob) -> str:
+    """Run or resume every stage; returns a summary for the terminal."""
+    from ensemble.build import EnsembleSettings, build_ensemble
+    from ensemble.evaluate import format_metrics
+    from ensemble.export import export_model
+    from ensemble.predict import predict
+    from ensemble.predictor import load_predictor
+    from search import launch, load_sweep_config
+
+    started = time.monotonic()
+    sweep, ens, model = job.out / "sweep", job.out / "ensemble", job.out / "model"
+    cfg = load_sweep_config(job.config, {"data": job.data})
+    log.info("[1/4] sweep: %d trials x %d folds -> %s", cfg.num_samples, cfg.cv_folds, sweep)
+    launch(cfg, sweep, address=job.address)
+
+    if (ens / "ensemble.json").is_file():
+        log.info("[2/4] ensemble: already in %s (delete it to refit)", ens)
+    else:
+        log.info("[2/4] ensemble: %s of the top %d trials -> %s", job.method, job.members, ens)
+        build_ensemble(sweep, ens, EnsembleSettings(method=job.method, calibration=job.calibration,
+                                                    members=job.members))
+    if (model / "manifest.json").is_file():
+        log.info("[3/4] export: already in %s (delete it to export again)", model)
+    else:
+        log.info("[3/4] export -> %s", model)
+        export_model(ens, model)
+
+    log.info("[4/4] predict on %d holdout images -> %s", PREDICT_EXAMPLES, job.out / "predictions.csv")
+    scored = pd.read_csv(ens / "holdout_predictions.csv")
+    examples = [str(Path(cfg.base_train_config().data or "") / i) for i in scored["id"].head(PREDICT_EXAMPLES)]
+    summary = predict(load_predictor(model), [Path(p) for p in examples], out=job.out / "predictions.csv",
+                      progress=False)
+
+    metrics = json.loads((ens / "metrics.json").read_text())
+    minutes = (time.monotonic() - started) / 60
+    return "\n".join([
+        format_metrics(metrics),
+        f"scored on: {metrics['fitted_on']['scored_on']}",
+        f"predicted {summary.predicted} example image(s) -> {job.out / 'predictions.csv'}",
+        f"model:  {model}  (lungsweep predict {model} --data FOLDER)",
+        f"report: {ens / 'report.html'}",
+        f"done in {minutes:.1f} min",
+    ])

@@ -1,0 +1,215 @@
+"""A bag: one config trained K times by group k-fold, and its out-of-fold predictions.
+
+Picking among many configs by one small validation split selects noise. A bag scores
+every image of the development pool (everything but the holdout) with the fold model
+that never saw its patient; those out-of-fold predictions rank configs, and fit the
+ensemble, on ~5x more images than one validation split. The bag's prediction on a new
+image is the mean margin of its K fold models.
+
+A bag folder holds
+    bag.json     config, classes, preprocessing, split partition, folds done, pooled
+                 out-of-fold metrics, out-of-fold predictions (one per development image,
+                 with its fold) and holdout predictions (mean margin over the folds done)
+    fold_<k>/    fold k's model: a checkpoint folder (model.safetensors + checkpoint.json),
+                 its last epoch (a fold never chooses an epoch on its out-of-fold part)
+    runs/fold_<k>/  the fold's training run (history, resumable state); not needed to predict
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .atomic import atomic_dir, atomic_write_text, recover_dir
+from .checkpoint import META, package_versions, read_meta
+from .config import TrainConfig
+from .errors import CheckpointError, ConfigError
+from .inference import sigmoid
+from .loop import train
+from .metrics import binary_metrics
+from .prepare import PreparedData, prepare_data
+
+__all__ = [
+    "BAG_JSON", "BagResult", "FoldReport", "fold_checkpoints", "fold_dirname", "is_bag", "oof_metrics", "read_bag",
+    "train_bag",
+]
+
+log = logging.getLogger(__name__)
+
+BAG_JSON = "bag.json"
+BAG_FORMAT = "lungsweep-bag/1"
+REQUIRED = ("format", "cv_folds", "folds_done", "config", "classes", "positive", "preprocessing",
+            "data_fingerprint", "split", "oof", "holdout", "metrics")
+
+
+def fold_dirname(k: int) -> str:
+    return f"fold_{k}"
+
+
+def is_bag(path: str | Path) -> bool:
+    return (Path(path) / BAG_JSON).is_file()
+
+
+@dataclass(frozen=True)
+class FoldReport:
+    fold: int  # the fold just finished (0-based)
+    folds_done: int
+    cv_folds: int
+    metrics: dict[str, float]  # pooled out-of-fold metrics over the folds done (oof_auc, ...)
+    bag_dir: Path  # the bag as it stands: bag.json and the finished folds
+
+
+@dataclass(frozen=True)
+class BagResult:
+    bag_dir: Path
+    folds_done: int
+    metrics: dict[str, float]
+
+
+def oof_metrics(oof: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """oof_auc, oof_loss, oof_accuracy, ... of the pooled out-of-fold predictions."""
+    if not oof:
+        return {}
+    y = np.array([row["label"] for row in oof.values()])
+    p = sigmoid(np.array([row["logit"] for row in oof.values()]))
+    values = binary_metrics(y, p)
+    return {"oof_loss" if k == "nll" else f"oof_{k}": v for k, v in values.items()}
+
+
+def read_bag(path: str | Path) -> dict[str, Any]:
+    path = Path(path) / BAG_JSON
+    if not path.is_file():
+        raise CheckpointError(f"{path.parent} is not a bag folder: {BAG_JSON} is missing")
+    try:
+        bag = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is damaged (not valid JSON: {e}); retrain or restore it") from e
+    missing = [k for k in REQUIRED if not isinstance(bag, dict) or k not in bag]
+    if missing:
+        raise CheckpointError(f"{path} lacks key(s) {missing}; it was not written by this lungsweep")
+    if bag["format"] != BAG_FORMAT:
+        raise CheckpointError(f"{path} has format {bag['format']!r}; this lungsweep reads {BAG_FORMAT!r}")
+    return bag
+
+
+def train_bag(
+    cfg: TrainConfig,
+    bag_dir: str | Path,
+    *,
+    work_dir: str | Path | None = None,
+    on_fold: Callable[[FoldReport], bool | None] | None = None,
+    resume: bool = False,
+    data: PreparedData | None = None,
+) -> BagResult:
+    """Train fold 0..K-1 of `cfg` (cv_folds = K > 1) into `bag_dir`, skipping folds already there.
+
+    After each fold, bag.json is rewritten (atomically) with the pooled out-of-fold
+    metrics so far, then `on_fold` is called; returning True stops after that fold.
+    resume: continue the bag in `bag_dir` (finished folds are kept; an interrupted
+    fold continues from its last epoch when its training run is in `work_dir`).
+    """
+    if cfg.cv_folds < 2:
+        raise ConfigError(f"a bag needs cv_folds >= 2, got {cfg.cv_folds}")
+    cfg = cfg.replace(fold=None)
+    bag_dir = Path(bag_dir)
+    work_dir = Path(work_dir) if work_dir is not None else bag_dir / "runs"
+    bag = read_bag(bag_dir) if is_bag(bag_dir) else None
+    if bag is not None and not resume:
+        raise CheckpointError(f"{bag_dir} already holds a bag; pass --resume to continue it, or choose another --out")
+    data = data or prepare_data(cfg)
+    if bag is None:
+        bag = _new_bag(cfg, data)
+    else:
+        _check_same_bag(bag, cfg, data, bag_dir)
+    stopped = False
+    for k in range(cfg.cv_folds):
+        if k in bag["folds_done"]:
+            continue
+        run = work_dir / fold_dirname(k)
+        log.info("fold %d/%d of %s", k + 1, cfg.cv_folds, bag_dir)
+        train(cfg.replace(fold=k), run, data=data.for_fold(k), resume=resume or (run / "last").exists())
+        best = recover_dir(run / "best")
+        meta = read_meta(best)
+        bag["preprocessing"] = bag["preprocessing"] or meta["preprocessing"]
+        bag["pretrained"] = meta.get("pretrained")
+        with atomic_dir(bag_dir / fold_dirname(k)) as tmp:
+            shutil.copytree(best, tmp, dirs_exist_ok=True)
+        for sample_id, row in meta["predictions"]["val"].items():
+            bag["oof"][sample_id] = {**row, "fold": k}
+        bag["fold_holdout"][str(k)] = {i: row["logit"] for i, row in meta["predictions"]["holdout"].items()}
+        bag["folds_done"] = sorted({*bag["folds_done"], k})
+        _pool_holdout(bag, meta["predictions"]["holdout"])
+        bag["metrics"] = {**oof_metrics(bag["oof"]), "folds_done": len(bag["folds_done"])}
+        atomic_write_text(bag_dir / BAG_JSON, json.dumps(bag, indent=1))
+        log.info("fold %d/%d done: pooled out-of-fold auc %.4f over %d images", k + 1, cfg.cv_folds,
+                 bag["metrics"].get("oof_auc", float("nan")), len(bag["oof"]))
+        report = FoldReport(fold=k, folds_done=len(bag["folds_done"]), cv_folds=cfg.cv_folds,
+                            metrics=bag["metrics"], bag_dir=bag_dir)
+        if on_fold is not None and on_fold(report):
+            stopped = True
+            break
+    if not stopped:
+        log.info("bag done: %d folds, out-of-fold auc %.4f -> %s", cfg.cv_folds,
+                 bag["metrics"].get("oof_auc", float("nan")), bag_dir)
+    return BagResult(bag_dir=bag_dir, folds_done=len(bag["folds_done"]), metrics=bag["metrics"])
+
+
+def _new_bag(cfg: TrainConfig, data: PreparedData) -> dict[str, Any]:
+    ds = data.dataset
+    return {
+        "format": BAG_FORMAT,
+        "cv_folds": cfg.cv_folds,
+        "folds_done": [],
+        "config": cfg.to_dict(),
+        "model": cfg.model,
+        "classes": list(ds.classes),
+        "positive": ds.positive,
+        "preprocessing": None,  # the first fold's (every fold shares it)
+        "data_fingerprint": data.fingerprint,
+        "split": {k: v for k, v in data.split_summary(cfg).items() if k not in ("sha256", "fold", "counts")},
+        "versions": package_versions(),
+        "oof": {},
+        "holdout": {},
+        "fold_holdout": {},
+        "metrics": {},
+    }
+
+
+def _pool_holdout(bag: dict[str, Any], latest: dict[str, dict[str, Any]]) -> None:
+    """The bag's holdout prediction: the mean margin of the folds done."""
+    folds = bag["fold_holdout"]
+    bag["holdout"] = {
+        sample_id: {"label": row["label"], "group": row["group"],
+                    "logit": round(float(np.mean([folds[k][sample_id] for k in folds])), 6)}
+        for sample_id, row in latest.items()
+    }
+
+
+def _check_same_bag(bag: dict[str, Any], cfg: TrainConfig, data: PreparedData, bag_dir: Path) -> None:
+    if bag["data_fingerprint"] != data.fingerprint:
+        raise CheckpointError(f"cannot resume {bag_dir}: it was trained on other data (fingerprint differs)")
+    before = {k: v for k, v in bag["config"].items() if k not in ("progress", "device", "num_threads", "cache_dir")}
+    now = {k: v for k, v in cfg.to_dict().items() if k in before}
+    changed = sorted(k for k in before if before[k] != now.get(k))
+    if changed:
+        k = changed[0]
+        raise CheckpointError(
+            f"cannot resume {bag_dir}: config key {k!r} was {before[k]!r}, now {now.get(k)!r}; "
+            "resume with the same config or start a new folder"
+        )
+
+
+def fold_checkpoints(bag_dir: str | Path) -> list[Path]:
+    """The checkpoint folders of the folds done, in fold order."""
+    bag_dir = Path(bag_dir)
+    bag = read_bag(bag_dir)
+    folders = [bag_dir / fold_dirname(k) for k in bag["folds_done"]]
+    for folder in folders:
+        if not (folder / META).is_file():
+            raise CheckpointError(f"{folder} is missing or damaged: the bag lists its fold as done")
+    return folders
