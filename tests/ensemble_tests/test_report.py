@@ -193,3 +193,23 @@ def test_mismatched_member_configs_are_refused(tmp_path: Path) -> None:
     bad = ReportData(**{**data.__dict__, "member_configs": data.member_configs[:2]})
     with pytest.raises(ValueError, match="2 member configs for 3 members"):
         write_report(tmp_path / "report.html", bad)
+
+
+def test_a_sweep_folder_without_results_gives_notes_that_name_the_missing_step(tmp_path: Path) -> None:
+    sweep = _fake_sweep(tmp_path / "sweep")
+    (sweep / "results.parquet").unlink()
+    out = write_report(tmp_path / "report.html", _report_data(sweep))
+    page = _parse(out)
+    assert page.notes == {"note-history", "note-importance"}
+    assert "run `lungsweep results" in out.read_text(encoding="utf-8")
+
+
+def test_an_unknown_space_kind_gives_an_importance_note(tmp_path: Path) -> None:
+    sweep = _fake_sweep(tmp_path / "sweep")
+    space = [*SPACE[:3], {"name": "image_size", "kind": "normal", "values": [160, 224], "when": []}]
+    (sweep / "lungsweep_sweep.json").write_text(json.dumps({"metric": "val_auc", "mode": "max", "space": space}))
+    out = write_report(tmp_path / "report.html", _report_data(sweep))
+    page = _parse(out)
+    assert "fig-history" in page.images and page.notes == {"note-importance"}
+    assert "unknown kind &#x27;normal&#x27;" in out.read_text(encoding="utf-8")
+
