@@ -8,7 +8,7 @@ and each member) under a plain statement of which data produced the numbers;
 ROC curves; a reliability diagram before and after calibration; the confusion
 matrix of the out-of-fold decisions; the sweep's history and the Optuna
 hyperparameter importances (both read from the sweep folder); a members table;
-and the provenance record.
+any extra ReportSection the caller adds; and the provenance record.
 
 The figures themselves are drawn in ensemble/figures.py; this module lays out the page.
 They are embedded as base64 data URIs: the page loads no external resource and runs no
@@ -21,6 +21,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,10 +39,26 @@ if TYPE_CHECKING:
 
     from matplotlib.figure import Figure
 
-__all__ = ["FIGURE_IDS", "ReportData", "write_report"]
+__all__ = ["FIGURE_IDS", "ReportData", "ReportSection", "write_report"]
 
 FIGURE_IDS = ("fig-roc", "fig-reliability", "fig-confusion", "fig-history", "fig-importance")
 LOWER_IS_BETTER = ("brier", "nll", "ece")
+# ids the page itself uses; an added section must not take one
+_PAGE_IDS = {"headline", "members", *FIGURE_IDS, *(f"note-{i.removeprefix('fig-')}" for i in FIGURE_IDS)}
+_ID = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    """An extra part of the page (a data audit, a k-fold statement), shown before the provenance.
+
+    `html` goes in as it is: the caller escapes whatever text it holds. `id` is the section's
+    HTML id, so a reader or a test can find it.
+    """
+
+    title: str
+    html: str
+    id: str
 
 
 @dataclass(frozen=True)
@@ -62,6 +79,7 @@ class ReportData:
     class_names: tuple[str, str]  # (negative, positive)
     provenance: dict  # sweep dir, fingerprint, versions, holdout size; "numbers": which data produced them
     sweep_dir: Path | None  # for history and importance; None skips those two figures with a note
+    sections: tuple[ReportSection, ...] = ()  # extra sections, in order, before the provenance
 
 
 def write_report(path: Path, data: ReportData) -> Path:
@@ -85,6 +103,7 @@ def write_report(path: Path, data: ReportData) -> Path:
         _figure("history", figures.history_figure, sweep, data.member_ids, caption=CAPTIONS["history"]),
         _figure("importance", figures.importance_figure, sweep, caption=CAPTIONS["importance"], narrow=True),
         _members_section(data, sweep),
+        *(_extra_section(section) for section in data.sections),
         "<h2>Provenance</h2>",
         f"<pre>{_esc(json.dumps(data.provenance, indent=1, default=_jsonable))}</pre>",
     ]
@@ -110,6 +129,21 @@ def _check(data: ReportData) -> None:
     missing = [key for key in ("ensemble", "ensemble_uncalibrated", "members") if key not in data.metrics]
     if missing:
         raise EnsembleError(f"metrics lack {missing}; expected keys ensemble, ensemble_uncalibrated, members")
+    _check_sections(data.sections)
+
+
+def _check_sections(sections: tuple[ReportSection, ...]) -> None:
+    taken = set(_PAGE_IDS)
+    for section in sections:
+        if not isinstance(section, ReportSection):
+            raise EnsembleError(f"report sections must be ReportSection(title, html, id), got {section!r}")
+        if not _ID.fullmatch(section.id):
+            raise EnsembleError(f"section {section.title!r} has id {section.id!r}; use a letter, then letters, "
+                                "digits, '-' or '_' (no spaces)")
+        if section.id in taken:
+            raise EnsembleError(f"section {section.title!r} has id {section.id!r}, which the page already uses; "
+                                "give it another id")
+        taken.add(section.id)
 
 
 # --- page parts --------------------------------------------------------------------
@@ -231,6 +265,10 @@ def _member_scores(data: ReportData, sweep: Sweep | str) -> tuple[dict, dict]:
         return table["rank"].to_dict(), table["best_metric"].to_dict()
     listed = [m for m in data.provenance.get("members", []) if isinstance(m, dict) and "trial_id" in m]
     return ({m["trial_id"]: m.get("rank") for m in listed}, {m["trial_id"]: m.get("sweep_metric") for m in listed})
+
+
+def _extra_section(section: ReportSection) -> str:
+    return f'<section id="{_esc(section.id)}">\n<h2>{_esc(section.title)}</h2>\n{section.html}\n</section>'
 
 
 def _figure(name: str, draw: Callable[..., Figure], *args: Any, caption: str, narrow: bool = False) -> str:
