@@ -51,7 +51,8 @@ class ParamSpec:
     def from_record(cls, record: Mapping[str, Any]) -> ParamSpec:
         """The spec again from its JSON form in the sweep record ({"name", "kind", "values", "when"})."""
         if not isinstance(record, Mapping):
-            raise ConfigError(f"a recorded space entry must be a mapping with {', '.join(RECORD_KEYS)}, got {record!r}")
+            raise ConfigError(
+                f"a recorded space entry must be a mapping with {', '.join(RECORD_KEYS)}, got {record!r}")
         missing = [key for key in RECORD_KEYS[:3] if key not in record]
         if missing:
             raise ConfigError(f"recorded space entry {record!r} lacks {missing[0]!r}; it needs {', '.join(RECORD_KEYS)}")
@@ -62,7 +63,7 @@ class ParamSpec:
             raise ConfigError(f"recorded parameter {name!r} needs a non-empty list of values, got {values!r}")
         when = record.get("when") or ()
         if isinstance(when, Mapping):  # as written in YAML, not as recorded
-            when = [(key, allowed if isinstance(allowed, (list, tuple)) else [allowed]) for key, allowed in when.items()]
+            when = [(key, v if isinstance(v, (list, tuple)) else [v]) for key, v in when.items()]
         conditions = []
         for entry in when:
             if not (isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[1], (list, tuple))):
