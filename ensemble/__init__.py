@@ -28,7 +28,7 @@ _EXPORTS = {
     "bootstrap_metrics": "metrics", "clinical_metrics": "metrics",
     "EnsembleModel": "model",
     "EnsemblePipeline": "pipeline",
-    "ReportData": "report", "write_report": "report",
+    "ReportData": "report", "ReportSection": "report", "write_report": "report",
     "choose_threshold": "threshold",
 }
 __all__ = sorted(_EXPORTS)

@@ -8,48 +8,57 @@ and each member) under a plain statement of which data produced the numbers;
 ROC curves; a reliability diagram before and after calibration; the confusion
 matrix of the out-of-fold decisions; the sweep's history and the Optuna
 hyperparameter importances (both read from the sweep folder); a members table;
-and the provenance record.
+any extra ReportSection the caller adds; and the provenance record.
 
-Figures are drawn with matplotlib's object-oriented API (`Figure`, rendered by
-Agg when saved to PNG), so no pyplot state or GUI backend is touched, and are
-embedded as base64 data URIs: the page loads no external resource and runs no
+The figures themselves are drawn in ensemble/figures.py; this module lays out the page.
+They are embedded as base64 data URIs: the page loads no external resource and runs no
 script. Each <img> has a stable id (fig-roc, fig-reliability, fig-confusion,
 fig-history, fig-importance); a figure that cannot be drawn is replaced by a
 <p class="note"> with id note-<name> that says why.
 """
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import optuna
-import pandas as pd
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from sklearn.calibration import calibration_curve
-from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
-from search.record import RESULTS_PARQUET, SWEEP_FILE, read_record, read_results, trial_dir
-
+from . import figures
 from ._checks import check_labels, check_member_matrix, check_probabilities
 from .errors import EnsembleError
-from .metrics import METRIC_NAMES, N_ECE_BINS, expected_calibration_error
+from .figures import ALT, CAPTIONS, TITLES, FigureSkipped, Sweep, open_sweep, png_data_uri
+from .metrics import METRIC_NAMES
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["ReportData", "write_report", "FIGURE_IDS"]
+    from matplotlib.figure import Figure
+
+__all__ = ["FIGURE_IDS", "ReportData", "ReportSection", "write_report"]
 
 FIGURE_IDS = ("fig-roc", "fig-reliability", "fig-confusion", "fig-history", "fig-importance")
 LOWER_IS_BETTER = ("brier", "nll", "ece")
-DPI = 110
+# ids the page itself uses; an added section must not take one
+_PAGE_IDS = {"headline", "members", *FIGURE_IDS, *(f"note-{i.removeprefix('fig-')}" for i in FIGURE_IDS)}
+_ID = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    """An extra part of the page (a data audit, a k-fold statement), shown before the provenance.
+
+    `html` goes in as it is: the caller escapes whatever text it holds. `id` is the section's
+    HTML id, so a reader or a test can find it.
+    """
+
+    title: str
+    html: str
+    id: str
 
 
 @dataclass(frozen=True)
@@ -70,29 +79,31 @@ class ReportData:
     class_names: tuple[str, str]  # (negative, positive)
     provenance: dict  # sweep dir, fingerprint, versions, holdout size; "numbers": which data produced them
     sweep_dir: Path | None  # for history and importance; None skips those two figures with a note
-
-
-class _Skip(Exception):
-    """A figure that cannot be drawn from what is there; its message becomes the note shown instead."""
+    sections: tuple[ReportSection, ...] = ()  # extra sections, in order, before the provenance
 
 
 def write_report(path: Path, data: ReportData) -> Path:
     """Write the HTML report to `path` and return it."""
     _check(data)
     path = Path(path)
-    sweep = _read_sweep(data.sweep_dir)
+    sweep = open_sweep(data.sweep_dir)
+    calibrated, uncalibrated = data.ensemble_calibrated, data.ensemble_uncalibrated
     sections = [
         _headline_section(data),
         "<h2>Discrimination and calibration</h2>",
         '<div class="grid">',
-        _figure("roc", _roc_figure, data, caption=_ROC_CAPTION),
-        _figure("reliability", _reliability_figure, data, caption=_RELIABILITY_CAPTION),
+        _figure("roc", figures.roc_figure, data.y, data.member_ids, data.member_probs, calibrated, uncalibrated,
+                data.calibration, caption=CAPTIONS["roc"]),
+        _figure("reliability", figures.reliability_figure, data.y, calibrated, uncalibrated, data.calibration,
+                caption=CAPTIONS["reliability"]),
         "</div>",
-        _figure("confusion", _confusion_figure, data, caption=_confusion_caption(data), narrow=True),
+        _figure("confusion", figures.confusion_figure, data.y, data.decisions, data.class_names,
+                caption=figures.confusion_caption(data.threshold), narrow=True),
         "<h2>Sweep</h2>",
-        _figure("history", _history_figure, data, sweep, caption=_HISTORY_CAPTION),
-        _figure("importance", _importance_figure, sweep, caption=_IMPORTANCE_CAPTION, narrow=True),
+        _figure("history", figures.history_figure, sweep, data.member_ids, caption=CAPTIONS["history"]),
+        _figure("importance", figures.importance_figure, sweep, caption=CAPTIONS["importance"], narrow=True),
         _members_section(data, sweep),
+        *(_extra_section(section) for section in data.sections),
         "<h2>Provenance</h2>",
         f"<pre>{_esc(json.dumps(data.provenance, indent=1, default=_jsonable))}</pre>",
     ]
@@ -118,6 +129,21 @@ def _check(data: ReportData) -> None:
     missing = [key for key in ("ensemble", "ensemble_uncalibrated", "members") if key not in data.metrics]
     if missing:
         raise EnsembleError(f"metrics lack {missing}; expected keys ensemble, ensemble_uncalibrated, members")
+    _check_sections(data.sections)
+
+
+def _check_sections(sections: tuple[ReportSection, ...]) -> None:
+    taken = set(_PAGE_IDS)
+    for section in sections:
+        if not isinstance(section, ReportSection):
+            raise EnsembleError(f"report sections must be ReportSection(title, html, id), got {section!r}")
+        if not _ID.fullmatch(section.id):
+            raise EnsembleError(f"section {section.title!r} has id {section.id!r}; use a letter, then letters, "
+                                "digits, '-' or '_' (no spaces)")
+        if section.id in taken:
+            raise EnsembleError(f"section {section.title!r} has id {section.id!r}, which the page already uses; "
+                                "give it another id")
+        taken.add(section.id)
 
 
 # --- page parts --------------------------------------------------------------------
@@ -213,9 +239,9 @@ def _compact(v: Any) -> str:
     return str(v)
 
 
-def _members_section(data: ReportData, sweep: _Sweep | str) -> str:
+def _members_section(data: ReportData, sweep: Sweep | str) -> str:
     rank, metric = _member_scores(data, sweep)
-    metric_name = sweep.record["metric"] if isinstance(sweep, _Sweep) else "sweep metric"
+    metric_name = sweep.record["metric"] if isinstance(sweep, Sweep) else "sweep metric"
     keys = list(dict.fromkeys(k for cfg in data.member_configs for k in cfg))
     head = ["trial", "rank", metric_name] + (["weight"] if data.member_weights is not None else []) + keys
     rows = []
@@ -232,272 +258,29 @@ def _members_section(data: ReportData, sweep: _Sweep | str) -> str:
     )
 
 
-def _member_scores(data: ReportData, sweep: _Sweep | str) -> tuple[dict, dict]:
-    """Rank and best sweep metric per member: from results.parquet, else from provenance["members"]."""
-    if isinstance(sweep, _Sweep):
+def _member_scores(data: ReportData, sweep: Sweep | str) -> tuple[dict, dict]:
+    """Rank and best sweep metric per member: from the sweep's results, else from provenance["members"]."""
+    if isinstance(sweep, Sweep):
         table = sweep.table.set_index("trial_id")
         return table["rank"].to_dict(), table["best_metric"].to_dict()
     listed = [m for m in data.provenance.get("members", []) if isinstance(m, dict) and "trial_id" in m]
     return ({m["trial_id"]: m.get("rank") for m in listed}, {m["trial_id"]: m.get("sweep_metric") for m in listed})
 
 
+def _extra_section(section: ReportSection) -> str:
+    return f'<section id="{_esc(section.id)}">\n<h2>{_esc(section.title)}</h2>\n{section.html}\n</section>'
+
+
 def _figure(name: str, draw: Callable[..., Figure], *args: Any, caption: str, narrow: bool = False) -> str:
-    """An <img> of draw(*args), or the note of the _Skip it raised."""
+    """An <img> of draw(*args), or the note of the FigureSkipped it raised."""
     try:
         fig = draw(*args)
-    except _Skip as e:
-        return f'<p class="note" id="note-{name}">{_esc(_TITLES[name])} not shown: {_esc(e)}</p>'
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)
-    fig.clear()  # no pyplot: the figure is freed with its last reference
-    uri = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-    alt = _ALT[name]
+    except FigureSkipped as e:
+        return f'<p class="note" id="note-{name}">{_esc(TITLES[name])} not shown: {_esc(e)}</p>'
+    uri = png_data_uri(fig)
     cls = ' class="narrow"' if narrow else ""
-    return (f'<figure{cls}><img id="fig-{name}" alt="{_esc(alt)}" src="{uri}">'
+    return (f'<figure{cls}><img id="fig-{name}" alt="{_esc(ALT[name])}" src="{uri}">'
             f"<figcaption>{_esc(caption)}</figcaption></figure>")
-
-
-# --- figures -----------------------------------------------------------------------
-
-_TITLES = {"roc": "ROC", "reliability": "Reliability diagram", "confusion": "Confusion matrix",
-           "history": "Sweep history", "importance": "Hyperparameter importance"}
-_ALT = {
-    "roc": "ROC curves of the members and of the ensemble before and after calibration",
-    "reliability": "Reliability diagram of the ensemble before and after calibration",
-    "confusion": "Confusion matrix of the out-of-fold decisions",
-    "history": "Sweep history: the sweep metric of every trial against wall time",
-    "importance": "Hyperparameter importance (fANOVA) from the sweep's trials",
-}
-_ROC_CAPTION = ("ROC of each member (thin) and of the ensemble (bold) on the holdout, from the same probabilities "
-                "as the headline table. A monotone calibrator (temperature, platt) leaves the ROC unchanged.")
-_RELIABILITY_CAPTION = (f"Observed positive rate against mean predicted P(positive) in {N_ECE_BINS} equal-width "
-                        "bins; marker area is proportional to the bin's count; empty bins are not drawn.")
-_HISTORY_CAPTION = ("The sweep metric at every epoch report of every trial, against wall time since the sweep's "
-                    "first report (progress.csv timestamps).")
-_IMPORTANCE_CAPTION = ("fANOVA importance (Optuna, seed 0) of the sampled hyperparameters for each trial's best "
-                       "sweep metric. ASHA-stopped trials count with the best metric they reached; conditional "
-                       "parameters that some trials did not sample are left out by Optuna.")
-
-
-def _confusion_caption(data: ReportData) -> str:
-    return (f"Counts of the out-of-fold decisions (each holdout fold thresholded by the pipeline fitted without it); "
-            f"the deployed ensemble's threshold is {data.threshold:.4f}. Row percentages: specificity (top) "
-            "and sensitivity (bottom) on the diagonal.")
-
-
-def _roc_figure(data: ReportData) -> Figure:
-    fig = Figure(figsize=(6.4, 5.6))
-    ax = fig.add_subplot()
-    for j, tid in enumerate(data.member_ids):
-        p = data.member_probs[:, j]
-        fpr, tpr, _ = roc_curve(data.y, p)
-        ax.plot(fpr, tpr, lw=1, alpha=0.55, color=f"C{j % 10}",
-                label=f"member {tid} (AUC {roc_auc_score(data.y, p):.3f})")
-    # calibrated first, so that the dashed uncalibrated curve stays visible where the two coincide
-    for p, label, style in ((data.ensemble_calibrated, f"ensemble, {data.calibration}", "-"),
-                            (data.ensemble_uncalibrated, "ensemble, before calibration", "--")):
-        fpr, tpr, _ = roc_curve(data.y, p)
-        ax.plot(fpr, tpr, lw=2.6, ls=style, color="black" if style == "-" else "#d62728",
-                label=f"{label} (AUC {roc_auc_score(data.y, p):.3f})")
-    ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=1)
-    ax.set(xlabel="1 - specificity (false positive rate)", ylabel="sensitivity (true positive rate)",
-           title="ROC", xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), aspect="equal")
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def _reliability_figure(data: ReportData) -> Figure:
-    fig = Figure(figsize=(6.4, 5.6))
-    ax = fig.add_subplot()
-    ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=1, label="perfect calibration")
-    edges = np.linspace(0.0, 1.0, N_ECE_BINS + 1)
-    for p, label, color, marker in ((data.ensemble_uncalibrated, "before calibration", "#d62728", "s"),
-                                    (data.ensemble_calibrated, f"after ({data.calibration})", "black", "o")):
-        observed, predicted = calibration_curve(data.y, p, n_bins=N_ECE_BINS, strategy="uniform")
-        # the counts of calibration_curve's own bins (it returns only the non-empty ones)
-        counts = np.bincount(np.searchsorted(edges[1:-1], p), minlength=N_ECE_BINS)
-        counts = counts[counts > 0]
-        ece = expected_calibration_error(data.y, p)
-        ax.plot(predicted, observed, color=color, lw=1.2, alpha=0.7)
-        ax.scatter(predicted, observed, s=12 + 400 * counts / counts.max(), color=color, marker=marker,
-                   alpha=0.75, edgecolors="white", label=f"{label}, ECE {ece:.3f}")
-    ax.set(xlabel="mean predicted P(positive) in bin", ylabel="observed fraction positive",
-           title=f"Reliability ({N_ECE_BINS} equal-width bins)", xlim=(0, 1), ylim=(-0.02, 1.02), aspect="equal")
-    ax.legend(loc="upper left", fontsize=8, markerscale=0.6)
-    fig.tight_layout()
-    return fig
-
-
-def _confusion_figure(data: ReportData) -> Figure:
-    cm = confusion_matrix(data.y, data.decisions, labels=[0, 1])
-    fig = Figure(figsize=(4.8, 4.0))
-    ax = fig.add_subplot()
-    ax.imshow(cm, cmap="Blues", vmin=0)
-    rows = cm.sum(axis=1, keepdims=True)
-    for (i, j), count in np.ndenumerate(cm):
-        share = count / rows[i, 0] if rows[i, 0] else float("nan")
-        ax.text(j, i, f"{count}\n{share:.1%}", ha="center", va="center", fontsize=12,
-                color="white" if count > cm.max() / 2 else "black")
-    names = list(data.class_names)
-    ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=names, yticklabels=names,
-           xlabel="predicted", ylabel="true", title="Confusion matrix (out-of-fold)")
-    ax.tick_params(axis="y", labelrotation=90)
-    fig.tight_layout()
-    return fig
-
-
-@dataclass(frozen=True)
-class _Sweep:
-    dir: Path
-    record: dict  # lungsweep_sweep.json
-    table: pd.DataFrame  # results.parquet
-
-
-def _read_sweep(sweep_dir: Path | None) -> _Sweep | str:
-    """The sweep's record and results table, or why they cannot be shown."""
-    if sweep_dir is None:
-        return "no sweep folder was given."
-    sweep_dir = Path(sweep_dir)
-    for name in (SWEEP_FILE, RESULTS_PARQUET):
-        if not (sweep_dir / name).is_file():
-            return f"{sweep_dir} has no {name} (run `lungsweep results {sweep_dir}` on the sweep folder)."
-    return _Sweep(sweep_dir, read_record(sweep_dir), read_results(sweep_dir))
-
-
-def _need_sweep(sweep: _Sweep | str) -> _Sweep:
-    if isinstance(sweep, str):
-        raise _Skip(sweep)
-    return sweep
-
-
-def _history_figure(data: ReportData, sweep: _Sweep | str) -> Figure:
-    sweep = _need_sweep(sweep)
-    metric = sweep.record["metric"]
-    curves = []
-    for row in sweep.table.itertuples():
-        path = trial_dir(sweep.dir, row.trial_id) / "progress.csv"
-        if not path.is_file():
-            continue
-        try:
-            frame = pd.read_csv(path)
-        except (pd.errors.EmptyDataError, pd.errors.ParserError):
-            continue
-        if metric not in frame or "timestamp" not in frame:
-            continue
-        frame = frame[[metric, "timestamp"]].apply(pd.to_numeric, errors="coerce").dropna().sort_values("timestamp")
-        if len(frame):
-            curves.append((row.trial_id, row.status, frame["timestamp"].to_numpy(), frame[metric].to_numpy()))
-    if not curves:
-        raise _Skip(f"no trial folder of {sweep.dir} holds a progress.csv with timestamp and {metric}.")
-    t0 = min(t[0] for _, _, t, _ in curves)
-    span = max(t[-1] for _, _, t, _ in curves) - t0
-    unit, scale = ("s", 1.0) if span < 120 else ("min", 60.0) if span < 7200 else ("h", 3600.0)
-
-    fig = Figure(figsize=(10.5, 4.8))
-    ax = fig.add_subplot()
-    members = {tid: j for j, tid in enumerate(data.member_ids)}
-    lines: dict[int, Line2D] = {}
-    for tid, status, t, v in curves:
-        x = (t - t0) / scale
-        j = members.get(tid)
-        color = "#999999" if j is None else f"C{j % 10}"
-        line = ax.plot(x, v, color=color, lw=1 if j is None else 2.6, alpha=0.6 if j is None else 1.0,
-                       marker="o" if len(x) == 1 else None, ms=3, zorder=3 if j is not None else 2)[0]
-        if j is not None:
-            lines[j] = line
-            line.set_label(f"member {tid}")
-        if status == "stopped":
-            ax.plot(x[-1], v[-1], marker="x", color=color, ms=8, mew=2, zorder=4)
-    handles = [Line2D([], [], color="#999999", lw=1, label="trial"), *(lines[j] for j in sorted(lines)),
-               Line2D([], [], ls="none", marker="x", color="black", ms=8, mew=2, label="stopped by ASHA (last report)")]
-    better = "higher" if sweep.record.get("mode", "max") == "max" else "lower"
-    ax.set(xlabel=f"wall time since the sweep's first report ({unit})", ylabel=metric,
-           title=f"Sweep history: {metric} per epoch, {len(curves)} trials ({better} is better)")
-    values = np.concatenate([v for _, _, _, v in curves])
-    if values.min() > 0 and values.max() / values.min() > 20:  # a diverged trial (loss 10) would flatten the rest
-        ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def _distribution(spec: dict) -> optuna.distributions.BaseDistribution:
-    kind, values = spec["kind"], spec["values"]
-    if kind == "choice":
-        return optuna.distributions.CategoricalDistribution(list(values))
-    if kind in ("uniform", "loguniform"):
-        return optuna.distributions.FloatDistribution(float(values[0]), float(values[1]), log=kind == "loguniform")
-    if kind in ("int", "logint"):
-        return optuna.distributions.IntDistribution(int(values[0]), int(values[1]), log=kind == "logint")
-    raise _Skip(f"the sweep's space has parameter {spec.get('name')!r} of unknown kind {kind!r}.")
-
-
-def _param(value: Any, dist: optuna.distributions.BaseDistribution) -> tuple[bool, Any]:
-    """(present, value in `dist`'s terms): NaN means a conditional parameter that was not sampled."""
-    if hasattr(value, "item"):
-        value = value.item()
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return False, None
-    if isinstance(dist, optuna.distributions.CategoricalDistribution):
-        match = [c for c in dist.choices if c == value and isinstance(c, bool) == isinstance(value, bool)]
-        return (True, match[0]) if match else (False, None)
-    number = float(value)
-    if isinstance(dist, optuna.distributions.IntDistribution):
-        number = int(round(number))
-    return dist.low <= number <= dist.high, number
-
-
-def _study(record: dict, table: pd.DataFrame) -> optuna.Study:
-    """An in-memory study of the sweep: one finished trial per row with a best metric."""
-    distributions = {spec["name"]: _distribution(spec) for spec in record["space"]}
-    direction = "maximize" if record.get("mode", "max") == "max" else "minimize"
-    study = optuna.create_study(direction=direction)
-    for row in table.to_dict("records"):
-        value = row.get("best_metric")
-        if value is None or not np.isfinite(value):
-            continue
-        params, dists = {}, {}
-        for name, dist in distributions.items():
-            present, v = _param(row.get(f"config/{name}"), dist)
-            if present:
-                params[name], dists[name] = v, dist
-        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=float(value)))
-    return study
-
-
-def _importance_figure(sweep: _Sweep | str) -> Figure:
-    sweep = _need_sweep(sweep)
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created in memory"
-    try:
-        study = _study(sweep.record, sweep.table)
-        if len(study.trials) < 3:
-            raise _Skip(f"only {len(study.trials)} finished trial(s) with a best metric; importance needs 3 or more.")
-        if len({t.value for t in study.trials}) == 1:  # fANOVA would still hand out importances, from rounding noise
-            raise _Skip(f"all {len(study.trials)} finished trials reached the same best metric; nothing to attribute.")
-        try:
-            importances = optuna.importance.get_param_importances(
-                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
-        except (RuntimeError, ValueError) as e:  # zero variance of the metric; no usable parameter
-            raise _Skip(f"Optuna could not compute importances from {len(study.trials)} trials: {e}") from e
-    finally:
-        optuna.logging.set_verbosity(verbosity)
-    if not importances:
-        raise _Skip("no hyperparameter was sampled in every finished trial, so none can be ranked.")
-    unranked = sorted(set(spec["name"] for spec in sweep.record["space"]) - set(importances))
-    names = list(importances)[::-1]  # largest on top
-    values = [importances[n] for n in names]
-    fig = Figure(figsize=(6.4, 1.9 + 0.45 * len(names) + 0.25 * bool(unranked)))
-    ax = fig.add_subplot()
-    bars = ax.barh(names, values, color="#3b7dd8")
-    ax.bar_label(bars, fmt="%.2f", padding=3, fontsize=9)
-    note = f"\nnot ranked (sampled in only some trials or none): {', '.join(unranked)}" if unranked else ""
-    ax.set(xlabel="importance (fANOVA, sums to 1)" + note, xlim=(0, max(1.0, max(values)) * 1.12),
-           title=f"Hyperparameter importance for {sweep.record['metric']} ({len(study.trials)} trials)")
-    fig.tight_layout()
-    return fig
 
 
 # --- page template -----------------------------------------------------------------

@@ -18,7 +18,7 @@ _EXPORTS = {
     "StorageError": "launch", "launch": "launch",
     "is_sweep": "record", "read_results": "record", "read_sweep": "record", "trial_dir": "record",
     "format_table": "results", "load_results": "results", "results_table": "results", "save_results": "results",
-    "ParamSpec": "space", "parse_space": "space", "suggest": "space",
+    "ParamSpec": "space", "distribution": "space", "parse_space": "space", "suggest": "space",
     "InjectedFault": "trainable", "train_trial": "trainable",
 }
 __all__ = sorted(_EXPORTS)

@@ -6,21 +6,35 @@
 
 Kinds: choice, uniform, loguniform, int, logint. `when` names earlier parameters
 (or fixed train values) and the values they must take for this one to be sampled.
+
+`distribution(spec)` is the one mapping from a kind to an Optuna distribution: `suggest`
+samples from it and the report rebuilds a finished sweep's study with it, so a sampled
+value and a recorded one always mean the same thing.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from trainers import TrainConfig
 from trainers.errors import ConfigError
 
-__all__ = ["ParamSpec", "parse_space", "suggest"]
+__all__ = ["KINDS", "ParamSpec", "distribution", "parse_space", "suggest"]
 
-KINDS = ("choice", "uniform", "loguniform", "int", "logint")
+# kind -> its Optuna distribution, from the spec's values (the choices, or low and high)
+_DISTRIBUTIONS: dict[str, Callable[[tuple[Any, ...]], BaseDistribution]] = {
+    "choice": lambda v: CategoricalDistribution(list(v)),
+    "uniform": lambda v: FloatDistribution(float(v[0]), float(v[1])),
+    "loguniform": lambda v: FloatDistribution(float(v[0]), float(v[1]), log=True),
+    "int": lambda v: IntDistribution(int(v[0]), int(v[1])),
+    "logint": lambda v: IntDistribution(int(v[0]), int(v[1]), log=True),
+}
+KINDS = tuple(_DISTRIBUTIONS)
+RECORD_KEYS = ("name", "kind", "values", "when")
 TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainConfig)}
 # Decoded once per sweep for each size, so the image size can only be a choice.
 CHOICE_ONLY = {"image_size"}
@@ -42,6 +56,38 @@ class ParamSpec:
         if self.kind in ("int", "logint") and not isinstance(value, int):
             return False
         return self.values[0] <= value <= self.values[1]
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> ParamSpec:
+        """The spec again from its JSON form in the sweep record ({"name", "kind", "values", "when"})."""
+        if not isinstance(record, Mapping):
+            raise ConfigError(
+                f"a recorded space entry must be a mapping with {', '.join(RECORD_KEYS)}, got {record!r}")
+        missing = [key for key in RECORD_KEYS[:3] if key not in record]
+        if missing:
+            raise ConfigError(f"recorded space entry {record!r} lacks {missing[0]!r}; it needs {', '.join(RECORD_KEYS)}")
+        name, kind, values = record["name"], record["kind"], record["values"]
+        if kind not in KINDS:
+            raise ConfigError(f"recorded parameter {name!r} has unknown kind {kind!r}; known kinds: {', '.join(KINDS)}")
+        if not isinstance(values, (list, tuple)) or not values:
+            raise ConfigError(f"recorded parameter {name!r} needs a non-empty list of values, got {values!r}")
+        when = record.get("when") or ()
+        if isinstance(when, Mapping):  # as written in YAML, not as recorded
+            when = [(key, v if isinstance(v, (list, tuple)) else [v]) for key, v in when.items()]
+        conditions = []
+        for entry in when:
+            if not (isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[1], (list, tuple))):
+                raise ConfigError(f"recorded parameter {name!r}: 'when' must be [[name, [values]], ...], got {when!r}")
+            conditions.append((str(entry[0]), tuple(entry[1])))
+        return cls(name=name, kind=kind, values=tuple(values), when=tuple(conditions))
+
+
+def distribution(spec: ParamSpec) -> BaseDistribution:
+    """The Optuna distribution `spec` samples from (the same one for suggest and for a rebuilt study)."""
+    make = _DISTRIBUTIONS.get(spec.kind)
+    if make is None:
+        raise ConfigError(f"parameter {spec.name!r} has unknown kind {spec.kind!r}; known kinds: {', '.join(KINDS)}")
+    return make(spec.values)
 
 
 def parse_space(raw: Mapping[str, Any], *, fixed: Mapping[str, Any] | None = None) -> tuple[ParamSpec, ...]:
@@ -113,10 +159,16 @@ def suggest(trial: optuna.Trial, specs: tuple[ParamSpec, ...], fixed: Mapping[st
         context = {**fixed, **chosen}
         if any(context.get(key) not in allowed for key, allowed in spec.when):
             continue
-        if spec.kind == "choice":
-            chosen[spec.name] = trial.suggest_categorical(spec.name, list(spec.values))
-        elif spec.kind in ("uniform", "loguniform"):
-            chosen[spec.name] = trial.suggest_float(spec.name, *spec.values, log=spec.kind == "loguniform")
-        else:
-            chosen[spec.name] = trial.suggest_int(spec.name, *spec.values, log=spec.kind == "logint")
+        chosen[spec.name] = _suggest_from(trial, spec.name, distribution(spec))
     return chosen
+
+
+def _suggest_from(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
+    # The public suggest_* calls, which Ray's OptunaSearch records as the trial's config, fed from `dist`.
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(name, dist.choices)
+    if isinstance(dist, FloatDistribution):
+        return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    raise TypeError(f"no suggest_* call for {type(dist).__name__} (parameter {name!r})")

@@ -14,7 +14,8 @@ from PIL import Image
 from scipy.special import expit, logit
 
 from ensemble.metrics import METRIC_NAMES, bootstrap_metrics
-from ensemble.report import FIGURE_IDS, ReportData, write_report
+from ensemble.errors import EnsembleError
+from ensemble.report import FIGURE_IDS, ReportData, ReportSection, write_report
 
 SWEEP_FIGURES = ("fig-history", "fig-importance")
 SPACE = [
@@ -26,12 +27,15 @@ SPACE = [
 
 
 class _Page(HTMLParser):
-    """The <img> attributes, the ids of notes, and the row headers of the headline table."""
+    """The <img> attributes, the ids of notes and sections, the <h2> titles, and the headline table's row headers."""
 
     def __init__(self) -> None:
         super().__init__()
         self.images: dict[str, dict[str, str | None]] = {}
         self.notes: set[str] = set()
+        self.sections: list[str] = []
+        self.headings: list[str] = []
+        self._heading = False
         self.headline_rows: list[str] = []
         self._table: str | None = None
         self._row_header = False
@@ -46,16 +50,25 @@ class _Page(HTMLParser):
             self._table = a.get("id")
         elif tag == "th" and a.get("scope") == "row" and self._table == "headline":
             self._row_header = True
+        elif tag == "section":
+            self.sections.append(a.get("id") or "")
+        elif tag == "h2":
+            self._heading = True
+            self.headings.append("")
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "table":
             self._table = None
         elif tag == "th":
             self._row_header = False
+        elif tag == "h2":
+            self._heading = False
 
     def handle_data(self, data: str) -> None:
         if self._row_header:
             self.headline_rows.append(data.strip())
+        if self._heading:
+            self.headings[-1] += data
 
 
 def _fake_sweep(root: Path, n_trials: int = 8) -> Path:
@@ -193,3 +206,52 @@ def test_mismatched_member_configs_are_refused(tmp_path: Path) -> None:
     bad = ReportData(**{**data.__dict__, "member_configs": data.member_configs[:2]})
     with pytest.raises(ValueError, match="2 member configs for 3 members"):
         write_report(tmp_path / "report.html", bad)
+
+
+def test_a_sweep_folder_without_results_gives_notes_that_name_the_missing_step(tmp_path: Path) -> None:
+    sweep = _fake_sweep(tmp_path / "sweep")
+    (sweep / "results.parquet").unlink()
+    out = write_report(tmp_path / "report.html", _report_data(sweep))
+    page = _parse(out)
+    assert page.notes == {"note-history", "note-importance"}
+    assert "run `lungsweep results" in out.read_text(encoding="utf-8")
+
+
+def test_an_unknown_space_kind_gives_an_importance_note(tmp_path: Path) -> None:
+    sweep = _fake_sweep(tmp_path / "sweep")
+    space = [*SPACE[:3], {"name": "image_size", "kind": "normal", "values": [160, 224], "when": []}]
+    (sweep / "lungsweep_sweep.json").write_text(json.dumps({"metric": "val_auc", "mode": "max", "space": space}))
+    out = write_report(tmp_path / "report.html", _report_data(sweep))
+    page = _parse(out)
+    assert "fig-history" in page.images and page.notes == {"note-importance"}
+    assert "unknown kind &#x27;normal&#x27;" in out.read_text(encoding="utf-8")
+
+
+def test_extra_sections_come_before_the_provenance_in_order(tmp_path: Path) -> None:
+    audit = ReportSection(title="Data audit <v1>", html="<p>12 near-duplicate pairs <b>removed</b></p>", id="data-audit")
+    folds = ReportSection(title="K-fold", html="<p>5 folds over patients</p>", id="kfold")
+    data = _report_data(None)
+    out = write_report(tmp_path / "report.html", ReportData(**{**data.__dict__, "sections": (audit, folds)}))
+    page = _parse(out)
+    assert page.sections == ["data-audit", "kfold"]
+    assert page.headings[-3:] == ["Data audit <v1>", "K-fold", "Provenance"]
+    text = out.read_text(encoding="utf-8")
+    assert "<h2>Data audit &lt;v1&gt;</h2>" in text  # the title is escaped, the html is not
+    assert "<p>12 near-duplicate pairs <b>removed</b></p>" in text
+    assert set(page.images) == set(FIGURE_IDS) - set(SWEEP_FIGURES)  # the rest of the page is unchanged
+
+
+@pytest.mark.parametrize(
+    "sections, match",
+    [
+        ((ReportSection("Audit", "<p></p>", "data audit"),), r"section 'Audit' has id 'data audit'; use a letter"),
+        ((ReportSection("Audit", "<p></p>", "members"),), r"id 'members', which the page already uses"),
+        ((ReportSection("A", "<p></p>", "x"), ReportSection("B", "<p></p>", "x")), r"section 'B' has id 'x', which"),
+        (("<p>raw</p>",), r"report sections must be ReportSection\(title, html, id\), got '<p>raw</p>'"),
+    ],
+)
+def test_bad_sections_are_refused(tmp_path: Path, sections: tuple, match: str) -> None:
+    data = _report_data(None)
+    with pytest.raises(EnsembleError, match=match):
+        write_report(tmp_path / "report.html", ReportData(**{**data.__dict__, "sections": sections}))
+    assert not (tmp_path / "report.html").exists()
