@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from scipy.special import expit
 from sklearn.metrics import log_loss
 
@@ -79,6 +80,23 @@ def test_calibrator_round_trips_through_json(name: str) -> None:
     assert type(back) is type(cal)
     grid = np.linspace(-30, 30, 61)
     np.testing.assert_array_equal(back.predict_proba(grid), cal.predict_proba(grid))
+
+
+@pytest.mark.parametrize("name", sorted(CALIBRATORS))
+def test_to_torch_computes_what_predict_proba_computes(name: str) -> None:
+    m, y, _ = _overconfident(n=400)
+    cal = make_calibrator(name).fit(m, y)
+    rng = np.random.default_rng(1)
+    # random margins, saturated ones (|m| > 40), and the fitted range's own knots
+    grid = np.r_[rng.normal(0.0, 8.0, 500), -800.0, -60.0, -40.5, 0.0, 40.5, 60.0, 800.0]
+    if name == "isotonic":
+        grid = np.r_[grid, np.log(cal.X_thresholds_[1:-1] / (1 - cal.X_thresholds_[1:-1]))]
+    module = cal.to_torch()
+    assert isinstance(module, torch.nn.Module)
+    with torch.no_grad():
+        got = module(torch.from_numpy(grid))
+    assert got.dtype == torch.float64 and got.shape == grid.shape
+    np.testing.assert_allclose(got.numpy(), cal.predict_proba(grid), rtol=1e-12, atol=1e-12)
 
 
 def test_select_calibrator_takes_the_lowest_cross_fitted_loss() -> None:
