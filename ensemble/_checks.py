@@ -144,7 +144,7 @@ class Interval:
         lo_closed, hi_closed = self.closed in ("left", "both"), self.closed in ("right", "both")
         if self.kind is int and self.left == 1 and lo_closed and self.right is None:
             return "a positive integer"
-        kind = "an integer " if self.kind is int else ""
+        kind = "an integer " if self.kind is int else "a number "
         if self.left is not None and self.right is not None:
             return f"{kind}in {'[' if lo_closed else '('}{self.left}, {self.right}{']' if hi_closed else ')'}"
         if self.left is not None:
@@ -157,14 +157,14 @@ class Interval:
 Rule = Union[Interval, None]  # None in a rule list: the parameter may be None
 
 
-def check_param(name: str, value: object, rules: Interval | list[Rule]) -> None:
-    """Raise EnsembleError quoting `value` and the rule(s) unless one of `rules` accepts it."""
+def check_param(name: str, value: object, rules: Interval | list[Rule], *, hint: str = "") -> None:
+    """Raise EnsembleError quoting `value` and the rule(s), then `hint`, unless one of `rules` accepts it."""
     rules = rules if isinstance(rules, list) else [rules]
     for rule in rules:
         if (value is None) if rule is None else rule.accepts(value):
             return
     allowed = " or ".join("None" if rule is None else str(rule) for rule in rules)
-    raise EnsembleError(f"{name} must be {allowed}, got {value!r}")
+    raise EnsembleError(f"{name} must be {allowed}, got {value!r}" + (f"; {hint}" if hint else ""))
 
 
 def validate_params(estimator: object) -> None:

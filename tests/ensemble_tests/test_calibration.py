@@ -120,7 +120,7 @@ def test_select_calibrator_takes_the_lowest_cross_fitted_loss() -> None:
          "unknown calibration candidate 'sigmoid'"),
         (lambda: select_calibrator(np.zeros(20), np.arange(20) % 2, None, candidates=()), "at least one candidate"),
         (lambda: TemperatureScaling(max_iter=0).fit(np.zeros(4), [0, 1, 0, 1]), "max_iter must be a positive integer"),
-        (lambda: PlattScaling(C=0.0).fit(np.zeros(4), [0, 1, 0, 1]), "C must be > 0"),
+        (lambda: PlattScaling(C=0.0).fit(np.zeros(4), [0, 1, 0, 1]), "C must be a number > 0, got 0.0"),
         (lambda: TemperatureScaling().fit(np.zeros((4, 2)), [0, 1, 0, 1]), r"margins must be 1-D.*\(4, 2\)"),
         (lambda: TemperatureScaling().fit(np.array([0, np.inf, 1, 2]), [0, 1, 0, 1]), "1 non-finite values"),
         (lambda: calibrator_from_dict({"name": "beta"}), "name 'beta' is not one of"),

@@ -143,7 +143,7 @@ def test_sklearn_clone_and_keyword_only_init(cls, members) -> None:
         (lambda X, y: make_combiner("median"),
          r"unknown ensemble method 'median'; choose one of \['greedy', 'mean', 'stack'\]"),
         (lambda X, y: GreedyEnsemble(n_iter=0).fit(X, y), "n_iter must be a positive integer, got 0"),
-        (lambda X, y: StackingEnsemble(C=-1.0).fit(X, y), "C must be > 0"),
+        (lambda X, y: StackingEnsemble(C=-1.0).fit(X, y), "C must be a number > 0, got -1.0"),
         (lambda X, y: MeanEnsemble().fit(X).predict_margin(X[:, :3]), "fitted on 5 members, got predictions of 3"),
         (lambda X, y: MeanEnsemble().fit(X[:, 0]), r"must be 2-D \(n_samples, n_members\).*X\[:, None\]"),
         (lambda X, y: GreedyEnsemble().fit(X, y[:-1]), r"180 rows of member predictions for 179 labels"),

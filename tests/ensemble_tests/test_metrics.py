@@ -163,7 +163,7 @@ def test_bootstrap_is_fast_and_seeded() -> None:
     [
         ({"n_boot": 0}, "n_boot must be a positive integer, got 0"),
         ({"n_boot": 2.5}, "n_boot must be a positive integer"),
-        ({"confidence": 1.0}, r"confidence must be in \(0, 1\), got 1.0"),
+        ({"confidence": 1.0}, r"confidence must be a number in \(0, 1\), got 1.0"),
         ({"p": np.array([0.2, 1.5, 0.1, 0.3])}, r"probabilities must lie in \[0, 1\].*pass expit\(margin\)"),
         ({"y": np.array([0, 2, 1, 0])}, r"labels must be 0 \(negative\) or 1 \(positive\), got values \[0, 1, 2\]"),
         ({"groups": np.array([1, 2, 3])}, r"groups must hold one id per sample \(4\)"),
