@@ -14,7 +14,6 @@ import numpy as np
 from sklearn.metrics import roc_curve
 
 from ._checks import Interval, check_labels, check_param, check_probabilities
-from .errors import EnsembleError
 
 __all__ = ["check_target_sensitivity", "choose_threshold"]
 
