@@ -179,7 +179,7 @@ def untrained_graph(model_name: str, size: int, k: int, prep: dict) -> EnsembleG
     pipe["combiner"]["state"]["n_members_"] = k
     prep = Preprocessing(image_size=size, mean=float(prep["mean"]), std=float(prep["std"]))
     members = [GraphMember(f"m{i}", create_model(model_name).eval(), prep) for i in range(k)]
-    return EnsembleGraph(members, pipe, tta=False).eval()
+    return EnsembleGraph(members, EnsemblePipeline.from_dict(pipe), tta=False).eval()
 
 
 _sessions: dict[Path, object] = {}

@@ -1,11 +1,24 @@
-"""Input checks shared by the ensemble modules: validate at the edge, quote the bad value."""
+"""Input and parameter checks shared by the ensemble modules: validate at the edge, quote the bad value."""
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Union
 
 import numpy as np
 
 from .errors import EnsembleError
 
-__all__ = ["check_groups", "check_labels", "check_margins", "check_member_matrix", "check_probabilities", "plain"]
+__all__ = [
+    "Interval",
+    "check_groups",
+    "check_labels",
+    "check_margins",
+    "check_member_matrix",
+    "check_param",
+    "check_probabilities",
+    "plain",
+    "validate_params",
+]
 
 
 def check_labels(y: object, *, both_classes: bool = True) -> np.ndarray:
@@ -85,6 +98,76 @@ def check_probabilities(p: object, n: int | None = None) -> np.ndarray:
     return arr
 
 
-def plain(params: dict) -> dict:
-    """get_params() with numpy scalars turned into Python ones, so json.dumps takes it."""
-    return {k: v.item() if isinstance(v, np.generic) else v for k, v in params.items()}
+def plain(value: Any) -> Any:
+    """`value` with numpy scalars and arrays turned into Python ones, recursively, so json.dumps takes it."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+# Parameter rules, declared once per estimator as scikit-learn's `_parameter_constraints`:
+#     _parameter_constraints = {"n_iter": [Interval(int, 1, None)]}
+# and checked by validate_params(self) at fit time (scikit-learn's own helper is private).
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Numbers of `kind` (int or numbers.Real) between left and right; None is unbounded.
+
+    closed: "left", "right", "both" or "neither" says which ends belong to it.
+    bool is never a number here, though Python says it is an int.
+    """
+
+    kind: type
+    left: float | None
+    right: float | None
+    closed: str = "both"
+
+    def accepts(self, value: object) -> bool:
+        numpy_kind = np.integer if self.kind is int else np.number
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (self.kind, numpy_kind)):
+            return False
+        lo_closed, hi_closed = self.closed in ("left", "both"), self.closed in ("right", "both")
+        if self.left is not None and not (value >= self.left if lo_closed else value > self.left):
+            return False
+        if self.right is not None and not (value <= self.right if hi_closed else value < self.right):
+            return False
+        return True
+
+    def __str__(self) -> str:
+        lo_closed, hi_closed = self.closed in ("left", "both"), self.closed in ("right", "both")
+        if self.kind is int and self.left == 1 and lo_closed and self.right is None:
+            return "a positive integer"
+        kind = "an integer " if self.kind is int else "a number "
+        if self.left is not None and self.right is not None:
+            return f"{kind}in {'[' if lo_closed else '('}{self.left}, {self.right}{']' if hi_closed else ')'}"
+        if self.left is not None:
+            return f"{kind}{'>=' if lo_closed else '>'} {self.left}"
+        if self.right is not None:
+            return f"{kind}{'<=' if hi_closed else '<'} {self.right}"
+        return "an integer" if self.kind is int else "a number"
+
+
+Rule = Union[Interval, None]  # None in a rule list: the parameter may be None
+
+
+def check_param(name: str, value: object, rules: Interval | list[Rule], *, hint: str = "") -> None:
+    """Raise EnsembleError quoting `value` and the rule(s), then `hint`, unless one of `rules` accepts it."""
+    rules = rules if isinstance(rules, list) else [rules]
+    for rule in rules:
+        if (value is None) if rule is None else rule.accepts(value):
+            return
+    allowed = " or ".join("None" if rule is None else str(rule) for rule in rules)
+    raise EnsembleError(f"{name} must be {allowed}, got {value!r}" + (f"; {hint}" if hint else ""))
+
+
+def validate_params(estimator: object) -> None:
+    """Check every parameter `type(estimator)._parameter_constraints` names (a {name: rules} dict)."""
+    for name, rules in getattr(type(estimator), "_parameter_constraints", {}).items():
+        check_param(name, getattr(estimator, name), rules)

@@ -5,23 +5,30 @@ uncalibrated probability. Every calibrator here:
 
     fit(margins, y, groups=None) -> self    # groups accepted so all estimators fit alike
     predict_proba(margins) -> 1-D P(positive)
+    to_torch()                              # the same arithmetic as a torch module, margin (B,) -> P (B,), float64
     to_dict() / from_dict(d)                # learned state as plain JSON values, no pickle
+
+to_torch() uses only ops every ONNX runtime has (elementwise, sigmoid, clamp),
+so a calibrator is exported exactly as it predicts.
 
 `select_calibrator` ("auto") picks the one with the lowest cross-fitted log-loss.
 """
 from __future__ import annotations
 
+from numbers import Real
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+import torch
 from scipy.optimize import minimize_scalar
 from scipy.special import expit
 from sklearn.base import BaseEstimator
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
+from torch import nn
 
-from ._checks import check_labels, check_margins, plain
+from ._checks import Interval, check_labels, check_margins, plain, validate_params
 from .crossfit import crossfit_predict
 from .errors import EnsembleError
 
@@ -40,16 +47,56 @@ __all__ = [
 ]
 
 
+class _AffineSigmoid(nn.Module):
+    """margin (B,) -> expit(scale * margin + offset), float64: temperature, Platt and no calibration."""
+
+    def __init__(self, scale: float, offset: float) -> None:
+        super().__init__()
+        self.scale, self.offset = float(scale), float(offset)
+
+    def forward(self, margin: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(margin * self.scale + self.offset)
+
+
+class _Interp(nn.Module):
+    """margin (B,) -> np.interp(expit(margin), x, y), float64, with elementwise ops only.
+
+    np.interp is y[0] plus, for each knot interval, its slope times the part of
+    the interval below p: a sum of clipped ramps. It clips to y[0] and y[-1]
+    outside [x[0], x[-1]] as np.interp does.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+        super().__init__()
+        width = np.diff(x)
+        slope = np.divide(np.diff(y), width, out=np.zeros_like(width), where=width > 0)
+        self.register_buffer("knots", torch.as_tensor(x[:-1], dtype=torch.float64))
+        self.register_buffer("widths", torch.as_tensor(width, dtype=torch.float64))
+        self.register_buffer("slopes", torch.as_tensor(slope, dtype=torch.float64))
+        self.y0 = float(y[0])
+
+    def forward(self, margin: torch.Tensor) -> torch.Tensor:
+        p = torch.sigmoid(margin).unsqueeze(1)
+        ramps = torch.minimum(torch.clamp(p - self.knots, min=0.0), self.widths)
+        return self.y0 + (ramps * self.slopes).sum(dim=1)
+
+
 class _Calibrator(BaseEstimator):
-    """Shared plumbing; subclasses set `name`, `_state_keys` and implement `_fit`, `predict_proba`."""
+    """Shared plumbing; subclasses set `name`, `_state_keys` and implement `_fit`, `predict_proba`, `to_torch`."""
 
     name: ClassVar[str]
     _state_keys: ClassVar[tuple[str, ...]] = ()
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}
 
     def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> _Calibrator:
+        validate_params(self)
         y = check_labels(y)
         self._fit(check_margins(X, len(y)), y)
         return self
+
+    def to_torch(self) -> nn.Module:
+        """A module computing predict_proba: margin (B,), float64 -> P(positive) (B,), float64."""
+        raise NotImplementedError
 
     def _fit(self, m: np.ndarray, y: np.ndarray) -> None:
         raise NotImplementedError
@@ -59,10 +106,7 @@ class _Calibrator(BaseEstimator):
 
     def to_dict(self) -> dict[str, Any]:
         """{"name", "params", "state"}: every learned value as floats and lists of floats."""
-        state = {}
-        for key in self._state_keys:
-            value = getattr(self, key)
-            state[key] = value.tolist() if isinstance(value, np.ndarray) else float(value)
+        state = {key: plain(getattr(self, key)) for key in self._state_keys}
         return {"name": self.name, "params": plain(self.get_params()), "state": state}
 
     @classmethod
@@ -91,13 +135,12 @@ class TemperatureScaling(_Calibrator):
 
     name = "temperature"
     _state_keys = ("T_",)
+    _parameter_constraints = {"max_iter": [Interval(int, 1, None)]}
 
     def __init__(self, *, max_iter: int = 500) -> None:
         self.max_iter = max_iter
 
     def _fit(self, m: np.ndarray, y: np.ndarray) -> None:
-        if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, (int, np.integer)) or self.max_iter < 1:
-            raise EnsembleError(f"max_iter must be a positive integer, got {self.max_iter!r}")
         sign = 2 * y - 1
 
         def nll(log_t: float) -> float:
@@ -117,6 +160,9 @@ class TemperatureScaling(_Calibrator):
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return expit(self.transform_margin(X))
 
+    def to_torch(self) -> nn.Module:
+        return _AffineSigmoid(1.0 / self.T_, 0.0)
+
 
 class PlattScaling(_Calibrator):
     """P = expit(a * margin + b): Platt's method, fitted as scikit-learn's LogisticRegression on the margin.
@@ -128,13 +174,12 @@ class PlattScaling(_Calibrator):
 
     name = "platt"
     _state_keys = ("coef_", "intercept_")
+    _parameter_constraints = {"C": [Interval(Real, 0, None, closed="neither")]}
 
     def __init__(self, *, C: float = 1e4) -> None:
         self.C = C
 
     def _fit(self, m: np.ndarray, y: np.ndarray) -> None:
-        if not self.C > 0:
-            raise EnsembleError(f"C must be > 0, got {self.C!r}")
         lr = LogisticRegression(C=self.C, max_iter=1000).fit(m[:, None], y)
         self.coef_ = float(lr.coef_[0, 0])
         self.intercept_ = float(lr.intercept_[0])
@@ -145,6 +190,9 @@ class PlattScaling(_Calibrator):
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return expit(self.transform_margin(X))
+
+    def to_torch(self) -> nn.Module:
+        return _AffineSigmoid(self.coef_, self.intercept_)
 
 
 class IsotonicCalibration(_Calibrator):
@@ -176,6 +224,9 @@ class IsotonicCalibration(_Calibrator):
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return np.interp(expit(check_margins(X)), self.X_thresholds_, self.y_thresholds_)
 
+    def to_torch(self) -> nn.Module:
+        return _Interp(self.X_thresholds_, self.y_thresholds_)
+
 
 class Identity(_Calibrator):
     """No calibration ("none"): P = expit(margin). The baseline "auto" must beat."""
@@ -196,6 +247,9 @@ class Identity(_Calibrator):
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return expit(check_margins(X))
+
+    def to_torch(self) -> nn.Module:
+        return _AffineSigmoid(1.0, 0.0)
 
 
 CALIBRATORS: dict[str, type[_Calibrator]] = {

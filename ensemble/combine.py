@@ -5,6 +5,8 @@ X holds member LOGIT MARGINS, shape (n_samples, n_members). Every combiner:
     fit(X, y=None, groups=None) -> self
     predict_margin(X) -> 1-D margin (calibration downstream works on margins)
     predict_proba(X)  -> 1-D P(positive) = expit(predict_margin(X))
+    used_members()    -> indices of the members whose weight is not zero
+    to_torch(keep)    -> torch module: member margins (B, len(keep)) float64 -> margin (B,)
     to_dict() / from_dict(d)
 
 The members were trained elsewhere; X is their prediction on the holdout, so
@@ -13,14 +15,17 @@ of sample (scikit-learn's cv="prefit" situation).
 """
 from __future__ import annotations
 
+from numbers import Real
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 from scipy.special import expit, log_expit, logsumexp
 from sklearn.base import BaseEstimator, clone
 from sklearn.linear_model import LogisticRegression
+from torch import nn
 
-from ._checks import check_groups, check_labels, check_member_matrix, plain
+from ._checks import Interval, check_groups, check_labels, check_member_matrix, plain, validate_params
 from .crossfit import crossfit_splits
 from .errors import EnsembleError
 
@@ -45,9 +50,34 @@ def pooled_margin(X: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return logsumexp(log_expit(X), b=w, axis=1) - logsumexp(log_expit(-X), b=w, axis=1)
 
 
+class _PooledMarginModule(nn.Module):
+    """pooled_margin in torch: logsigmoid and logsumexp only, float64 throughout."""
+
+    def __init__(self, weights: np.ndarray) -> None:
+        super().__init__()
+        self.register_buffer("log_w", torch.log(torch.as_tensor(weights, dtype=torch.float64)))
+
+    def forward(self, margins: torch.Tensor) -> torch.Tensor:
+        log_pos = torch.logsumexp(nn.functional.logsigmoid(margins) + self.log_w, dim=1)
+        return log_pos - torch.logsumexp(nn.functional.logsigmoid(-margins) + self.log_w, dim=1)
+
+
+class _LinearMarginModule(nn.Module):
+    """margins @ coef + intercept, float64."""
+
+    def __init__(self, coef: np.ndarray, intercept: float) -> None:
+        super().__init__()
+        self.register_buffer("coef", torch.as_tensor(coef, dtype=torch.float64))
+        self.intercept = float(intercept)
+
+    def forward(self, margins: torch.Tensor) -> torch.Tensor:
+        return margins @ self.coef + self.intercept
+
+
 class _Combiner(BaseEstimator):
     name: ClassVar[str]
     _state_keys: ClassVar[tuple[str, ...]] = ()
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}
 
     def predict_margin(self, X: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -55,17 +85,40 @@ class _Combiner(BaseEstimator):
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return expit(self.predict_margin(X))
 
+    def member_weights(self) -> np.ndarray:
+        """Each member's weight in the combined margin, (n_members,); zero means the member changes nothing."""
+        raise NotImplementedError
+
+    def used_members(self) -> np.ndarray:
+        """Indices of the members with a non-zero weight: the only ones a deployment needs to run."""
+        return np.flatnonzero(self.member_weights())
+
+    def to_torch(self, keep: np.ndarray | list[int] | None = None) -> nn.Module:
+        """A module computing predict_margin: member margins (B, len(keep)), float64 -> margin (B,), float64.
+
+        keep: the member indices whose columns the module takes, in that order
+        (default: all). It must hold every used member; leaving out a member
+        with zero weight changes nothing.
+        """
+        if keep is None:
+            keep = np.arange(self.n_members_)
+        keep = np.asarray(keep, dtype=np.int64)
+        if keep.ndim != 1 or len(keep) == 0 or not ((keep >= 0) & (keep < self.n_members_)).all():
+            raise EnsembleError(f"keep must list member indices in [0, {self.n_members_}), got {keep.tolist()}")
+        missing = np.setdiff1d(self.used_members(), keep)
+        if len(missing):
+            raise EnsembleError(
+                f"keep={keep.tolist()} leaves out member(s) {missing.tolist()}, which the {self.name!r} combiner "
+                "weighs; keep every index of used_members()"
+            )
+        return self._torch_module(keep)
+
+    def _torch_module(self, keep: np.ndarray) -> nn.Module:
+        raise NotImplementedError
+
     def to_dict(self) -> dict[str, Any]:
         """{"name", "params", "state"}: learned values as ints, floats and lists."""
-        state: dict[str, Any] = {}
-        for key in self._state_keys:
-            value = getattr(self, key)
-            if isinstance(value, np.ndarray):
-                state[key] = value.tolist()
-            elif isinstance(value, (int, np.integer)):
-                state[key] = int(value)
-            else:
-                state[key] = float(value)
+        state = {key: plain(getattr(self, key)) for key in self._state_keys}
         return {"name": self.name, "params": plain(self.get_params()), "state": state}
 
     @classmethod
@@ -96,7 +149,13 @@ class MeanEnsemble(_Combiner):
 
     def predict_margin(self, X: np.ndarray) -> np.ndarray:
         X = check_member_matrix(X, n_members=self.n_members_)
-        return pooled_margin(X, np.full(self.n_members_, 1.0 / self.n_members_))
+        return pooled_margin(X, self.member_weights())
+
+    def member_weights(self) -> np.ndarray:
+        return np.full(self.n_members_, 1.0 / self.n_members_)
+
+    def _torch_module(self, keep: np.ndarray) -> nn.Module:
+        return _PooledMarginModule(self.member_weights()[keep])
 
 
 class GreedyEnsemble(_Combiner):
@@ -116,14 +175,14 @@ class GreedyEnsemble(_Combiner):
 
     name = "greedy"
     _state_keys = ("n_members_", "weights_", "selected_", "scores_", "best_iter_")
+    _parameter_constraints = {"n_iter": [Interval(int, 1, None)]}
 
     def __init__(self, *, n_iter: int = 50, seed: int = 0) -> None:
         self.n_iter = n_iter
         self.seed = seed
 
     def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> GreedyEnsemble:
-        if isinstance(self.n_iter, bool) or not isinstance(self.n_iter, (int, np.integer)) or self.n_iter < 1:
-            raise EnsembleError(f"n_iter must be a positive integer, got {self.n_iter!r}")
+        validate_params(self)
         y = check_labels(y)
         X = check_member_matrix(X, len(y))
         rng = np.random.default_rng(self.seed)
@@ -155,6 +214,13 @@ class GreedyEnsemble(_Combiner):
         X = check_member_matrix(X, n_members=self.n_members_)
         return pooled_margin(X, self.weights_)
 
+    def member_weights(self) -> np.ndarray:
+        return np.asarray(self.weights_, dtype=np.float64)
+
+    def _torch_module(self, keep: np.ndarray) -> nn.Module:
+        # a member left out has weight 0, so pooling over the kept ones is the same sum
+        return _PooledMarginModule(self.member_weights()[keep])
+
 
 class StackingEnsemble(_Combiner):
     """A scikit-learn LogisticRegression meta-learner on member margins.
@@ -169,6 +235,7 @@ class StackingEnsemble(_Combiner):
 
     name = "stack"
     _state_keys = ("n_members_", "coef_", "intercept_")
+    _parameter_constraints = {"C": [Interval(Real, 0, None, closed="neither")]}
 
     def __init__(self, *, C: float = 1.0, n_splits: int = 5, seed: int = 0) -> None:
         self.C = C
@@ -176,8 +243,7 @@ class StackingEnsemble(_Combiner):
         self.seed = seed
 
     def _meta(self) -> LogisticRegression:
-        if not self.C > 0:
-            raise EnsembleError(f"C must be > 0, got {self.C!r}")
+        validate_params(self)
         return LogisticRegression(C=self.C, max_iter=1000)
 
     def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> StackingEnsemble:
@@ -193,6 +259,12 @@ class StackingEnsemble(_Combiner):
         X = check_member_matrix(X, n_members=self.n_members_)
         # LogisticRegression.decision_function, from the stored coefficients
         return X @ self.coef_ + self.intercept_
+
+    def member_weights(self) -> np.ndarray:
+        return np.asarray(self.coef_, dtype=np.float64)
+
+    def _torch_module(self, keep: np.ndarray) -> nn.Module:
+        return _LinearMarginModule(self.member_weights()[keep], self.intercept_)
 
     def out_of_fold_predict_margin(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
         """Margins for X from clones fitted on the other StratifiedGroupKFold folds; self is left as is."""

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from ._checks import check_groups, check_labels
+from ._checks import Interval, check_groups, check_labels, check_param
 from .errors import EnsembleError
 
 if TYPE_CHECKING:
@@ -40,8 +40,7 @@ def check_crossfit(
     Like scikit-learn's calibration.py, the message names both numbers.
     `class_names[k]` names label k in the message when given.
     """
-    if isinstance(n_splits, bool) or not isinstance(n_splits, (int, np.integer)) or n_splits < 2:
-        raise EnsembleError(f"n_splits must be an integer >= 2, got {n_splits!r}")
+    check_param("n_splits", n_splits, Interval(int, 2, None))
     y = check_labels(y, both_classes=False)
     groups = check_groups(groups, len(y))
     for label in (1, 0):

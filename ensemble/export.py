@@ -85,7 +85,7 @@ def export_model(
     found = _read_source(source, trial, n_boot)
     ref = found.reference
     graph = EnsembleGraph(
-        [GraphMember(m.trial_id, m.model, m.prep) for m in ref.members], ref.pipeline.to_dict(), tta=ref.tta
+        [GraphMember(m.trial_id, m.model, m.prep) for m in ref.members], ref.pipeline, tta=ref.tta
     ).eval()
     images = _parity_images(found, graph.image_sizes)
     expected = ref.predict_proba(ref.margins_for_images(images["arrays"], device=torch.device("cpu")))
@@ -300,7 +300,7 @@ def _manifest(found: _Source, graph: EnsembleGraph, model_file: str, fmt: str) -
             "tta": ref.tta,
             "members": graph.trial_ids,
             "left_out_with_zero_weight": [m.trial_id for m in ref.members if m.trial_id not in graph.trial_ids],
-            "weights": graph.weights.tolist(),
+            "weights": graph.weights,
         },
         "metrics": metric_values,
         "provenance": {**found.provenance, "exported_with": versions},

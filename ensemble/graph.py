@@ -15,15 +15,17 @@ float64, as the in-process pipeline does, so saturated calibrators keep their pr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 from torch import nn
 
 from trainers import Preprocessing
 
 from .errors import EnsembleError
+
+if TYPE_CHECKING:
+    from .pipeline import EnsemblePipeline
 
 __all__ = ["GraphMember", "EnsembleGraph", "input_name"]
 
@@ -60,72 +62,25 @@ class _NormalisedMember(nn.Module):
 
 
 class EnsembleGraph(nn.Module):
-    """Members + combiner + calibrator of a fitted EnsemblePipeline record (its to_dict())."""
+    """Members + combiner + calibrator of a fitted EnsemblePipeline, each head piece from its own to_torch()."""
 
-    def __init__(self, members: list[GraphMember], pipeline: dict[str, Any], *, tta: bool) -> None:
+    def __init__(self, members: list[GraphMember], pipeline: EnsemblePipeline, *, tta: bool) -> None:
         super().__init__()
-        combiner, calibrator = pipeline["combiner"], pipeline["calibrator"]
-        if len(members) != int(pipeline["n_members"]):
-            raise EnsembleError(f"the pipeline expects {pipeline['n_members']} members, got {len(members)}")
-        weights = _member_weights(combiner, len(members))
+        if len(members) != pipeline.n_members_:
+            raise EnsembleError(f"the pipeline expects {pipeline.n_members_} members, got {len(members)}")
         # A member the combiner gives no weight changes nothing: leave it out of the graph.
-        kept = [k for k in range(len(members)) if weights[k] != 0.0]
+        kept = [int(k) for k in pipeline.combiner_.used_members()]
         self.trial_ids = [members[k].trial_id for k in kept]
+        self.weights = pipeline.combiner_.member_weights()[kept].tolist()
         self.image_sizes = sorted({members[k].prep.image_size for k in kept})
         self.input_names = [input_name(s) for s in self.image_sizes]
         self.input_index = [self.image_sizes.index(members[k].prep.image_size) for k in kept]
         self.members = nn.ModuleList(_NormalisedMember(members[k].model, members[k].prep, tta) for k in kept)
-
-        self.combiner = combiner["name"]
-        self.register_buffer("weights", torch.tensor(weights[kept], dtype=torch.float64))
-        self.intercept = float(combiner["state"].get("intercept_", 0.0))
-
-        self.calibration = calibrator["name"]
-        state = calibrator["state"]
-        self.scale, self.offset = 1.0, 0.0
-        if self.calibration == "temperature":
-            self.scale = 1.0 / float(state["T_"])
-        elif self.calibration == "platt":
-            self.scale, self.offset = float(state["coef_"]), float(state["intercept_"])
-        elif self.calibration == "isotonic":
-            x = np.asarray(state["X_thresholds_"], dtype=np.float64)
-            y = np.asarray(state["y_thresholds_"], dtype=np.float64)
-            # np.interp as a sum of clipped ramps: only elementwise ops, which every ONNX runtime has
-            width = np.diff(x)
-            slope = np.divide(np.diff(y), width, out=np.zeros_like(width), where=width > 0)
-            self.register_buffer("knots", torch.tensor(x[:-1]))
-            self.register_buffer("widths", torch.tensor(width))
-            self.register_buffer("slopes", torch.tensor(slope))
-            self.y0 = float(y[0])
-        elif self.calibration != "none":
-            raise EnsembleError(f"cannot export calibration {self.calibration!r}")
+        self.combiner = pipeline.combiner_.to_torch(keep=kept)
+        self.calibrator = pipeline.calibrator_.to_torch()
 
     def forward(self, *images: torch.Tensor) -> torch.Tensor:
         margins = torch.stack(
             [member(images[i]) for member, i in zip(self.members, self.input_index)], dim=1
-        ).double()
-        if self.combiner == "stack":
-            margin = margins @ self.weights + self.intercept
-        else:  # mean and greedy pool member probabilities (ensemble.combine.pooled_margin)
-            log_w = torch.log(self.weights)
-            margin = torch.logsumexp(nn.functional.logsigmoid(margins) + log_w, dim=1) - torch.logsumexp(
-                nn.functional.logsigmoid(-margins) + log_w, dim=1
-            )
-        if self.calibration == "isotonic":
-            p = torch.sigmoid(margin).unsqueeze(1)
-            ramps = torch.minimum(torch.clamp(p - self.knots, min=0.0), self.widths)
-            prob = self.y0 + (ramps * self.slopes).sum(dim=1)
-        else:
-            prob = torch.sigmoid(margin * self.scale + self.offset)
-        return prob.float()
-
-
-def _member_weights(combiner: dict[str, Any], n: int) -> np.ndarray:
-    name, state = combiner["name"], combiner["state"]
-    if name == "mean":
-        return np.full(n, 1.0 / n)
-    if name == "greedy":
-        return np.asarray(state["weights_"], dtype=np.float64)
-    if name == "stack":
-        return np.asarray(state["coef_"], dtype=np.float64)
-    raise EnsembleError(f"cannot export combiner {name!r}")
+        ).double()  # the head runs in float64, as the in-process pipeline does
+        return self.calibrator(self.combiner(margins)).float()

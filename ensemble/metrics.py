@@ -1,14 +1,8 @@
-"""Clinical metrics of a binary classifier, with 95% group-bootstrap intervals.
+"""95% group-bootstrap intervals for the clinical metrics.
 
-Point values come from scikit-learn wherever it has the metric. The expected
-calibration error (ECE), which scikit-learn lacks, is defined here as
-
-    ECE = sum_b (n_b / n) * |mean(y in b) - mean(p in b)|
-
-over 15 equal-width bins of the positive-class probability p:
-[0, 1/15), [1/15, 2/15), ..., [14/15, 1] (the last bin closed). This is the
-calibration of P(positive), not the "top-label confidence" ECE of Guo et al.
-(2017); for a binary task the two differ when p < 0.5.
+The metrics themselves (METRIC_NAMES, clinical_metrics, the ECE and the one
+clipping rule of the log-loss) are defined once, in trainers.metrics, and
+re-exported here so that `ensemble.metrics.clinical_metrics` keeps working.
 
 Intervals resample patients, not images: a cluster bootstrap that draws groups
 with replacement and keeps every sample of a drawn group. Each resample is
@@ -18,75 +12,26 @@ a few matrix products.
 """
 from __future__ import annotations
 
+from numbers import Real
+
 import numpy as np
-from sklearn.metrics import (
-    accuracy_score,
-    average_precision_score,
-    balanced_accuracy_score,
-    brier_score_loss,
-    f1_score,
-    log_loss,
-    precision_score,
-    recall_score,
-    roc_auc_score,
+
+from trainers.metrics import (
+    METRIC_NAMES,
+    N_ECE_BINS,
+    clinical_metrics,
+    ece_bins,
+    expected_calibration_error,
+    log_loss_per_sample,
 )
 
-from ._checks import check_groups, check_labels, check_probabilities
+from ._checks import Interval, check_groups, check_labels, check_param, check_probabilities
 from .errors import EnsembleError
 
 __all__ = ["METRIC_NAMES", "N_ECE_BINS", "bootstrap_metrics", "clinical_metrics", "expected_calibration_error"]
 
-METRIC_NAMES = (
-    "accuracy", "balanced_accuracy", "f1", "auc", "average_precision", "sensitivity",
-    "specificity", "ppv", "npv", "brier", "nll", "ece",
-)
-N_ECE_BINS = 15
-
 # Resamples are scored in chunks so that the (resamples x samples) weight matrix stays near 32 MB.
 _CHUNK_CELLS = 4_000_000
-
-
-def _ece_bins(p: np.ndarray, n_bins: int) -> np.ndarray:
-    """Bin index per sample; right-open bins except the last, so p = 1 lands in the top bin."""
-    edges = np.linspace(0.0, 1.0, n_bins + 1)[1:-1]
-    return np.digitize(p, edges, right=False)
-
-
-def expected_calibration_error(y: np.ndarray, p: np.ndarray, n_bins: int = N_ECE_BINS) -> float:
-    """ECE of P(positive) over `n_bins` equal-width bins, weighted by bin counts (module docstring)."""
-    y = check_labels(y, both_classes=False)
-    p = check_probabilities(p, len(y))
-    bins = _ece_bins(p, n_bins)
-    count = np.bincount(bins, minlength=n_bins)
-    # n_b/n * |mean_y - mean_p| = |sum_y - sum_p| / n: empty bins add nothing.
-    gap = np.abs(np.bincount(bins, weights=y, minlength=n_bins) - np.bincount(bins, weights=p, minlength=n_bins))
-    return float(gap.sum() / count.sum())
-
-
-def clinical_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
-    """Every metric of METRIC_NAMES at `threshold` (positive when p >= threshold).
-
-    Ratios with an empty denominator are 0 (scikit-learn's zero_division=0);
-    AUC and average precision are nan when `y` holds one class.
-    """
-    y = check_labels(y, both_classes=False)
-    p = check_probabilities(p, len(y))
-    y_pred = (p >= threshold).astype(np.int64)
-    both = len(np.unique(y)) == 2
-    return {
-        "accuracy": float(accuracy_score(y, y_pred)),
-        "balanced_accuracy": float(balanced_accuracy_score(y, y_pred)) if both else float("nan"),
-        "f1": float(f1_score(y, y_pred, zero_division=0)),
-        "auc": float(roc_auc_score(y, p)) if both else float("nan"),
-        "average_precision": float(average_precision_score(y, p)) if both else float("nan"),
-        "sensitivity": float(recall_score(y, y_pred, pos_label=1, zero_division=0)),
-        "specificity": float(recall_score(y, y_pred, pos_label=0, zero_division=0)),
-        "ppv": float(precision_score(y, y_pred, pos_label=1, zero_division=0)),
-        "npv": float(precision_score(y, y_pred, pos_label=0, zero_division=0)),
-        "brier": float(brier_score_loss(y, p, pos_label=1)),
-        "nll": float(log_loss(y, p, labels=[0, 1])),
-        "ece": expected_calibration_error(y, p),
-    }
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -112,12 +57,9 @@ def _weighted_metrics(y: np.ndarray, p: np.ndarray, W: np.ndarray, threshold: fl
     sens, spec = _ratio(tp, n_pos), _ratio(tn, n_neg)
     both = (n_pos > 0) & (n_neg > 0)
 
-    # log loss clipped as scikit-learn clips it
-    eps = np.finfo(np.float64).eps
-    pc = np.clip(p, eps, 1 - eps)
-    nll = -(y * np.log(pc) + (1 - y) * np.log1p(-pc))
+    nll = log_loss_per_sample(y, p)  # clipped exactly as clinical_metrics clips it
 
-    bins = _ece_bins(p, N_ECE_BINS)
+    bins = ece_bins(p, N_ECE_BINS)
     onehot = np.zeros((len(p), N_ECE_BINS))
     onehot[np.arange(len(p)), bins] = 1.0
     ece = np.abs(W @ (onehot * y[:, None]) - W @ (onehot * p[:, None])).sum(axis=1)
@@ -171,10 +113,8 @@ def bootstrap_metrics(
     which a metric is undefined (e.g. no positives for sensitivity, one class
     for AUC) is skipped for that metric. `groups=None` resamples samples.
     """
-    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
-        raise EnsembleError(f"n_boot must be a positive integer, got {n_boot!r}")
-    if not 0 < confidence < 1:
-        raise EnsembleError(f"confidence must be in (0, 1), got {confidence!r}")
+    check_param("n_boot", n_boot, Interval(int, 1, None))
+    check_param("confidence", confidence, Interval(Real, 0, 1, closed="neither"))
     y = check_labels(y, both_classes=False)
     p = check_probabilities(p, len(y))
     if len(y) == 0:

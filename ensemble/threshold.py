@@ -8,26 +8,22 @@ next lower one, so every choice is reproduced exactly on the fitting data.
 from __future__ import annotations
 
 import math
+from numbers import Real
 
 import numpy as np
 from sklearn.metrics import roc_curve
 
-from ._checks import check_labels, check_probabilities
-from .errors import EnsembleError
+from ._checks import Interval, check_labels, check_param, check_probabilities
 
 __all__ = ["check_target_sensitivity", "choose_threshold"]
 
 
 def check_target_sensitivity(target: object) -> float:
-    if isinstance(target, bool) or not isinstance(target, (int, float, np.integer, np.floating)):
-        raise EnsembleError(f"target_sensitivity must be a number in (0, 1], got {target!r}")
-    value = float(target)
-    if not (0.0 < value <= 1.0):
-        raise EnsembleError(
-            f"target_sensitivity must be in (0, 1], got {target!r}; e.g. 0.95 for screening, "
-            "or leave it unset to maximise Youden's J"
-        )
-    return value
+    check_param(
+        "target_sensitivity", target, Interval(Real, 0, 1, closed="right"),
+        hint="e.g. 0.95 for screening, or leave it unset to maximise Youden's J",
+    )
+    return float(target)
 
 
 def choose_threshold(y: np.ndarray, p: np.ndarray, *, target_sensitivity: float | None = None) -> float:

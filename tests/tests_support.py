@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -125,3 +127,24 @@ def sweep_yaml(path: Path, data: Path, **overrides: object) -> Path:
     raw.update(overrides)
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
+
+
+def new_images(root: Path, sizes: list[int], n: int = 9) -> dict[int, np.ndarray]:
+    """{image_size: (n, S, S) uint8}: n freshly generated images as trainers.decode_image gives them."""
+    from trainers import decode_image
+
+    folder = make_dataset(root, groups_per_class=3, per_group=2, seed=21)
+    paths = sorted(folder.rglob("*.*"))[:n]
+    return {s: np.stack([decode_image(p, s) for p in paths]) for s in sizes}
+
+
+def reference_proba(model, images: dict[int, np.ndarray]) -> np.ndarray:
+    """The in-process EnsembleModel's probabilities for `images`, on CPU."""
+    import torch
+
+    return model.predict_proba(model.margins_for_images(images, device=torch.device("cpu")))
+
+
+def lungsweep(*args: str) -> subprocess.CompletedProcess:
+    """The command line, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "lungsweep", *args], capture_output=True, text=True)

@@ -17,7 +17,7 @@ _EXPORTS = {
     "TrainConfig": "config", "load_yaml": "config", "merge_config": "config",
     "Dataset": "data", "discover": "data", "infer_group": "data",
     "BadImageError": "errors", "CheckpointError": "errors", "ConfigError": "errors", "DataError": "errors",
-    "LungsweepError": "errors", "SplitError": "errors", "WeightsError": "errors",
+    "LungsweepError": "errors", "MetricsError": "errors", "SplitError": "errors", "WeightsError": "errors",
     "decode_image": "images", "decode_image_sizes": "images", "load_images": "images",
     "Preprocessing": "inference", "predict_margins": "inference", "sigmoid": "inference",
     "EpochReport": "loop", "TrainResult": "loop", "train": "loop",

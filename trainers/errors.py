@@ -9,6 +9,7 @@ __all__ = [
     "SplitError",
     "WeightsError",
     "CheckpointError",
+    "MetricsError",
 ]
 
 
@@ -46,3 +47,7 @@ class WeightsError(LungsweepError):
 
 class CheckpointError(LungsweepError):
     """A checkpoint or run folder is missing, truncated or inconsistent."""
+
+
+class MetricsError(LungsweepError, ValueError):
+    """Labels or probabilities handed to a metric are not binary labels and probabilities."""

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from scipy.special import expit
 from sklearn.metrics import log_loss
 
@@ -81,6 +82,23 @@ def test_calibrator_round_trips_through_json(name: str) -> None:
     np.testing.assert_array_equal(back.predict_proba(grid), cal.predict_proba(grid))
 
 
+@pytest.mark.parametrize("name", sorted(CALIBRATORS))
+def test_to_torch_computes_what_predict_proba_computes(name: str) -> None:
+    m, y, _ = _overconfident(n=400)
+    cal = make_calibrator(name).fit(m, y)
+    rng = np.random.default_rng(1)
+    # random margins, saturated ones (|m| > 40), and the fitted range's own knots
+    grid = np.r_[rng.normal(0.0, 8.0, 500), -800.0, -60.0, -40.5, 0.0, 40.5, 60.0, 800.0]
+    if name == "isotonic":
+        grid = np.r_[grid, np.log(cal.X_thresholds_[1:-1] / (1 - cal.X_thresholds_[1:-1]))]
+    module = cal.to_torch()
+    assert isinstance(module, torch.nn.Module)
+    with torch.no_grad():
+        got = module(torch.from_numpy(grid))
+    assert got.dtype == torch.float64 and got.shape == grid.shape
+    np.testing.assert_allclose(got.numpy(), cal.predict_proba(grid), rtol=1e-12, atol=1e-12)
+
+
 def test_select_calibrator_takes_the_lowest_cross_fitted_loss() -> None:
     m, y, groups = _overconfident(n=600)
     name, scores = select_calibrator(m, y, groups)
@@ -102,7 +120,7 @@ def test_select_calibrator_takes_the_lowest_cross_fitted_loss() -> None:
          "unknown calibration candidate 'sigmoid'"),
         (lambda: select_calibrator(np.zeros(20), np.arange(20) % 2, None, candidates=()), "at least one candidate"),
         (lambda: TemperatureScaling(max_iter=0).fit(np.zeros(4), [0, 1, 0, 1]), "max_iter must be a positive integer"),
-        (lambda: PlattScaling(C=0.0).fit(np.zeros(4), [0, 1, 0, 1]), "C must be > 0"),
+        (lambda: PlattScaling(C=0.0).fit(np.zeros(4), [0, 1, 0, 1]), "C must be a number > 0, got 0.0"),
         (lambda: TemperatureScaling().fit(np.zeros((4, 2)), [0, 1, 0, 1]), r"margins must be 1-D.*\(4, 2\)"),
         (lambda: TemperatureScaling().fit(np.array([0, np.inf, 1, 2]), [0, 1, 0, 1]), "1 non-finite values"),
         (lambda: calibrator_from_dict({"name": "beta"}), "name 'beta' is not one of"),

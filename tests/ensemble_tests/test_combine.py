@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from scipy.special import expit, logit
 from sklearn.base import clone
 from sklearn.metrics import log_loss, roc_auc_score
@@ -85,6 +86,42 @@ def test_combiner_round_trips_through_json(method: str, members) -> None:
     np.testing.assert_array_equal(back.predict_margin(X), ens.predict_margin(X))
 
 
+def _saturated(X: np.ndarray, seed: int = 1) -> np.ndarray:
+    """X's rows, random rows, and rows with margins far past where expit rounds to 0 or 1 (|m| > 40)."""
+    rng = np.random.default_rng(seed)
+    n = X.shape[1]
+    extreme = np.array([[45.0] * n, [-45.0] * n, [800.0, -800.0] * (n // 2) + [60.0] * (n % 2)])
+    return np.r_[X, rng.normal(0.0, 10.0, (200, n)), extreme, rng.choice([-90.0, -41.0, 41.0, 90.0], (20, n))]
+
+
+@pytest.mark.parametrize("method", sorted(COMBINERS))
+def test_to_torch_computes_what_predict_margin_computes(method: str, members) -> None:
+    X, y, groups = members
+    ens = make_combiner(method).fit(X, y, groups)
+    grid = _saturated(X)
+    expected = ens.predict_margin(grid)
+    with torch.no_grad():
+        got = ens.to_torch()(torch.from_numpy(grid))
+        used = ens.used_members()
+        only_used = ens.to_torch(keep=used)(torch.from_numpy(grid[:, used]))
+    assert got.dtype == torch.float64 and got.shape == (len(grid),)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(only_used.numpy(), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_greedy_uses_only_members_it_picked(members) -> None:
+    X, y, _ = members
+    ens = GreedyEnsemble(n_iter=30).fit(X, y)
+    np.testing.assert_array_equal(ens.used_members(), np.flatnonzero(ens.weights_))
+    assert len(ens.used_members()) < X.shape[1]  # the noise members get weight 0
+    np.testing.assert_array_equal(MeanEnsemble().fit(X).used_members(), np.arange(5))
+    unused = np.setdiff1d(np.arange(5), ens.used_members())
+    with pytest.raises(EnsembleError, match=r"leaves out member\(s\) \[\d+\], which the 'greedy' combiner weighs"):
+        ens.to_torch(keep=np.r_[ens.used_members()[1:], unused])
+    with pytest.raises(EnsembleError, match=r"keep must list member indices in \[0, 5\), got \[7\]"):
+        ens.to_torch(keep=[7])
+
+
 @pytest.mark.parametrize("cls", ESTIMATORS, ids=lambda c: c.__name__)
 def test_sklearn_clone_and_keyword_only_init(cls, members) -> None:
     est = cls()
@@ -106,7 +143,7 @@ def test_sklearn_clone_and_keyword_only_init(cls, members) -> None:
         (lambda X, y: make_combiner("median"),
          r"unknown ensemble method 'median'; choose one of \['greedy', 'mean', 'stack'\]"),
         (lambda X, y: GreedyEnsemble(n_iter=0).fit(X, y), "n_iter must be a positive integer, got 0"),
-        (lambda X, y: StackingEnsemble(C=-1.0).fit(X, y), "C must be > 0"),
+        (lambda X, y: StackingEnsemble(C=-1.0).fit(X, y), "C must be a number > 0, got -1.0"),
         (lambda X, y: MeanEnsemble().fit(X).predict_margin(X[:, :3]), "fitted on 5 members, got predictions of 3"),
         (lambda X, y: MeanEnsemble().fit(X[:, 0]), r"must be 2-D \(n_samples, n_members\).*X\[:, None\]"),
         (lambda X, y: GreedyEnsemble().fit(X, y[:-1]), r"180 rows of member predictions for 179 labels"),

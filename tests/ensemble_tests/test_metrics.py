@@ -9,6 +9,7 @@ import pytest
 from sklearn import metrics as skm
 
 from ensemble.errors import EnsembleError
+from trainers.metrics import binary_metrics
 from ensemble.metrics import (
     METRIC_NAMES,
     _weighted_metrics,
@@ -66,6 +67,24 @@ def test_single_class_gives_nan_ranking_metrics() -> None:
     assert np.isnan(out["auc"]) and np.isnan(out["average_precision"])
     assert out["sensitivity"] == 0.0  # zero_division=0
     assert out["specificity"] == pytest.approx(0.4)
+
+
+def test_per_epoch_metrics_equal_the_reports_on_saturated_probabilities() -> None:
+    # a confident mistake (1 - 1e-12 for a negative), exact 0 and 1, and a positive at 1e-300
+    y = np.array([0, 0, 1, 1, 0, 1, 0, 1])
+    p = np.array([1.0 - 1e-12, 0.2, 1.0, 0.9, 0.0, 1e-300, 0.4, 1.0 - 1e-13])
+    per_epoch = binary_metrics(y, p)
+    report = clinical_metrics(y, p, 0.5)
+    assert set(per_epoch) == {"accuracy", "auc", "f1", "sensitivity", "specificity", "nll"}
+    for name, value in per_epoch.items():
+        assert value == report[name], name
+    # one clipping rule, scikit-learn's: the mistake costs -log(1e-12), not a clip at 1e-7's 16
+    assert report["nll"] == pytest.approx(skm.log_loss(y, p), rel=1e-12)
+    assert report["nll"] > (-np.log(1e-12) - np.log(np.finfo(np.float64).eps)) / len(y)
+    assert report["auc"] == skm.roc_auc_score(y, p)  # unclipped scores: 1 - 1e-12 and 1 do not tie
+    weighted = _weighted_metrics(y, p, np.ones((1, len(y))), 0.5)
+    assert weighted["nll"][0] == pytest.approx(report["nll"], rel=1e-12)
+    assert weighted["auc"][0] == pytest.approx(report["auc"], abs=1e-12)
 
 
 def test_weighted_metrics_equal_materialised_resamples() -> None:
@@ -144,7 +163,7 @@ def test_bootstrap_is_fast_and_seeded() -> None:
     [
         ({"n_boot": 0}, "n_boot must be a positive integer, got 0"),
         ({"n_boot": 2.5}, "n_boot must be a positive integer"),
-        ({"confidence": 1.0}, r"confidence must be in \(0, 1\), got 1.0"),
+        ({"confidence": 1.0}, r"confidence must be a number in \(0, 1\), got 1.0"),
         ({"p": np.array([0.2, 1.5, 0.1, 0.3])}, r"probabilities must lie in \[0, 1\].*pass expit\(margin\)"),
         ({"y": np.array([0, 2, 1, 0])}, r"labels must be 0 \(negative\) or 1 \(positive\), got values \[0, 1, 2\]"),
         ({"groups": np.array([1, 2, 3])}, r"groups must hold one id per sample \(4\)"),

@@ -71,7 +71,7 @@ def test_cross_fitted_report(members) -> None:
     [
         ({"method": "median"}, r"unknown ensemble method 'median'; choose one of \['greedy', 'mean', 'stack'\]"),
         ({"calibration": "beta"}, r"unknown calibration 'beta'; choose one of .*'auto'\]"),
-        ({"target_sensitivity": 1.5}, r"target_sensitivity must be in \(0, 1\], got 1.5"),
+        ({"target_sensitivity": 1.5}, r"target_sensitivity must be a number in \(0, 1\], got 1.5"),
         ({"method": "stack", "n_splits": 50},
          "Requesting 50-fold cross-fitting but the stacker's fitting data has only 30"),
         ({"calibration": "auto", "n_splits": 50}, "Requesting 50-fold cross-fitting but the holdout has only 30"),

@@ -64,9 +64,9 @@ def test_target_met_exactly_at_a_count_boundary() -> None:
 @pytest.mark.parametrize(
     ("y", "p", "target", "match"),
     [
-        ([0, 1, 1, 0], [0.1, 0.8, 0.7, 0.2], 0.0, r"target_sensitivity must be in \(0, 1\], got 0.0"),
-        ([0, 1, 1, 0], [0.1, 0.8, 0.7, 0.2], 1.5, r"target_sensitivity must be in \(0, 1\], got 1.5"),
-        ([0, 1, 1, 0], [0.1, 0.8, 0.7, 0.2], float("nan"), r"target_sensitivity must be in \(0, 1\], got nan"),
+        ([0, 1, 1, 0], [0.1, 0.8, 0.7, 0.2], 0.0, r"target_sensitivity must be a number in \(0, 1\], got 0.0"),
+        ([0, 1, 1, 0], [0.1, 0.8, 0.7, 0.2], 1.5, r"target_sensitivity must be a number in \(0, 1\], got 1.5"),
+        ([0, 1, 1, 0], [0.1, 0.8, 0.7, 0.2], float("nan"), r"target_sensitivity must be a number in \(0, 1\], got nan"),
         ([0, 1, 1, 0], [0.1, 0.8, 0.7, 0.2], "0.9", "target_sensitivity must be a number"),
         ([0, 1, 1, 0], [0.1, 0.8, 0.7, 0.2], True, "target_sensitivity must be a number"),
         ([1, 1, 1, 1], [0.1, 0.8, 0.7, 0.2], None, r"labels hold one class only \(\[1\]\)"),

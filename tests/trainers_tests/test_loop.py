@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from importlib import metadata
 
 import numpy as np
 import pytest
@@ -34,7 +35,7 @@ def test_checkpoint_round_trip_gives_identical_predictions(tmp_path, synthetic_d
     meta = read_meta(tmp_path / "run" / "best")
     assert meta["classes"] == ["CT_COVID", "CT_NonCOVID"] and meta["positive"] == "CT_COVID"
     assert set(meta["predictions"]) == {"val", "holdout"}
-    assert meta["versions"]["torch"] == torch.__version__.split("+")[0] or meta["versions"]["torch"]
+    assert meta["versions"]["torch"] == metadata.version("torch")
     model = create_model(meta["model"])
     model.load_state_dict(load_weights(tmp_path / "run" / "best"))
     data = prepare_data(cfg)
@@ -94,14 +95,34 @@ def test_truncated_checkpoint_is_named(tmp_path, synthetic_data):
 def test_two_phase_fine_tuning_freezes_then_unfreezes(tmp_path, synthetic_data):
     cfg = tiny_config(synthetic_data, epochs=2, freeze_epochs=1, unfreeze="top", unfreeze_blocks=1,
                       backbone_lr_scale=0.1, layer_decay=0.8, freeze_bn=True)
-    phases = []
-    train(cfg, tmp_path / "run", on_epoch=lambda r: phases.append(r.metrics["epoch"]))
+    phases, weights = [], {}
+
+    def hook(report):
+        phases.append(report.metrics["epoch"])
+        weights[report.epoch] = load_weights(report.checkpoint_dir)
+
+    train(cfg, tmp_path / "run", on_epoch=hook)
+    assert phases == [1, 2]
+    # train() seeds torch, then creates the model: the same seed gives its initial weights
+    torch.manual_seed(cfg.seed)
+    initial = create_model(cfg.model, drop_rate=cfg.drop_rate).state_dict()
+    head = {"fc.weight", "fc.bias"}
+    backbone = [k for k in initial if k not in head]
+    assert set(weights[1]) == set(initial) and len(backbone) > 10
+    # epoch 1 (head only): every backbone tensor, batch-norm statistics included, is bit-identical ...
+    moved = [k for k in backbone if not torch.equal(weights[1][k], initial[k])]
+    assert moved == []
+    # ... while the head learned
+    assert not torch.equal(weights[1]["fc.weight"], initial["fc.weight"])
+    # epoch 2 (top1): the top stage learns, the stem stays frozen
+    changed = {k.split(".")[0] for k in backbone if not torch.equal(weights[2][k], weights[1][k])}
+    assert changed and "conv1" not in changed
+
     from trainers.models import set_trainable
 
     model = create_model("test_resnet")
     assert set_trainable(model, cfg, 0) == "head"
-    assert {n for n, p in model.named_parameters() if p.requires_grad} == {"fc.weight", "fc.bias"}
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == head
     assert set_trainable(model, cfg, 1) == "top1"
     trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
     assert "fc" in trainable and "conv1" not in trainable and len(trainable) >= 2
-    assert phases == [1, 2]
