@@ -116,7 +116,7 @@ def main() -> None:
     def run_eager() -> None:
         cpu = torch.device("cpu")
         for b in batches(arrays):
-            eager.predict_proba(eager.margins_for_images(b, device=cpu))
+            eager.predict_proba(b)
 
     class Null:
         def write(self, _: str) -> None: ...
@@ -178,7 +178,7 @@ def untrained_graph(model_name: str, size: int, k: int, prep: dict) -> EnsembleG
     pipe["n_members"] = k
     pipe["combiner"]["state"]["n_members_"] = k
     prep = Preprocessing(image_size=size, mean=float(prep["mean"]), std=float(prep["std"]))
-    members = [GraphMember(f"m{i}", create_model(model_name).eval(), prep) for i in range(k)]
+    members = [GraphMember(f"m{i}", [create_model(model_name).eval()], prep) for i in range(k)]
     return EnsembleGraph(members, EnsemblePipeline.from_dict(pipe), tta=False).eval()
 
 

@@ -22,7 +22,7 @@ from trainers.data import file_sha256
 from trainers.errors import LungsweepError
 from trainers.images import decode_image_sizes
 
-from .folders import MANIFEST, FolderKind, kind_of
+from .folders import MANIFEST, kind_of
 
 __all__ = [
     "ArtifactError", "ExportedModel", "MANIFEST", "MODEL_FORMAT", "REQUIRED_KEYS",
@@ -120,7 +120,7 @@ def read_manifest(folder: Path) -> dict[str, Any]:
             kind = None
         if kind is not None:
             raise ArtifactError(
-                f"{folder} is an ensemble or checkpoint folder, not an exported model ({kind.value}); "
+                f"{folder} is an {kind.value}, not an exported model; "
                 f"run `lungsweep export {folder} --out MODEL_DIR` and give MODEL_DIR"
             )
         raise ArtifactError(f"{path} is missing: {folder} is not a MODEL_DIR written by `lungsweep export`")

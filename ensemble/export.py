@@ -24,8 +24,7 @@ import numpy as np
 import torch
 from scipy.special import expit
 
-from search.record import is_sweep
-from trainers import Preprocessing, discover, load_model, read_meta
+from trainers import discover
 from trainers.atomic import atomic_dir
 from trainers.checkpoint import package_versions
 from trainers.data import file_sha256
@@ -33,9 +32,10 @@ from trainers.images import PREPROCESSING_VERSION, decode_image_sizes
 
 from .artifact import MANIFEST, MODEL_FORMAT, ArtifactError, ExportedModel, refuse_pickle
 from .graph import EnsembleGraph, GraphMember
-from .members import Member, pick_members, split_predictions
+from .folders import FolderKind, kind_of, run_checkpoint
+from .members import Member, load_member_meta, pick_members, split_predictions
 from .metrics import bootstrap_metrics
-from .model import ENSEMBLE_JSON, EnsembleModel, LoadedMember
+from .model import EnsembleModel, load_member
 from .pipeline import EnsemblePipeline
 
 __all__ = ["export_model", "write_onnx", "write_torchscript", "FORMATS", "PARITY_TOLERANCE"]
@@ -85,10 +85,10 @@ def export_model(
     found = _read_source(source, trial, n_boot)
     ref = found.reference
     graph = EnsembleGraph(
-        [GraphMember(m.trial_id, m.model, m.prep) for m in ref.members], ref.pipeline, tta=ref.tta
+        [GraphMember(m.trial_id, m.models, m.prep) for m in ref.members], ref.pipeline, tta=ref.tta
     ).eval()
     images = _parity_images(found, graph.image_sizes)
-    expected = ref.predict_proba(ref.margins_for_images(images["arrays"], device=torch.device("cpu")))
+    expected = ref.predict_proba(images["arrays"])
 
     with atomic_dir(out) as tmp:
         model_file = FORMATS[fmt]
@@ -120,21 +120,23 @@ def export_model(
 
 
 def _read_source(source: Path, trial: str | None, n_boot: int) -> _Source:
-    if (source / ENSEMBLE_JSON).is_file():
-        if trial is not None:
-            raise ArtifactError(f"{source} is an ensemble folder; --trial is for a sweep folder (RUN_DIR)")
-        reference = EnsembleModel.load(source)
+    kind = kind_of(source)
+    if trial is not None and kind is not FolderKind.SWEEP:
+        raise ArtifactError(f"{source} is an {kind.value}; --trial is for a sweep folder (RUN_DIR)")
+    if kind is FolderKind.ENSEMBLE:
+        reference = EnsembleModel.load(source, device="cpu")
         manifest = reference.manifest
         metrics_path = source / "metrics.json"
         metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
         first = manifest["provenance"]["members"][0]
+        first_meta = load_member_meta(source / "members" / first["trial_id"])
         return _Source(
             kind="ensemble", reference=reference, metrics=metrics,
             provenance={"ensemble_dir": str(source.resolve()), **manifest["provenance"]},
             copies=[p for p in (metrics_path, source / "report.html") if p.is_file()],
-            holdout=(first["config"].get("data"), _holdout_ids(source / "members" / first["trial_id"])),
+            holdout=(first["config"].get("data"), sorted(_holdout_rows(first_meta))),
         )
-    if is_sweep(source):
+    if kind is FolderKind.SWEEP:
         trial = trial or "best"
         member = pick_members(source, top=1)[0] if trial == "best" else pick_members(source, trials=[trial])[0]
         return _single_model(member.checkpoint, member.trial_id, n_boot, {
@@ -142,42 +144,46 @@ def _read_source(source: Path, trial: str | None, n_boot: int) -> _Source:
             "members": [{"trial_id": member.trial_id, "rank": member.rank, "sweep_metric": member.metric,
                          "checkpoint": str(member.checkpoint), "config": member.config}],
         }, described=f"trial {member.trial_id} (rank {member.rank} of the sweep)")
-    if trial is not None:
-        raise ArtifactError(f"{source} is not a sweep folder (no results.parquet); run `lungsweep results {source}`")
-    for checkpoint in (source, source / "best"):  # a checkpoint folder, or a `lungsweep train` run folder
-        if (checkpoint / "checkpoint.json").is_file():
-            meta = read_meta(checkpoint)
-            name = source.name
-            return _single_model(checkpoint, name, n_boot, {
-                "run": str(source.resolve()),
-                "members": [{"trial_id": name, "checkpoint": str(checkpoint.resolve()), "config": meta["config"]}],
-            }, described=f"the model of {source}")
-    raise ArtifactError(
-        f"{source} is neither an ensemble folder ({ENSEMBLE_JSON}), a sweep folder (results.parquet) nor a "
-        "checkpoint or `lungsweep train` run folder (checkpoint.json); give one of those"
-    )
+    if kind is FolderKind.MODEL:
+        raise ArtifactError(f"{source} is already an exported model (MODEL_DIR); copy it instead of exporting it")
+    folder = run_checkpoint(source)  # a checkpoint or bag folder, or a `lungsweep train` run's best/
+    meta = load_member_meta(folder)
+    name = source.name
+    return _single_model(folder, name, n_boot, {
+        "run": str(source.resolve()),
+        "members": [{"trial_id": name, "checkpoint": str(folder.resolve()), "config": meta["config"]}],
+    }, described=f"the model of {source}")
 
 
-def _single_model(checkpoint: Path, name: str, n_boot: int, where: dict[str, Any], *, described: str) -> _Source:
-    """One model as trained: its own probability, threshold 0.5, metrics on its holdout (else validation) split."""
-    model, meta = load_model(checkpoint)
+def _holdout_rows(meta: dict[str, Any]) -> dict[str, Any]:
+    return meta["holdout"] if "oof" in meta else meta["predictions"]["holdout"]
+
+
+def _single_model(folder: Path, name: str, n_boot: int, where: dict[str, Any], *, described: str) -> _Source:
+    """One model (or one bag) as trained: its own probability, threshold 0.5, metrics on its holdout.
+
+    Without a holdout: a bag's out-of-fold predictions (the sweep ranked on them), else the
+    validation split (which also chose the best epoch): both flagged as optimistic.
+    """
+    meta = load_member_meta(folder)
+    member = Member(name, folder, meta, rank=1, metric=float("nan"))
     reference = EnsembleModel(
-        members=[LoadedMember(name, model, Preprocessing.from_dict(meta["preprocessing"]))],
-        pipeline=EnsemblePipeline.single_member(), tta=False, classes=meta["classes"],
-        positive=meta["positive"], manifest={"kind": "single"},
+        members=[load_member(folder, name)], pipeline=EnsemblePipeline.single_member(), tta=False,
+        classes=meta["classes"], positive=meta["positive"], manifest={"kind": "single"},
     )
-    split = "holdout" if meta["predictions"].get("holdout") else "val"
-    preds = split_predictions([Member(name, checkpoint, meta, rank=1, metric=float("nan"))], split=split)
+    split = "holdout" if _holdout_rows(meta) else ("oof" if member.is_bag else "val")
+    preds = split_predictions([member], split=split)
     y, groups = preds.y, preds.groups
     metrics: dict[str, Any] = {}
     if len(set(y)) == 2:
         p = expit(preds.margins[:, 0])
         metrics = bootstrap_metrics(y, p, groups, 0.5, n_boot=n_boot)
-        caveat = "" if split == "holdout" else " (it also chose the best epoch, so these are optimistic)"
+        caveat = {"holdout": "", "val": " (it also chose the best epoch, so these are optimistic)",
+                  "oof": " (the sweep also ranked trials on them, so these are optimistic)"}[split]
+        named = {"holdout": "holdout split", "val": "validation split", "oof": "out-of-fold predictions"}[split]
         metrics["data"] = (
-            f"{described} on its {'holdout' if split == 'holdout' else 'validation'} split{caveat}: {len(y)} "
-            f"images, {len(set(groups))} groups; its own probability, threshold 0.5; 95% intervals from "
-            f"{n_boot} bootstrap resamples of groups"
+            f"{described} on its {named}{caveat}: {len(y)} images, {len(set(groups))} groups; its own "
+            f"probability, threshold 0.5; 95% intervals from {n_boot} bootstrap resamples of groups"
         )
     return _Source(
         kind="single", reference=reference, metrics=metrics,
@@ -185,11 +191,6 @@ def _single_model(checkpoint: Path, name: str, n_boot: int, where: dict[str, Any
                     "versions": meta.get("versions", {})},
         copies=[], holdout=(meta["config"].get("data"), preds.ids),
     )
-
-
-def _holdout_ids(member_dir: Path) -> list[str]:
-    meta = json.loads((member_dir / "checkpoint.json").read_text())
-    return sorted(meta["predictions"]["holdout"])
 
 
 def _parity_images(found: _Source, sizes: list[int]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ holds everything a deployment needs inside one graph:
 
     images at each member's size ──> normalise ──> member ──> margin ─┐
       (optional mirror TTA: the batch and its mirror in one pass)     ├─> combiner ─> calibrator ─> probability
+      (a bag member: the mean margin of its fold models)              │
     ...                                                               ┘
 
 Inputs are what `trainers.decode_image` returns (grey, aspect kept, zero-padded,
@@ -37,28 +38,31 @@ def input_name(image_size: int) -> str:
 @dataclass
 class GraphMember:
     trial_id: str
-    model: nn.Module
+    models: list[nn.Module]  # one model, or a bag's fold models (their margins are averaged)
     prep: Preprocessing
 
 
 class _NormalisedMember(nn.Module):
-    """uint8 (B, 1, S, S) -> logit margin (B,), float32; the same arithmetic as trainers.to_input."""
+    """uint8 (B, 1, S, S) -> logit margin (B,), float32; the same arithmetic as trainers.to_input
+    and ensemble.model.member_margins (a bag: the mean over its fold models)."""
 
-    def __init__(self, model: nn.Module, prep: Preprocessing, tta: bool) -> None:
+    def __init__(self, models: list[nn.Module], prep: Preprocessing, tta: bool) -> None:
         super().__init__()
-        self.model, self.tta = model, tta
+        self.models, self.tta = nn.ModuleList(models), tta
         self.scale = 1.0 / (255.0 * prep.std)
         self.shift = prep.mean / prep.std
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = images.float() * self.scale - self.shift
-        if self.tta:  # the batch and its left-right mirror in one pass, then the mean margin
-            n = x.shape[0]
-            logits = self.model(torch.cat([x, torch.flip(x, dims=[3])], dim=0)).float()
+        n = x.shape[0]
+        if self.tta:  # the batch and its left-right mirror in one pass
+            x = torch.cat([x, torch.flip(x, dims=[3])], dim=0)
+        total = torch.zeros(n, dtype=torch.float32)
+        for model in self.models:
+            logits = model(x).float()
             margins = logits[:, 1] - logits[:, 0]
-            return (margins[:n] + margins[n:]) / 2
-        logits = self.model(x).float()
-        return logits[:, 1] - logits[:, 0]
+            total = total + ((margins[:n] + margins[n:]) / 2 if self.tta else margins)
+        return total / len(self.models)
 
 
 class EnsembleGraph(nn.Module):
@@ -75,7 +79,7 @@ class EnsembleGraph(nn.Module):
         self.image_sizes = sorted({members[k].prep.image_size for k in kept})
         self.input_names = [input_name(s) for s in self.image_sizes]
         self.input_index = [self.image_sizes.index(members[k].prep.image_size) for k in kept]
-        self.members = nn.ModuleList(_NormalisedMember(members[k].model, members[k].prep, tta) for k in kept)
+        self.members = nn.ModuleList(_NormalisedMember(members[k].models, members[k].prep, tta) for k in kept)
         self.combiner = pipeline.combiner_.to_torch(keep=kept)
         self.calibrator = pipeline.calibrator_.to_torch()
 

@@ -53,7 +53,7 @@ def test_altered_truncated_or_incomplete_artifacts_are_refused(model_dir, tmp_pa
 
 
 def test_wrong_folders_get_a_message_that_says_what_to_give(ens_dir, sweep_dir, tmp_path):
-    with pytest.raises(ArtifactError, match="is an ensemble or checkpoint folder, not an exported model; run `lungsweep export"):
+    with pytest.raises(ArtifactError, match=r"is an ensemble folder \(ENS_DIR\), not an exported model; run `lungsweep export"):
         ExportedModel.load(ens_dir)
     precious = tmp_path / "precious"
     precious.mkdir()

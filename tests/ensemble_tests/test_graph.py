@@ -23,7 +23,7 @@ def test_graph_computes_what_the_pipeline_computes(sweep_dir, tmp_path, method, 
     refs = [loaded(m.checkpoint).members[0] for m in members]
     model = EnsembleModel(members=refs, pipeline=pipe, tta=method == "stack", classes=["a", "b"], positive="a",
                           manifest={})
-    graph = EnsembleGraph([GraphMember(r.trial_id, r.model, r.prep) for r in refs], pipe, tta=model.tta)
+    graph = EnsembleGraph([GraphMember(r.trial_id, r.models, r.prep) for r in refs], pipe, tta=model.tta)
     images = new_images(tmp_path / "new", sorted({r.prep.image_size for r in refs}))
     with torch.no_grad():  # a member the combiner gives no weight is left out, with its input if it was alone
         got = graph.eval()(*(torch.from_numpy(images[s]).unsqueeze(1) for s in graph.image_sizes)).numpy()

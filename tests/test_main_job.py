@@ -1,0 +1,120 @@
+"""`lungsweep run` as a user runs it: a real k-fold sweep (local Ray, TPE, ASHA over folds), an ensemble
+fitted on out-of-fold predictions and scored on the holdout, an export and a prediction; then the
+sweep folder it wrote, read by every later command."""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from tests_support import lungsweep, make_dataset, new_images, sweep_yaml
+
+from ensemble.artifact import ExportedModel
+from ensemble.build import EnsembleSettings, build_ensemble
+from ensemble.members import pick_members
+from ensemble.metrics import METRIC_NAMES
+from ensemble.predictor import load_predictor
+from search import read_sweep
+from trainers import read_bag
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory, isolated_cache_dir):
+    root = tmp_path_factory.mktemp("job")
+    data = make_dataset(root / "train", groups_per_class=14, per_group=2, seed=5)
+    config = sweep_yaml(
+        root / "s.yaml", data, metric="val_auc", mode="max", cv_folds=3, num_samples=4, max_concurrent=2,
+        asha={"max_epochs": 2, "grace_period": 1, "reduction_factor": 2},
+        first_trials=[{"lr": 0.01, "batch_size": 16, "optimizer": "adamw"}],
+    )
+    out = root / "out"
+    env = {**__import__("os").environ, "LUNGSWEEP_CACHE": str(isolated_cache_dir)}
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "lungsweep", "run", "--config", str(config), "--data", str(data),
+                           "--out", str(out), "--members", "3"], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return {"root": root, "data": data, "out": out, "config": config, "stdout": done.stdout, "stderr": done.stderr,
+            "env": env, "seconds": time.monotonic() - started}
+
+
+@pytest.fixture(scope="module")
+def isolated_cache_dir(tmp_path_factory):
+    return tmp_path_factory.getbasetemp() / "image-cache"
+
+
+def test_the_main_job_writes_every_stage_and_says_where(job):
+    out = job["out"]
+    for path in ("sweep/lungsweep_sweep.json", "sweep/results.parquet", "ensemble/ensemble.json",
+                 "ensemble/report.html", "model/model.onnx", "model/manifest.json", "predictions.csv"):
+        assert (out / path).is_file(), path
+    assert f"report: {out / 'ensemble' / 'report.html'}" in job["stdout"]
+    assert "scored on: holdout (untouched)" in job["stdout"]
+    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    assert len(rows) == 8 and all(0.0 <= float(r["probability"]) <= 1.0 for r in rows)
+    assert "[sweep" in job["stderr"], "the sweep's progress line is shown"
+
+
+def test_the_sweep_ranks_bags_by_their_pooled_out_of_fold_metric(job):
+    sweep = job["out"] / "sweep"
+    cfg = read_sweep(sweep)
+    assert cfg.cv_folds == 3 and cfg.reported_metric == "oof_auc"
+    table = pd.read_parquet(sweep / "results.parquet")
+    assert set(table.status) <= {"completed", "stopped"} and (table.status == "completed").any()
+    assert (table[table.status == "completed"].epochs == 3).all(), "a completed trial reported once per fold"
+    assert (table[table.status == "stopped"].epochs < 3).all()
+    first = table.sort_values("trial_id").iloc[0]  # the enqueued first trial ran the given config
+    assert {first["config/lr"], first["config/batch_size"]} == {0.01, 16} or (table["config/lr"] == 0.01).any()
+    for row in table[table.status == "completed"].itertuples():
+        bag = read_bag(Path(row.checkpoint))
+        assert bag["folds_done"] == [0, 1, 2]
+        assert row.best_metric == pytest.approx(bag["metrics"]["oof_auc"])
+
+
+def test_the_ensemble_is_fitted_out_of_fold_and_scored_on_the_untouched_holdout(job, tmp_path, caplog):
+    sweep = job["out"] / "sweep"
+    complete = (pd.read_parquet(sweep / "results.parquet").status == "completed").sum()
+    with caplog.at_level(logging.WARNING):
+        members = pick_members(sweep, top=10)
+    assert len(members) == complete and all(m.is_bag for m in members)
+    assert "asked for 10 members, but only" in caplog.text
+    metrics = build_ensemble(sweep, tmp_path / "ens", EnsembleSettings(method="stack", calibration="platt",
+                                                                      n_splits=3, n_boot=100))
+    fitted = metrics["fitted_on"]
+    assert fitted["scored_on"] == "holdout (untouched)" and fitted["images"] > metrics["n"]
+    for key in METRIC_NAMES:
+        assert set(metrics[key]) == {"value", "ci_low", "ci_high"}
+        assert set(metrics["development_crossfit"][key]) == {"value", "ci_low", "ci_high"}
+    assert "out-of-fold predictions over the development pool" in metrics["data"]
+    member_dir = tmp_path / "ens" / "members" / members[0].trial_id
+    assert sorted(p.name for p in member_dir.iterdir()) == ["bag.json", "fold_0", "fold_1", "fold_2"]
+
+
+def test_export_of_a_bag_agrees_with_it_in_process(job, tmp_path):
+    sweep = job["out"] / "sweep"
+    best = pick_members(sweep, top=1)[0]
+    done = lungsweep("export", str(sweep), "--trial", "best", "--out", str(tmp_path / "m"), "--bootstrap", "50")
+    assert done.returncode == 0, done.stderr[-3000:]
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["ensemble"]["members"] == [best.trial_id] and manifest["parity"]["max_abs_diff"] <= 1e-4
+    exported, in_process = ExportedModel.load(tmp_path / "m"), load_predictor(best.checkpoint, device="cpu")
+    images = new_images(tmp_path / "new", exported.image_sizes)
+    np.testing.assert_allclose(exported.predict_proba(images), in_process.predict_proba(images), atol=1e-4)
+    assert len(in_process.members[0].models) == 3, "the bag's three fold models"
+
+
+def test_running_the_job_again_resumes_and_redoes_nothing(job):
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "lungsweep", "run", "--config", str(job["config"]), "--data",
+                           str(job["data"]), "--out", str(job["out"])], capture_output=True, text=True,
+                          env=job["env"], timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resuming the sweep" in done.stdout
+    assert "ensemble: already in" in done.stderr and "export: already in" in done.stderr
+    assert time.monotonic() - started < job["seconds"]
