@@ -28,6 +28,7 @@ def _figure(report: dict[str, Any]) -> str:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         return ""
     counts = report["near_duplicates"]["nearest_histogram"]
@@ -36,6 +37,7 @@ def _figure(report: dict[str, Any]) -> str:
     ax.axvline(report["settings"]["max_distance"] + 0.5, color="#b00020", ls="--", label="merge threshold")
     last = max((i for i, c in enumerate(counts) if c), default=10)
     ax.set_xlim(-0.5, last + 1.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("bits to the nearest other image (pHash)")
     ax.set_ylabel("images")
     ax.legend(frameon=False)
