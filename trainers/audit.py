@@ -38,7 +38,7 @@ from .duplicates import HASH_IMAGE_SIZE, Duplicates, find_duplicates, hash_image
 from .errors import DataError, SplitError
 from .groups import group_summary, group_warnings
 from .images import DecodedImages
-from .phash import DEFAULT_MAX_DISTANCE, hamming_matrix
+from .phash import DEFAULT_MAX_DISTANCE, nearest_distances
 from .shortcut import FEATURES, SHORTCUT_WARN_AUC, format_features, shortcut_auc
 from .splits import SPLITS, split_dataset
 
@@ -147,9 +147,7 @@ def _nearest_histogram(dups: Duplicates) -> list[int]:
     usable = np.flatnonzero(dups.usable)
     if len(usable) < 2:
         return [0] * 65
-    dist = hamming_matrix(dups.hashes[usable])
-    np.fill_diagonal(dist, 64)
-    return np.bincount(dist.min(axis=1), minlength=65).tolist()
+    return np.bincount(nearest_distances(dups.hashes[usable]), minlength=65).tolist()
 
 
 def _straddling(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.fft import dctn
 
-__all__ = ["phash", "hamming_matrix", "near_pairs", "HASH_SIZE", "DEFAULT_MAX_DISTANCE"]
+__all__ = ["phash", "hamming_matrix", "nearest_distances", "near_pairs", "HASH_SIZE", "DEFAULT_MAX_DISTANCE"]
 
 HASH_SIZE = 32  # side of the thumbnail the DCT runs on
 _LOW = 8  # 8 x 8 low frequencies: 64 bits
@@ -39,29 +39,50 @@ def phash(images: np.ndarray) -> np.ndarray:
     return (bits.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
 
 
+def _bits(hashes: np.ndarray) -> np.ndarray:
+    return np.unpackbits(np.asarray(hashes, dtype=np.uint64).view(np.uint8).reshape(-1, 8), axis=1).astype(np.int32)
+
+
+def _rows(bits: np.ndarray, ones: np.ndarray, start: int, stop: int) -> np.ndarray:
+    # differing bits = ones(a) + ones(b) - 2 * common ones: one matrix product per block of rows
+    return ones[start:stop, None] + ones[None, :] - 2 * (bits[start:stop] @ bits.T)
+
+
 def hamming_matrix(hashes: np.ndarray) -> np.ndarray:
-    """(N,) uint64 hashes -> (N, N) int bit distances."""
-    hashes = np.asarray(hashes, dtype=np.uint64)
-    as_bytes = hashes.view(np.uint8).reshape(-1, 8)
-    bits = np.unpackbits(as_bytes, axis=1).astype(np.int16)  # (N, 64)
-    return (bits[:, None, :] != bits[None, :, :]).sum(axis=2) if len(bits) < 64 else _hamming_dot(bits)
+    """(N,) uint64 hashes -> (N, N) int bit distances (N^2 memory: for small sets and reports)."""
+    bits = _bits(hashes)
+    return _rows(bits, bits.sum(axis=1), 0, len(bits))
 
 
-def _hamming_dot(bits: np.ndarray) -> np.ndarray:
-    # differing bits = ones(a) + ones(b) - 2 * common ones; one matrix product, O(N^2) memory in ints
-    b = bits.astype(np.int32)
-    ones = b.sum(axis=1)
-    return ones[:, None] + ones[None, :] - 2 * (b @ b.T)
+def nearest_distances(hashes: np.ndarray, block: int = 2048) -> np.ndarray:
+    """(N,) bits from each hash to its nearest other one (64 when alone), in blocks of rows."""
+    bits = _bits(hashes)
+    ones = bits.sum(axis=1)
+    out = np.full(len(bits), 64, dtype=np.int64)
+    for start in range(0, len(bits), block):
+        dist = _rows(bits, ones, start, start + block)
+        rows = np.arange(dist.shape[0])
+        dist[rows, rows + start] = 64
+        out[start:start + block] = dist.min(axis=1) if dist.shape[1] else 64
+    return out
 
 
 def near_pairs(
-    hashes: np.ndarray, max_distance: int = DEFAULT_MAX_DISTANCE, usable: np.ndarray | None = None
+    hashes: np.ndarray, max_distance: int = DEFAULT_MAX_DISTANCE, usable: np.ndarray | None = None,
+    block: int = 2048,
 ) -> list[tuple[int, int, int]]:
-    """(i, j, distance) with i < j for every pair within `max_distance` bits; unusable images are left out."""
-    dist = hamming_matrix(hashes)
-    close = dist <= max_distance
-    if usable is not None:
-        usable = np.asarray(usable, dtype=bool)
-        close &= usable[:, None] & usable[None, :]
-    i, j = np.nonzero(np.triu(close, k=1))
-    return [(int(a), int(b), int(dist[a, b])) for a, b in zip(i, j)]
+    """(i, j, distance) with i < j for every pair within `max_distance` bits; unusable images are left out.
+
+    Rows are compared in blocks, so memory stays at block x N whatever the dataset's size.
+    """
+    bits = _bits(hashes)
+    ones = bits.sum(axis=1)
+    usable = np.ones(len(bits), dtype=bool) if usable is None else np.asarray(usable, dtype=bool)
+    pairs: list[tuple[int, int, int]] = []
+    for start in range(0, len(bits), block):
+        dist = _rows(bits, ones, start, start + block)
+        i, j = np.nonzero(dist <= max_distance)
+        i = i + start
+        keep = (j > i) & usable[i] & usable[j]
+        pairs += [(int(a), int(b), int(dist[a - start, b])) for a, b in zip(i[keep], j[keep])]
+    return sorted(pairs)

@@ -15,7 +15,7 @@ from tests_support import SHARED_DATA, make_dataset, tiny_config
 from trainers import ConfigError, DataError, TrainConfig, decode_image, discover, prepare_data
 from trainers.audit import audit_config, audit_summary
 from trainers.duplicates import merged_groups
-from trainers.phash import DEFAULT_MAX_DISTANCE, hamming_matrix, phash
+from trainers.phash import DEFAULT_MAX_DISTANCE, hamming_matrix, near_pairs, nearest_distances, phash
 from trainers.shortcut import shortcut_auc
 
 
@@ -47,6 +47,20 @@ def test_phash_finds_a_resized_or_brightened_copy_and_not_an_unrelated_image(tmp
     assert _distance(tmp_path / "a.png", tmp_path / "small.jpg") <= DEFAULT_MAX_DISTANCE
     assert _distance(tmp_path / "a.png", tmp_path / "bright.png") <= DEFAULT_MAX_DISTANCE
     assert _distance(tmp_path / "a.png", tmp_path / "other.png") > DEFAULT_MAX_DISTANCE
+
+
+def test_pairs_found_in_blocks_are_those_of_the_full_distance_matrix():
+    rng = np.random.default_rng(0)
+    hashes = rng.integers(0, 2**63, size=300, dtype=np.int64).astype(np.uint64)
+    hashes[5], hashes[100] = hashes[7] ^ np.uint64(3), hashes[7]  # 2 bits from 7, and an exact copy
+    usable = np.ones(300, dtype=bool)
+    usable[100] = False  # an undecodable image pairs with nothing
+    full = hamming_matrix(hashes)
+    expected = [(i, j, int(full[i, j])) for i in range(300) for j in range(i + 1, 300)
+                if full[i, j] <= 20 and usable[i] and usable[j]]
+    assert (5, 7, 2) in expected and near_pairs(hashes, 20, usable, block=64) == expected
+    np.fill_diagonal(full, 64)
+    np.testing.assert_array_equal(nearest_distances(hashes, block=50), full.min(axis=1))
 
 
 def test_union_find_merges_chains_of_pairs():
