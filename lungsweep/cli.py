@@ -25,6 +25,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--positive", help="name of the positive class folder")
+    p.add_argument("--group-regex", help="regex whose first group (or match) names a file's group (patient)")
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None,
                    help="start from ImageNet weights (installed offline for efficientnet_lite0/1/2)")
     p.add_argument("--pretrained-file", help="weights file (safetensors or a .pth state dict)")
@@ -32,8 +33,6 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--skip-bad", action="store_true", default=None, help="leave undecodable images out")
     p.add_argument("--cv-folds", type=int, help="K > 1: train a bag of K fold models (group k-fold) and report "
                                                "its pooled out-of-fold metrics")
-    p.add_argument("--group-regex", help="how to read patient groups from file names (default: the stem without "
-                                         "'%%N' and trailing slice numbers)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.set_defaults(run=_run_train)
 
@@ -44,9 +43,9 @@ def _run_train(args: argparse.Namespace) -> int:
     overrides = {
         "data": args.data, "manifest": args.manifest, "model": args.model, "image_size": args.image_size,
         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
-        "positive": args.positive, "pretrained_file": args.pretrained_file,
+        "positive": args.positive, "group_regex": args.group_regex, "pretrained_file": args.pretrained_file,
         "pretrained": True if args.pretrained_file and args.pretrained is None else args.pretrained,
-        "device": args.device, "skip_bad": args.skip_bad, "cv_folds": args.cv_folds, "group_regex": args.group_regex,
+        "device": args.device, "skip_bad": args.skip_bad, "cv_folds": args.cv_folds,
     }
     cfg = merge_config(args.config, overrides)
     if cfg.cv_folds > 1:
@@ -61,6 +60,32 @@ def _run_train(args: argparse.Namespace) -> int:
         f"val_accuracy {best.get('val_accuracy', float('nan')):.4f}  -> {Path(args.out) / 'best'}"
     )
     return 0
+
+
+def _add_audit(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("audit", help="check a dataset's groups: duplicates, straddling copies, a source shortcut")
+    p.add_argument("data", nargs="?", help="folder with one sub-folder per class")
+    p.add_argument("--manifest", help="CSV with path,label[,group] instead of DATA")
+    p.add_argument("--out", help="audit.json to write (keys: see trainers/audit.py)")
+    p.add_argument("--html", help="a self-contained audit.html to write")
+    p.add_argument("--group-regex", help="how to read groups from file names (default: the name up to its page/slice indices)")
+    p.add_argument("--positive", help="name of the positive class folder")
+    p.set_defaults(run=_run_audit)
+
+
+def _run_audit(args: argparse.Namespace) -> int:
+    from trainers import merge_config
+    from trainers.audit import audit_config, format_audit, write_audit
+
+    cfg = merge_config(None, {"data": args.data, "manifest": args.manifest, "group_regex": args.group_regex,
+                              "positive": args.positive})
+    report = audit_config(cfg)
+    write_audit(report, json_path=args.out, html_path=args.html)
+    print(format_audit(report))
+    for path in (args.out, args.html):
+        if path:
+            print(f"wrote {path}")
+    return 1 if report["errors"] else 0
 
 
 def _add_launch(sub: argparse._SubParsersAction) -> None:
@@ -147,7 +172,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="folder with one sub-folder per class, named as in training")
     p.add_argument("--out", help="where to write metrics.json")
     p.add_argument("--bootstrap", type=int, default=1000, help="group-bootstrap resamples for the intervals")
-    p.add_argument("--group-regex", help="how to read patient groups from file names (default: before '%%')")
+    p.add_argument("--group-regex", help="how to read patient groups from file names (default: the name up to its "
+                                         "page/slice indices)")
     p.set_defaults(run=_run_evaluate)
 
 
@@ -246,7 +272,8 @@ def _run_main_job(args: argparse.Namespace) -> int:
 
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_run, _add_train, _add_launch, _add_results, _add_ensemble, _add_evaluate, _add_export, _add_predict,
+    _add_run, _add_train, _add_audit, _add_launch, _add_results, _add_ensemble, _add_evaluate, _add_export,
+    _add_predict,
 ]
 
 

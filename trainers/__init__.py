@@ -12,12 +12,14 @@ from ._lazy import lazy_exports
 
 # public name -> the module that defines it: this package's table of contents
 _EXPORTS = {
+    "audit_config": "audit", "audit_dataset": "audit", "audit_summary": "audit", "write_audit": "audit",
     "BagResult": "bag", "FoldReport": "bag", "read_bag": "bag", "train_bag": "bag",
     "load_model": "checkpoint", "load_weights": "checkpoint", "read_meta": "checkpoint", "save_checkpoint": "checkpoint",
     "TrainConfig": "config", "load_yaml": "config", "merge_config": "config",
     "Dataset": "data", "discover": "data", "infer_group": "data",
     "BadImageError": "errors", "CheckpointError": "errors", "ConfigError": "errors", "DataError": "errors",
     "LungsweepError": "errors", "MetricsError": "errors", "SplitError": "errors", "WeightsError": "errors",
+    "merge_duplicate_groups": "duplicates", "group_summary": "groups",
     "decode_image": "images", "decode_image_sizes": "images", "load_images": "images",
     "Preprocessing": "inference", "predict_margins": "inference", "sigmoid": "inference",
     "EpochReport": "loop", "TrainResult": "loop", "train": "loop",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -25,6 +26,7 @@ class TrainConfig:
     positive: str | None = None  # positive class; default: the one not named Non*/normal*
     image_size: int = 224
     group_regex: str | None = None  # regex whose first group (or match) names the group
+    merge_duplicates: bool = True  # near-identical images (pHash) share a group, so no copy straddles splits
     val_fraction: float = 0.15
     holdout_fraction: float = 0.15
     split_seed: int = 0  # kept apart from `seed` so every trial of a sweep sees one split
@@ -155,6 +157,14 @@ def _validate(c: TrainConfig) -> None:
 
     if c.data is not None and c.manifest is not None:
         raise ConfigError("give either 'data' (a folder) or 'manifest' (a CSV), not both")
+    if c.group_regex is not None:
+        try:
+            re.compile(c.group_regex)
+        except re.error as e:
+            raise ConfigError(
+                f"'group_regex' {c.group_regex!r} is not a valid regular expression ({e}); "
+                r"e.g. '^(.*-p\d+)' keeps a name up to its page number as the group"
+            ) from e
     if c.image_size < 16:
         bad("image_size", "must be at least 16")
     for key in ("val_fraction", "holdout_fraction"):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import logging
 import re
@@ -70,9 +71,12 @@ def infer_group(name: str, group_regex: str | None = None) -> str:
     stem. With a regex, its first capture group, or the whole match.
     """
     if group_regex is not None:
-        match = re.search(group_regex, name)
+        match = _compiled(group_regex).search(name)
         if match is None:
-            raise DataError(f"group_regex {group_regex!r} does not match file name {name!r}")
+            raise DataError(
+                f"group_regex {group_regex!r} does not match file name {name!r}; it is searched in the "
+                "file name only (not its folder): fix the pattern, or give a manifest with a group column"
+            )
         return match.group(1) if match.groups() else match.group(0)
     stem = Path(name).stem.split("%", 1)[0]
     parts = _SEPARATORS.split(stem)  # [word, separator, word, separator, ...]
@@ -81,6 +85,14 @@ def infer_group(name: str, group_regex: str | None = None) -> str:
     if not with_letter:
         return stem
     return "".join(parts[: 2 * with_letter[-1] + 1])
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled(group_regex: str) -> re.Pattern[str]:
+    try:
+        return re.compile(group_regex)
+    except re.error as e:
+        raise DataError(f"group_regex {group_regex!r} is not a valid regular expression: {e}") from e
 
 
 def default_positive(classes: tuple[str, ...]) -> str:

@@ -21,6 +21,7 @@ import yaml
 from timm.scheduler import CosineLRScheduler
 
 from .atomic import atomic_write_text, recover_dir
+from .audit import audit_config, write_audit
 from .augment import augment_batch
 from .checkpoint import load_train_state, load_weights, package_versions, read_meta, save_checkpoint
 from .config import TrainConfig
@@ -164,6 +165,7 @@ def train(
         log.info("resuming %s after epoch %d", resume_from, start_epoch)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    write_audit(audit_config(cfg, fingerprint=data.fingerprint), out_dir / "audit.json")  # from the cached decode
     if data.images.skipped:
         atomic_write_text(
             out_dir / "skipped.yaml",

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from .config import TrainConfig
 from .data import Dataset, discover
+from .duplicates import merge_duplicate_groups
 from .errors import DataError
 from .images import DecodedImages, load_images
 from .splits import SPLITS, Split, split_dataset
@@ -41,6 +42,7 @@ class PreparedData:
             "val_fraction": cfg.val_fraction,
             "holdout_fraction": cfg.holdout_fraction,
             "group_regex": cfg.group_regex,
+            "merge_duplicates": cfg.merge_duplicates,
             "cv_folds": cfg.cv_folds,
             "fold": self.split.fold,
             "sha256": _sha256(ids),
@@ -57,7 +59,8 @@ def prepare_data(cfg: TrainConfig) -> PreparedData:
         "dataset %s: %d images, %d groups, classes %s (positive: %s)",
         dataset.root, len(dataset), len(set(dataset.groups)), list(dataset.classes), dataset.positive,
     )
-    fingerprint = dataset.fingerprint()
+    fingerprint = dataset.fingerprint()  # of the files and groups as found: keys the decode cache
+    dataset = merge_duplicate_groups(dataset, cfg, fingerprint)
     images = load_images(
         dataset,
         cfg.image_size,

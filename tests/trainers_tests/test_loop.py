@@ -19,6 +19,8 @@ def test_learns_generated_images_to_high_auc(tmp_path, synthetic_data):
     assert result.epochs_run == 6
     for name in ("config.yaml", "history.csv", "metrics.json", "best/model.safetensors", "best/checkpoint.json"):
         assert (tmp_path / "run" / name).is_file(), name
+    audit = json.loads((tmp_path / "run" / "audit.json").read_text())  # the run says how honest its groups are
+    assert audit["dataset"]["images"] == 72 and audit["groups"]["after_merge"]["CT_COVID"]["groups"] == 12
 
 
 def test_same_seed_same_metrics(tmp_path, synthetic_data):
