@@ -36,6 +36,7 @@ from trainers.bag import BAG_JSON, fold_dirname
 from trainers.checkpoint import package_versions
 from trainers.loop import resolve_device
 
+from .audit_section import audit_block, audit_section
 from .crossfit import check_crossfit, crossfit_splits
 from .errors import EnsembleError
 from .members import Member, StoredPredictions, holdout_predictions, oof_predictions, pick_members
@@ -129,6 +130,7 @@ def fit_ensemble(run_dir: str | Path, settings: EnsembleSettings) -> FittedEnsem
         "images": len(fit_on.y), "groups": int(len(set(fit_on.groups))),
         "scored_on": "holdout (untouched)" if holdout is not None else f"{data_name}, cross-fitted",
     }
+    metrics["data_audit"] = audit_block(run_dir, members[0].config)
     provenance = _provenance(run_dir, members, fit_on, holdout)
     manifest = {
         "kind": "ensemble",
@@ -168,12 +170,13 @@ def fit_ensemble(run_dir: str | Path, settings: EnsembleSettings) -> FittedEnsem
         class_names=(negative, positive),
         provenance={**provenance, "numbers": metrics["data"]},
         sweep_dir=run_dir,
+        sections=(audit_section(metrics["data_audit"]),),
     )
     return FittedEnsemble(members=members, pipeline=final, manifest=manifest, metrics=metrics,
                           predictions=predictions, report=report)
 
 
-_NOT_HEADLINE = ("uncalibrated", "members", "data", "development_crossfit", "fitted_on")
+_NOT_HEADLINE = ("uncalibrated", "members", "data", "development_crossfit", "fitted_on", "data_audit")
 
 
 def write_ensemble(fitted: FittedEnsemble, out: str | Path) -> None:

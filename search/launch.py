@@ -18,6 +18,7 @@ from ray.tune.search.optuna import OptunaSearch
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from trainers import LungsweepError, prepare_data
+from trainers.audit import AUDIT_FILE, AUDIT_HTML, audit_config, format_audit, write_audit
 
 from .config import SweepConfig
 from .progress import SweepProgress
@@ -54,6 +55,8 @@ def launch(
                  _node_ip_address=_driver_ip(address))
     try:
         _prepare_every_node(cfg, run_dir if "://" not in storage_path else None)
+        if "://" not in storage_path:
+            _audit_once(cfg, run_dir)
         trainable = _trainable(cfg)
         experiment = f"{storage_path.rstrip('/')}/{name}"  # a folder, or a cloud URI
         if tune.Tuner.can_restore(experiment):
@@ -199,6 +202,15 @@ def _check_same_sweep(cfg: SweepConfig, run_dir: Path) -> None:
                 f"{run_dir} holds a sweep with another {key!r}; resume it with the same config, "
                 "or launch into a new --out folder"
             )
+
+
+def _audit_once(cfg: SweepConfig, run_dir: Path) -> None:
+    """The data audit (groups, duplicates, shortcut), once per sweep: RUN_DIR/audit.json and audit.html."""
+    if (run_dir / AUDIT_FILE).is_file():
+        return
+    report = audit_config(cfg.base_train_config())
+    write_audit(report, run_dir / AUDIT_FILE, run_dir / AUDIT_HTML)
+    print(format_audit(report), flush=True)
 
 
 # --- data and storage, checked on every node before any trial starts ---------------

@@ -44,10 +44,10 @@ def train_trial(sampled: dict[str, Any], *, base: dict[str, Any], fail_at_epoch:
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(epoch_report.checkpoint_dir)))
 
         if restored is None:
-            train(cfg, scratch / "run", on_epoch=report)
+            train(cfg, scratch / "run", on_epoch=report, audit=False)
         else:
             with restored.as_directory() as folder:
-                train(cfg, scratch / "run", on_epoch=report, resume_from=folder)
+                train(cfg, scratch / "run", on_epoch=report, resume_from=folder, audit=False)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -67,4 +67,4 @@ def _train_bag_trial(cfg: TrainConfig, scratch: Path, restored: Any, node_id: st
         metrics = {**fold_report.metrics, "fold": fold_report.fold, "node_id": node_id, "trainer_stop": ""}
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(fold_report.bag_dir)))
 
-    train_bag(cfg, bag_dir, work_dir=scratch / "runs", on_fold=report, resume=restored is not None)
+    train_bag(cfg, bag_dir, work_dir=scratch / "runs", on_fold=report, resume=restored is not None, audit=False)

@@ -45,11 +45,15 @@ from .splits import SPLITS, split_dataset
 if TYPE_CHECKING:
     from .config import TrainConfig
 
-__all__ = ["AUDIT_VERSION", "audit_dataset", "audit_config", "audit_summary", "write_audit", "format_audit"]
+__all__ = ["AUDIT_FILE", "AUDIT_HTML", "AUDIT_VERSION", "audit_dataset", "audit_config", "audit_summary", "write_audit", "format_audit"]
 
 log = logging.getLogger(__name__)
 
 AUDIT_VERSION = 1
+
+
+AUDIT_FILE = "audit.json"  # beside a train run, a bag or a sweep (RUN_DIR/audit.json, RUN_DIR/audit.html)
+AUDIT_HTML = "audit.html"
 
 
 def audit_config(cfg: "TrainConfig", *, fingerprint: str | None = None) -> dict[str, Any]:

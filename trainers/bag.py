@@ -26,6 +26,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .atomic import atomic_dir, atomic_write_text, recover_dir
+from .audit import AUDIT_FILE, audit_config, write_audit
 from .checkpoint import META, package_versions, read_meta
 from .config import TrainConfig
 from .errors import CheckpointError, ConfigError
@@ -105,6 +106,7 @@ def train_bag(
     on_fold: Callable[[FoldReport], bool | None] | None = None,
     resume: bool = False,
     data: PreparedData | None = None,
+    audit: bool = True,
 ) -> BagResult:
     """Train fold 0..K-1 of `cfg` (cv_folds = K > 1) into `bag_dir`, skipping folds already there.
 
@@ -112,6 +114,7 @@ def train_bag(
     metrics so far, then `on_fold` is called; returning True stops after that fold.
     resume: continue the bag in `bag_dir` (finished folds are kept; an interrupted
     fold continues from its last epoch when its training run is in `work_dir`).
+    audit: write the data audit once (bag_dir/audit.json); a sweep audits once for all trials.
     """
     if cfg.cv_folds < 2:
         raise ConfigError(f"a bag needs cv_folds >= 2, got {cfg.cv_folds}")
@@ -124,6 +127,8 @@ def train_bag(
     data = data or prepare_data(cfg)
     if bag is None:
         bag = _new_bag(cfg, data)
+    if audit and not (bag_dir / AUDIT_FILE).is_file():
+        write_audit(audit_config(cfg, fingerprint=data.fingerprint), bag_dir / AUDIT_FILE)
     else:
         _check_same_bag(bag, cfg, data, bag_dir)
     stopped = False

@@ -21,7 +21,7 @@ import yaml
 from timm.scheduler import CosineLRScheduler
 
 from .atomic import atomic_write_text, recover_dir
-from .audit import audit_config, write_audit
+from .audit import AUDIT_FILE, audit_config, write_audit
 from .augment import augment_batch
 from .checkpoint import load_train_state, load_weights, package_versions, read_meta, save_checkpoint
 from .config import TrainConfig
@@ -77,6 +77,7 @@ def train(
     resume: bool = False,
     resume_from: str | Path | None = None,
     data: PreparedData | None = None,
+    audit: bool = True,
 ) -> TrainResult:
     """Train one model; write `out_dir/{config.yaml,best/,last/,history.csv,metrics.json}`.
 
@@ -165,7 +166,8 @@ def train(
         log.info("resuming %s after epoch %d", resume_from, start_epoch)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    write_audit(audit_config(cfg, fingerprint=data.fingerprint), out_dir / "audit.json")  # from the cached decode
+    if audit and not fold_mode:  # a sweep audits once, not per trial; a bag once, not per fold
+        write_audit(audit_config(cfg, fingerprint=data.fingerprint), out_dir / AUDIT_FILE)  # from the cached decode
     if data.images.skipped:
         atomic_write_text(
             out_dir / "skipped.yaml",
