@@ -68,6 +68,9 @@ class ExportedModel:
         self.positive: str = manifest["positive"]
         self.negative = next(c for c in self.classes if c != self.positive)
         self.threshold = float(manifest["threshold"])
+        # DICOM / NIfTI reading as trained; a manifest from before these keys held PNG/JPEG models
+        self.window = manifest["preprocessing"].get("window", "auto")
+        self.slices: str = manifest["preprocessing"].get("slices", "middle")
 
     @property
     def image_sizes(self) -> list[int]:
@@ -95,9 +98,10 @@ class ExportedModel:
             )
         return model
 
-    def decode(self, path: str | Path) -> dict[int, np.ndarray]:
-        """One image file at every input size, by the training code's decode_image."""
-        return decode_image_sizes(path, self.image_sizes)
+    def decode(self, path: str | Path, frame: int | None = None) -> dict[int, np.ndarray]:
+        """One image file (or one slice of a DICOM / NIfTI file) at every input size, by the
+        training code's decode_image, with the window recorded at training."""
+        return decode_image_sizes(path, self.image_sizes, frame=frame, window=self.window)
 
     def stack(self, decoded: list[dict[int, np.ndarray]]) -> dict[int, np.ndarray]:
         return {size: np.stack([d[size] for d in decoded]) for size in self.image_sizes}
@@ -110,7 +114,10 @@ class ExportedModel:
     def proba_for_dataset(self, dataset: Dataset, *, batch_size: int = 32, progress: bool = True) -> np.ndarray:
         """P(positive) for every image of a labelled dataset, decoded through the image cache."""
         fingerprint = dataset.fingerprint()
-        arrays = {s: load_images(dataset, s, fingerprint=fingerprint, progress=progress).array for s in self.image_sizes}
+        arrays = {
+            s: load_images(dataset, s, fingerprint=fingerprint, progress=progress, window=self.window).array
+            for s in self.image_sizes
+        }
         out = [
             self.predict_proba({s: np.asarray(a[start : start + batch_size]) for s, a in arrays.items()})
             for start in range(0, len(dataset), batch_size)

@@ -43,7 +43,7 @@ def evaluate(
             f"{data} has class folder(s) {unknown} that the model does not know; its classes are "
             f"{model.classes}: rename the folders to match"
         )
-    dataset = discover(data=data, positive=model.positive, group_regex=group_regex)
+    dataset = discover(data=data, positive=model.positive, group_regex=group_regex, slices=model.slices)
     if exported:
         p = model.proba_for_dataset(dataset)
     else:

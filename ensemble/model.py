@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from trainers import CheckpointError, Preprocessing, load_model, predict_margins
+from trainers.inference import shared_reading
 from trainers.data import Dataset
 from trainers.images import load_images
 
@@ -59,6 +60,15 @@ class EnsembleModel:
     def image_sizes(self) -> list[int]:
         return sorted({m.prep.image_size for m in self.members})
 
+    @property
+    def window(self) -> Any:
+        """The DICOM/NIfTI window every member was trained with."""
+        return shared_reading(m.prep for m in self.members)[0]
+
+    @property
+    def slices(self) -> str:
+        return shared_reading(m.prep for m in self.members)[1]
+
     @classmethod
     def load(cls, folder: str | Path) -> "EnsembleModel":
         """An ensemble folder, or a single checkpoint folder (one member, no calibration, threshold 0.5)."""
@@ -82,7 +92,10 @@ class EnsembleModel:
     def margins_for_dataset(self, dataset: Dataset, *, device: torch.device, progress: bool = True) -> np.ndarray:
         """(N, n_members) margins for every image of a dataset, decoding once per image size."""
         fingerprint = dataset.fingerprint()
-        arrays = {s: load_images(dataset, s, fingerprint=fingerprint, progress=progress).array for s in self.image_sizes}
+        arrays = {
+            s: load_images(dataset, s, fingerprint=fingerprint, progress=progress, window=self.window).array
+            for s in self.image_sizes
+        }
         return self.margins_for_images(arrays, device=device)
 
     def margins_for_images(self, arrays: dict[int, np.ndarray], *, device: torch.device) -> np.ndarray:

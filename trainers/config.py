@@ -9,6 +9,7 @@ from typing import Any, Mapping
 import yaml
 
 from .errors import ConfigError
+from .medical import parse_slices, parse_window
 
 __all__ = ["TrainConfig", "load_yaml", "merge_config"]
 
@@ -30,6 +31,8 @@ class TrainConfig:
     split_seed: int = 0  # kept apart from `seed` so every trial of a sweep sees one split
     skip_bad: bool = False
     cache_dir: str | None = None  # decoded-image cache; default ~/.cache/lungsweep
+    window: str | list[float] = "auto"  # DICOM/NIfTI: auto, lung, mediastinum, none or [width, level] (HU)
+    slices: str = "middle"  # DICOM series / volumes: middle, all or "every N"
     # --- model ------------------------------------------------------------
     model: str = "efficientnet_lite0"
     pretrained: bool = False
@@ -116,7 +119,7 @@ def merge_config(
     return TrainConfig.from_dict(values, source=source)
 
 
-_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "list[float]": list}
 
 
 def _coerce(key: str, value: Any, annotation: str, source: str) -> Any:
@@ -143,6 +146,10 @@ def _coerce(key: str, value: Any, annotation: str, source: str) -> Any:
                 pass
         if kind is str and isinstance(value, str):
             return value
+        if kind is list and isinstance(value, (list, tuple)) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+        ):
+            return [float(v) for v in value]
     wanted = " or ".join(n for n in names if n != "None")
     raise ConfigError(f"{source}: {key!r} must be {wanted}, got {value!r}")
 
@@ -153,6 +160,11 @@ def _validate(c: TrainConfig) -> None:
 
     if c.data is not None and c.manifest is not None:
         raise ConfigError("give either 'data' (a folder) or 'manifest' (a CSV), not both")
+    for key, parse in (("window", parse_window), ("slices", parse_slices)):
+        try:
+            parse(getattr(c, key))
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
     if c.image_size < 16:
         bad("image_size", "must be at least 16")
     for key in ("val_fraction", "holdout_fraction"):
