@@ -16,6 +16,7 @@ ungrouped slice would leak a patient across splits); a NIfTI volume is its own g
 """
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections import defaultdict
@@ -287,7 +288,8 @@ def _nifti_slice(path: str, frame: int | None) -> np.ndarray:
     index: list[Any] = [slice(None)] * len(img.shape)
     index[axis] = k
     try:
-        plane = np.asarray(img.dataobj[tuple(index)], dtype=np.float32)  # scl_slope/inter applied
+        data = _gz_volume(path, *_stamp(path)) if path.lower().endswith(".gz") else img.dataobj
+        plane = np.asarray(data[tuple(index)], dtype=np.float32)  # scl_slope/inter applied
     except Exception as e:
         raise BadImageError(path, f"NIfTI data cannot be read ({e})") from e
     plane = plane.reshape([s for i, s in enumerate(img.shape[:3]) if i != axis])
@@ -300,6 +302,19 @@ def _nifti_slice(path: str, frame: int | None) -> np.ndarray:
     if codes[1] == "R":  # index grows toward the right: flip so the first column is the patient's right
         plane = plane[:, ::-1]
     return np.ascontiguousarray(plane)
+
+
+def _stamp(path: str) -> tuple[int, int]:
+    stat = Path(path).stat()
+    return stat.st_mtime_ns, stat.st_size
+
+
+@functools.lru_cache(maxsize=2)
+def _gz_volume(path: str, mtime_ns: int, size: int) -> np.ndarray:
+    """A gzipped volume read whole once: slicing it in place would decompress from the start for every
+    slice. The two most recent are kept (the decode threads share one volume); keyed by mtime and size,
+    so a rewritten file is read again."""
+    return np.asanyarray(_nifti_image(path).dataobj)
 
 
 def _dicom_slice(path: str, frame: int | None, win: tuple[float, float] | str | None) -> np.ndarray:
