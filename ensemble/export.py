@@ -287,7 +287,8 @@ def _manifest(found: _Source, graph: EnsembleGraph, model_file: str, fmt: str) -
         "threshold": float(pipe.threshold_),
         "decision": f"{ref.positive} where probability >= threshold, else the other class",
         "preprocessing": {
-            "decode": "any image file -> grey (16-bit scans stretched to their own range, transparency read as black)",
+            "decode": "any image file -> grey (16-bit scans stretched to their own range, transparency read as black); "
+                      "DICOM / NIfTI: HU, then `window`, one sample per slice kept by `slices` (trainers.medical)",
             "resize": "keep aspect ratio, bilinear, to fit image_size x image_size",
             "padding": "zero (black), centred, to a square",
             "input": "uint8 0..255, shape (batch, 1, image_size, image_size), one input per image size",

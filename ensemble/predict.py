@@ -24,7 +24,7 @@ from trainers.progress import progress_bar
 
 from .artifact import ExportedModel
 
-__all__ = ["predict", "PredictSummary", "find_images", "COLUMNS"]
+__all__ = ["predict", "PredictSummary", "find_images", "samples", "COLUMNS"]
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,10 @@ def predict(
     progress: bool = True,
     workers: int | None = None,
 ) -> PredictSummary:
-    """Write one CSV row per path (COLUMNS) to `out` (atomically), else to `stream` (default: stdout)."""
+    """Write one CSV row per image (COLUMNS) to `out` (atomically), else to `stream` (default: stdout).
+
+    A DICOM series or volume gives one row per slice kept by the model's recorded `slices`
+    policy, named `path#index` for a slice inside a file (see `samples`)."""
     if batch_size < 1:
         raise DataError(f"--batch-size must be at least 1, got {batch_size}")
     summary = PredictSummary()

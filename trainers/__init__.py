@@ -18,6 +18,7 @@ _EXPORTS = {
     "BadImageError": "errors", "CheckpointError": "errors", "ConfigError": "errors", "DataError": "errors",
     "LungsweepError": "errors", "SplitError": "errors", "WeightsError": "errors",
     "decode_image": "images", "decode_image_sizes": "images", "load_images": "images",
+    "is_medical": "medical", "read_slice": "medical",
     "Preprocessing": "inference", "predict_margins": "inference", "sigmoid": "inference",
     "EpochReport": "loop", "TrainResult": "loop", "train": "loop",
     "create_model": "models",

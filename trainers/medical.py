@@ -17,7 +17,6 @@ ungrouped slice would leak a patient across splits); a NIfTI volume is its own g
 from __future__ import annotations
 
 import functools
-import logging
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -33,7 +32,6 @@ __all__ = [
     "parse_window", "parse_slices", "expand", "read_slice", "apply_window",
 ]
 
-log = logging.getLogger(__name__)
 
 WINDOWS = {"lung": (1500.0, -600.0), "mediastinum": (350.0, 50.0)}  # name -> (width, level) in HU
 WINDOW_NAMES = ("auto", "lung", "mediastinum", "none")
