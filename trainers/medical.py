@@ -357,7 +357,8 @@ def _dicom_slice(path: str, frame: int | None, win: tuple[float, float] | str | 
         if modality in XRAY_MODALITIES:  # an X-ray is read through its own VOI LUT, else its window tags
             if "VOILUTSequence" in ds:
                 top = float(2 ** int(ds.VOILUTSequence[0].LUTDescriptor[2]) - 1)
-                values, win = apply_voi_lut(values, ds).astype(np.float32), (top, top / 2.0)
+                lut_input = np.rint(values).astype(np.int32)  # a VOI LUT is indexed by whole stored values
+                values, win = apply_voi_lut(lut_input, ds).astype(np.float32), (top, top / 2.0)
             elif "WindowCenter" in ds and "WindowWidth" in ds:
                 win = (_first(ds.WindowWidth), _first(ds.WindowCenter))
     out = apply_window(values, win)

@@ -141,6 +141,24 @@ def test_xray_reads_its_own_window_tags(tmp_path):
     assert centre(read_slice(path, None, "lung")) != centre(img), "an explicit window overrides the tags"
 
 
+def test_xray_reads_its_own_voi_lut(tmp_path):
+    import pydicom
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    values = np.full((32, 32), 100.0)
+    values[8:24, 8:24] = 200.0
+    path = write_dicom(tmp_path / "cr.dcm", values, modality="CR")
+    ds = pydicom.dcmread(path)
+    lut = Dataset()
+    lut.LUTDescriptor = [256, 0, 8]
+    lut.add_new(0x00283006, "US", list(range(255, -1, -1)))  # LUTData: an inverting 8-bit LUT
+    ds.VOILUTSequence = Sequence([lut])
+    ds.save_as(path)
+    img = read_slice(path, None, "auto")
+    assert centre(img) == 55 and img[0, 0] == 155
+
+
 def test_apply_window_min_max_of_a_flat_image_is_black():
     assert apply_window(np.full((4, 4), 7.0), None).max() == 0
 
@@ -307,3 +325,21 @@ def test_a_folder_of_only_unusable_files_says_so(tmp_path):
     copy_shipped("test-SR.dcm", root / "Non_A" / "r.dcm")
     with pytest.raises(DataError, match="holds one class only|none"):
         discover(data=root, skip_bad=True)
+
+
+def test_files_left_out_at_discovery_are_listed_with_the_run(tmp_path):
+    from trainers.prepare import prepare_data
+
+    root = tmp_path / "d"
+    for c in ("A", "Non_A"):
+        for g in range(6):
+            write_dicom(root / c / f"{g}.dcm", marked_slice(-100.0 * g), patient=f"{c}{g}",
+                        series=f"1.2.{len(c)}.{g}")  # one series per patient: a shared one would be one sample
+    _sr(root)
+    cfg = TrainConfig(data=str(root), skip_bad=True, image_size=32, val_fraction=0.2, holdout_fraction=0.2,
+                      progress=False, window="lung")
+    prepared = prepare_data(cfg)
+    assert len(prepared.dataset) == 12 and prepared.images.keep.all()
+    assert [s[0] for s in prepared.images.skipped] == ["A/report.dcm"]  # -> RUN/skipped.yaml
+    with pytest.raises(BadImageError, match="report.dcm"):
+        prepare_data(cfg.replace(skip_bad=False))
