@@ -343,3 +343,10 @@ def test_files_left_out_at_discovery_are_listed_with_the_run(tmp_path):
     assert [s[0] for s in prepared.images.skipped] == ["A/report.dcm"]  # -> RUN/skipped.yaml
     with pytest.raises(BadImageError, match="report.dcm"):
         prepare_data(cfg.replace(skip_bad=False))
+
+
+def test_empty_patient_id_falls_back_to_the_study(tmp_path):
+    root = tmp_path / "d"
+    write_dicom(root / "A" / "a.dcm", marked_slice(0.0), patient="", study="1.2.840.99.1")
+    write_dicom(root / "Non_A" / "b.dcm", marked_slice(0.0), patient="pb")
+    assert discover(data=root).groups == ("1.2.840.99.1", "pb")
