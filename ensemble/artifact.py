@@ -69,6 +69,9 @@ class ExportedModel:
         self.positive: str = manifest["positive"]
         self.negative = next(c for c in self.classes if c != self.positive)
         self.threshold = float(manifest["threshold"])
+        # DICOM / NIfTI reading as trained; a manifest from before these keys held PNG/JPEG models
+        self.window = manifest["preprocessing"].get("window", "auto")
+        self.slices: str = manifest["preprocessing"].get("slices", "middle")
 
     @property
     def image_sizes(self) -> list[int]:
@@ -96,9 +99,10 @@ class ExportedModel:
             )
         return model
 
-    def decode(self, path: str | Path) -> dict[int, np.ndarray]:
-        """One image file at every input size, by the training code's decode_image."""
-        return decode_image_sizes(path, self.image_sizes)
+    def decode(self, path: str | Path, frame: int | None = None) -> dict[int, np.ndarray]:
+        """One image file (or one slice of a DICOM / NIfTI file) at every input size, by the
+        training code's decode_image, with the window recorded at training."""
+        return decode_image_sizes(path, self.image_sizes, frame=frame, window=self.window)
 
     def stack(self, decoded: list[dict[int, np.ndarray]]) -> dict[int, np.ndarray]:
         return {size: np.stack([d[size] for d in decoded]) for size in self.image_sizes}

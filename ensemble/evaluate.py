@@ -39,7 +39,7 @@ def evaluate(
             f"{data} has class folder(s) {unknown} that the model does not know; its classes are "
             f"{model.classes}: rename the folders to match"
         )
-    dataset = discover(data=data, positive=model.positive, group_regex=group_regex)
+    dataset = discover(data=data, positive=model.positive, group_regex=group_regex, slices=model.slices)
     p = proba_for_dataset(model, dataset)
     metrics = bootstrap_metrics(dataset.binary_labels, p, dataset.groups, model.threshold, n_boot=n_boot)
     metrics["data"] = (

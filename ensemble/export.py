@@ -29,6 +29,7 @@ from trainers.atomic import atomic_dir
 from trainers.checkpoint import package_versions
 from trainers.data import file_sha256
 from trainers.images import PREPROCESSING_VERSION, decode_image_sizes
+from trainers.inference import shared_reading
 
 from .artifact import MANIFEST, MODEL_FORMAT, ArtifactError, ExportedModel, refuse_pickle
 from .graph import EnsembleGraph, GraphMember
@@ -199,10 +200,11 @@ def _parity_images(found: _Source, sizes: list[int]) -> dict[str, Any]:
     paths: list[str] = []
     if data and Path(data).is_dir() and ids:
         try:
-            dataset = discover(data=data, positive=found.reference.positive)
-            by_id = dict(zip(dataset.ids, dataset.paths))
+            window, slices = shared_reading(m.prep for m in found.reference.members)
+            dataset = discover(data=data, positive=found.reference.positive, slices=slices)
+            by_id = {i: (p, dataset.frame(k)) for k, (i, p) in enumerate(zip(dataset.ids, dataset.paths))}
             paths = [by_id[i] for i in ids if i in by_id][:PARITY_IMAGES]
-            decoded = [decode_image_sizes(p, sizes) for p in paths]
+            decoded = [decode_image_sizes(p, sizes, frame=f, window=window) for p, f in paths]
             arrays = {s: np.stack([d[s] for d in decoded]) for s in sizes} if paths else {}
         except Exception as e:  # the check still runs, on noise, rather than failing the export
             log.warning("cannot read holdout images from %s (%s); checking parity on generated images", data, e)
@@ -260,6 +262,7 @@ def _manifest(found: _Source, graph: EnsembleGraph, model_file: str, fmt: str) -
     ref = found.reference
     pipe = ref.pipeline
     by_id = {m.trial_id: m.prep for m in ref.members}
+    reading = shared_reading(by_id[t] for t in graph.trial_ids)
     versions = package_versions()
     for name in ("onnx", "onnxruntime"):
         try:
@@ -285,7 +288,8 @@ def _manifest(found: _Source, graph: EnsembleGraph, model_file: str, fmt: str) -
         "threshold": float(pipe.threshold_),
         "decision": f"{ref.positive} where probability >= threshold, else the other class",
         "preprocessing": {
-            "decode": "any image file -> grey (16-bit scans stretched to their own range, transparency read as black)",
+            "decode": "any image file -> grey (16-bit scans stretched to their own range, transparency read as black); "
+                      "DICOM / NIfTI: HU, then `window`, one sample per slice kept by `slices` (trainers.medical)",
             "resize": "keep aspect ratio, bilinear, to fit image_size x image_size",
             "padding": "zero (black), centred, to a square",
             "input": "uint8 0..255, shape (batch, 1, image_size, image_size), one input per image size",
@@ -294,6 +298,10 @@ def _manifest(found: _Source, graph: EnsembleGraph, model_file: str, fmt: str) -
                         for t in graph.trial_ids},
             "implementation": "trainers.decode_image (the one used in training)",
             "version": PREPROCESSING_VERSION,
+            # DICOM / NIfTI (trainers.medical): window in HU ('auto', 'lung', 'mediastinum', 'none' or
+            # [width, level]) and which slices of a series or volume are samples
+            "window": reading[0],
+            "slices": reading[1],
         },
         "ensemble": {
             "method": pipe.combiner_.name,

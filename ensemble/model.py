@@ -16,6 +16,7 @@ import torch
 
 from trainers import CheckpointError, Preprocessing, load_model, predict_margins
 from trainers.bag import fold_checkpoints, is_bag
+from trainers.inference import shared_reading
 
 from .errors import EnsembleError
 from .folders import ENSEMBLE_JSON
@@ -76,6 +77,15 @@ class EnsembleModel:
     @property
     def image_sizes(self) -> list[int]:
         return sorted({m.prep.image_size for m in self.members})
+
+    @property
+    def window(self) -> Any:
+        """The DICOM/NIfTI window every member was trained with."""
+        return shared_reading(m.prep for m in self.members)[0]
+
+    @property
+    def slices(self) -> str:
+        return shared_reading(m.prep for m in self.members)[1]
 
     @classmethod
     def load(cls, folder: str | Path, *, device: str = "auto") -> "EnsembleModel":

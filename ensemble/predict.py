@@ -19,11 +19,12 @@ from typing import Iterator, TextIO
 from trainers.atomic import atomic_file
 from trainers.data import IMAGE_SUFFIXES
 from trainers.errors import BadImageError, DataError
+from trainers.medical import expand, is_medical
 from trainers.progress import progress_bar
 
 from .predictor import Predictor, decode_for, stack_for
 
-__all__ = ["predict", "PredictSummary", "find_images", "COLUMNS"]
+__all__ = ["predict", "PredictSummary", "find_images", "samples", "COLUMNS"]
 
 log = logging.getLogger(__name__)
 
@@ -38,20 +39,26 @@ class PredictSummary:
 def find_images(inputs: list[str | Path]) -> list[Path]:
     """Image files under the folders given and the files given, in a stable order.
 
-    A folder is searched recursively for IMAGE_SUFFIXES; a file named explicitly is
-    kept whatever its suffix (it is reported if it does not decode). A name that is
-    neither is an error before any work starts: it is almost always a typo.
+    A folder is searched recursively for IMAGE_SUFFIXES, DICOM files (by their 'DICM'
+    preamble, any suffix) and NIfTI volumes; a file named explicitly is kept whatever
+    its suffix (it is reported if it does not decode). A name that is neither is an
+    error before any work starts: it is almost always a typo.
     """
     found: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            found.extend(sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+            found.extend(sorted(
+                p for p in item.rglob("*")
+                if p.is_file() and (p.suffix.lower() in IMAGE_SUFFIXES or is_medical(p))
+            ))
         elif item.is_file():
             found.append(item)
         else:
             raise DataError(f"{item} is neither an image file nor a folder; check the path")
     if not found:
-        raise DataError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) under {', '.join(map(str, inputs))}")
+        raise DataError(
+            f"no image files ({', '.join(IMAGE_SUFFIXES)}, DICOM, .nii, .nii.gz) under {', '.join(map(str, inputs))}"
+        )
     return found
 
 def predict(
@@ -64,7 +71,10 @@ def predict(
     progress: bool = True,
     workers: int | None = None,
 ) -> PredictSummary:
-    """Write one CSV row per path (COLUMNS) to `out` (atomically), else to `stream` (default: stdout)."""
+    """Write one CSV row per image (COLUMNS) to `out` (atomically), else to `stream` (default: stdout).
+
+    A DICOM series or volume gives one row per slice kept by the model's recorded `slices`
+    policy, named `path#index` for a slice inside a file (see `samples`)."""
     if batch_size < 1:
         raise DataError(f"--batch-size must be at least 1, got {batch_size}")
     summary = PredictSummary()
@@ -77,12 +87,35 @@ def predict(
         log.warning("could not read %s: %s", path, reason)
     return summary
 
+def samples(paths: list[Path], slices: str) -> list[tuple[str, Path, int | None] | tuple[str, BadImageError]]:
+    """(row name, file, slice) per sample: a PNG/JPEG or 2-D DICOM is one row, a volume or DICOM series
+    gives the slices the model was trained on (`slices`, as discover does), named `path#index`; a
+    file that cannot be read gives (name, error)."""
+    medical = [str(p) for p in paths if p.suffix.lower() not in IMAGE_SUFFIXES and is_medical(p)]
+    found, bad = expand([(m, m) for m in medical], slices, need_group=False)
+    by_file: dict[str, list] = {}
+    for s in found:
+        by_file.setdefault(s.path, []).append(s)
+    errors = {path: BadImageError(path, reason) for path, reason in bad}
+    out: list = []
+    medical_set = set(medical)
+    for p in paths:
+        if str(p) not in medical_set:
+            out.append((str(p), p, None))
+        elif str(p) in errors:
+            out.append((str(p), errors[str(p)]))
+        else:
+            out.extend((s.key, p, s.frame) for s in by_file.get(str(p), []))
+    return out
+
+
 def _write_rows(model, paths, fh, summary, batch_size, progress, workers) -> None:
     writer = csv.writer(fh)
     writer.writerow(COLUMNS)
     negative = next(c for c in model.classes if c != model.positive)
-    bar = progress_bar(range(len(paths)), total=len(paths), desc="predicting", enabled=progress)
-    for batch_paths, decoded in _decoded_batches(model, paths, batch_size, workers):
+    rows = samples(paths, model.slices)
+    bar = progress_bar(range(len(rows)), total=len(rows), desc="predicting", enabled=progress)
+    for batch_paths, decoded in _decoded_batches(model, rows, batch_size, workers):
         good = [d for d in decoded if not isinstance(d, BadImageError)]
         probs = iter(model.predict_proba(stack_for(model, good)) if good else ())
         for path, d in zip(batch_paths, decoded):
@@ -100,20 +133,22 @@ def _write_rows(model, paths, fh, summary, batch_size, progress, workers) -> Non
     fh.flush()
 
 def _decoded_batches(
-    model: Predictor, paths: list[Path], batch_size: int, workers: int | None
-) -> Iterator[tuple[list[Path], list]]:
-    """Batches of decoded images; the next batch decodes while the caller runs this one."""
+    model: Predictor, rows: list, batch_size: int, workers: int | None
+) -> Iterator[tuple[list[str], list]]:
+    """Batches of (row names, decoded images); the next batch decodes while the caller runs this one."""
 
-    def decode(path: Path):
+    def decode(row):
+        if isinstance(row[1], BadImageError):
+            return row[1]
         try:
-            return decode_for(model, path)
+            return decode_for(model, row[1], frame=row[2])
         except BadImageError as e:
             return e
 
-    batches = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
+    batches = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
     with ThreadPoolExecutor(workers or min(4, os.cpu_count() or 1)) as pool:
         pending: list[Future] | None = [pool.submit(decode, p) for p in batches[0]] if batches else None
         for k, batch in enumerate(batches):
             current = pending
             pending = [pool.submit(decode, p) for p in batches[k + 1]] if k + 1 < len(batches) else None
-            yield batch, [f.result() for f in current]
+            yield [row[0] for row in batch], [f.result() for f in current]

@@ -11,7 +11,7 @@ they were given.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -33,6 +33,16 @@ class Predictor(Protocol):
 
     @property
     def image_sizes(self) -> list[int]: ...
+
+    @property
+    def window(self) -> Any:
+        """How DICOM/NIfTI pixels are windowed (trainers.medical), as the model was trained."""
+        ...
+
+    @property
+    def slices(self) -> str:
+        """Which slices of a DICOM series or volume are predicted."""
+        ...
 
     def predict_proba(self, images: dict[int, np.ndarray]) -> np.ndarray:
         """Calibrated P(positive) for {image_size: (N, S, S) uint8 decoded images}."""
@@ -56,9 +66,9 @@ def load_predictor(path: str | Path, *, device: str = "auto", threads: int | Non
     return EnsembleModel.load(run_checkpoint(path), device=device)
 
 
-def decode_for(model: Predictor, path: str | Path) -> dict[int, np.ndarray]:
-    """One image file at every input size of `model`, by the training code's decoder."""
-    return decode_image_sizes(path, model.image_sizes)
+def decode_for(model: Predictor, path: str | Path, *, frame: int | None = None) -> dict[int, np.ndarray]:
+    """One image file (or one slice of it) at every input size of `model`, by the training code's decoder."""
+    return decode_image_sizes(path, model.image_sizes, frame=frame, window=model.window)
 
 
 def stack_for(model: Predictor, decoded: list[dict[int, np.ndarray]]) -> dict[int, np.ndarray]:
@@ -68,7 +78,8 @@ def stack_for(model: Predictor, decoded: list[dict[int, np.ndarray]]) -> dict[in
 def proba_for_dataset(model: Predictor, dataset: Dataset, *, batch_size: int = 32, progress: bool = True) -> np.ndarray:
     """P(positive) for every image of a labelled dataset, decoded once through the image cache."""
     fingerprint = dataset.fingerprint()
-    arrays = {s: load_images(dataset, s, fingerprint=fingerprint, progress=progress).array for s in model.image_sizes}
+    arrays = {s: load_images(dataset, s, fingerprint=fingerprint, progress=progress, window=model.window).array
+              for s in model.image_sizes}
     out = [
         model.predict_proba({s: np.asarray(a[start : start + batch_size]) for s, a in arrays.items()})
         for start in range(0, len(dataset), batch_size)

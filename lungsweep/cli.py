@@ -33,8 +33,21 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--skip-bad", action="store_true", default=None, help="leave undecodable images out")
     p.add_argument("--cv-folds", type=int, help="K > 1: train a bag of K fold models (group k-fold) and report "
                                                "its pooled out-of-fold metrics")
+    p.add_argument("--window", type=_window_arg,
+                   help="DICOM/NIfTI window: auto, lung, mediastinum, none or WIDTH,LEVEL (HU), e.g. 1500,-600")
+    p.add_argument("--slices", help="DICOM series / NIfTI volumes: middle, all or 'every N'")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.set_defaults(run=_run_train)
+
+
+def _window_arg(value: str) -> str | list[float]:
+    """'lung' stays a name; '1500,-600' becomes [width, level] (TrainConfig validates both)."""
+    if "," not in value:
+        return value
+    try:
+        return [float(v) for v in value.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--window {value!r} is not WIDTH,LEVEL in numbers, e.g. 1500,-600")
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -45,7 +58,8 @@ def _run_train(args: argparse.Namespace) -> int:
         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
         "positive": args.positive, "group_regex": args.group_regex, "pretrained_file": args.pretrained_file,
         "pretrained": True if args.pretrained_file and args.pretrained is None else args.pretrained,
-        "device": args.device, "skip_bad": args.skip_bad, "cv_folds": args.cv_folds,
+        "device": args.device, "skip_bad": args.skip_bad, "window": args.window, "slices": args.slices,
+        "cv_folds": args.cv_folds,
     }
     cfg = merge_config(args.config, overrides)
     if cfg.cv_folds > 1:

@@ -66,7 +66,9 @@ def run_main_job(job: MainJob) -> str:
 
     log.info("[4/4] predict on %d holdout images -> %s", PREDICT_EXAMPLES, job.out / "predictions.csv")
     scored = pd.read_csv(ens / "holdout_predictions.csv")
-    examples = [str(Path(cfg.base_train_config().data or "") / i) for i in scored["id"].head(PREDICT_EXAMPLES)]
+    root = Path(cfg.base_train_config().data or "")
+    # a slice of a DICOM series or volume is named FILE#k: predict reads the file with the model's slice policy
+    examples = list(dict.fromkeys(str(root / str(i).split("#", 1)[0]) for i in scored["id"]))[:PREDICT_EXAMPLES]
     summary = predict(load_predictor(model), [Path(p) for p in examples], out=job.out / "predictions.csv",
                       progress=False)
 

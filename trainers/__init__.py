@@ -21,6 +21,7 @@ _EXPORTS = {
     "LungsweepError": "errors", "MetricsError": "errors", "SplitError": "errors", "WeightsError": "errors",
     "merge_duplicate_groups": "duplicates", "group_summary": "groups",
     "decode_image": "images", "decode_image_sizes": "images", "load_images": "images",
+    "is_medical": "medical", "read_slice": "medical",
     "Preprocessing": "inference", "predict_margins": "inference", "sigmoid": "inference",
     "EpochReport": "loop", "TrainResult": "loop", "train": "loop",
     "create_model": "models",

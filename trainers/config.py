@@ -10,6 +10,7 @@ from typing import Any, Mapping
 import yaml
 
 from .errors import ConfigError
+from .medical import parse_slices, parse_window
 
 __all__ = ["TrainConfig", "load_yaml", "merge_config"]
 
@@ -34,6 +35,8 @@ class TrainConfig:
     fold: int | None = None  # with cv_folds > 1: train this fold's model (0-based); None: all of them
     skip_bad: bool = False
     cache_dir: str | None = None  # decoded-image cache; default ~/.cache/lungsweep
+    window: str | list[float] = "auto"  # DICOM/NIfTI: auto, lung, mediastinum, none or [width, level] (HU)
+    slices: str = "middle"  # DICOM series / volumes: middle, all or "every N"
     # --- model ------------------------------------------------------------
     model: str = "efficientnet_lite0"
     pretrained: bool = False
@@ -120,7 +123,7 @@ def merge_config(
     return TrainConfig.from_dict(values, source=source)
 
 
-_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "list[float]": list}
 
 
 def _coerce(key: str, value: Any, annotation: str, source: str) -> Any:
@@ -147,6 +150,10 @@ def _coerce(key: str, value: Any, annotation: str, source: str) -> Any:
                 pass
         if kind is str and isinstance(value, str):
             return value
+        if kind is list and isinstance(value, (list, tuple)) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+        ):
+            return [float(v) for v in value]
     wanted = " or ".join(n for n in names if n != "None")
     raise ConfigError(f"{source}: {key!r} must be {wanted}, got {value!r}")
 
@@ -165,6 +172,11 @@ def _validate(c: TrainConfig) -> None:
                 f"'group_regex' {c.group_regex!r} is not a valid regular expression ({e}); "
                 r"e.g. '^(.*-p\d+)' keeps a name up to its page number as the group"
             ) from e
+    for key, parse in (("window", parse_window), ("slices", parse_slices)):
+        try:
+            parse(getattr(c, key))
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
     if c.image_size < 16:
         bad("image_size", "must be at least 16")
     for key in ("val_fraction", "holdout_fraction"):

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
+from .errors import BadImageError, DataError
+from .medical import expand, is_medical
 
 __all__ = ["Dataset", "discover", "infer_group", "default_positive"]
 
@@ -34,6 +35,13 @@ class Dataset:
     groups: tuple[str, ...]
     classes: tuple[str, ...]  # sorted; labels index into it
     positive: str
+    # slice index inside each path (DICOM multi-frame, NIfTI); None per sample for a whole 2-D
+    # file; None overall when every sample is a PNG/JPEG. Slice ids read `relpath#index`.
+    frames: tuple[int | None, ...] | None = None
+    skipped: tuple[tuple[str, str], ...] = ()  # (id, reason) of DICOM/NIfTI files left out with skip_bad
+
+    def frame(self, i: int) -> int | None:
+        return None if self.frames is None else self.frames[i]
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -54,9 +62,12 @@ class Dataset:
         live; one changed pixel or label gives another one.
         """
         digest = hashlib.sha256()
+        hashed: dict[str, str] = {}  # the slices of one volume hash its file once
         for sample_id, path, label, group in zip(self.ids, self.paths, self.labels, self.groups):
             digest.update(f"{sample_id}\0{self.classes[label]}\0{group}\0".encode())
-            digest.update(file_sha256(path).encode())
+            if path not in hashed:
+                hashed[path] = file_sha256(path)
+            digest.update(hashed[path].encode())
         digest.update(f"positive={self.positive}".encode())
         return digest.hexdigest()
 
@@ -114,10 +125,16 @@ def discover(
     manifest: str | Path | None = None,
     positive: str | None = None,
     group_regex: str | None = None,
+    slices: str = "middle",
+    skip_bad: bool = False,
 ) -> Dataset:
+    """DICOM / NIfTI files become one sample per kept slice (`slices`, trainers.medical), grouped
+    by patient; a DICOM or NIfTI file that cannot be used is an error, or with `skip_bad` left
+    out and listed in Dataset.skipped."""
     if (data is None) == (manifest is None):
         raise DataError("give a dataset: either a folder (--data DIR) or a CSV manifest (manifest: FILE)")
     rows = _scan_folder(Path(data)) if data is not None else _read_manifest(Path(manifest))
+    rows, frames, skipped = _expand_medical(rows, slices, skip_bad)
     root = str(Path(data if data is not None else Path(manifest).parent).resolve())
     classes = tuple(sorted({label for _, _, label, _ in rows}))
     if len(classes) < 2:
@@ -148,7 +165,40 @@ def discover(
         groups=tuple(groups),
         classes=classes,
         positive=positive,
+        frames=frames,
+        skipped=skipped,
     )
+
+
+def _expand_medical(rows: list, slices: str, skip_bad: bool) -> tuple[list, tuple | None, tuple]:
+    """Rows of DICOM / NIfTI files -> one row per kept slice; PNG/JPEG rows pass unchanged."""
+    medical = [i for i, (_, path, _, _) in enumerate(rows) if _is_medical(path)]
+    if not medical:
+        return rows, None, ()
+    samples, bad = expand([(rows[i][0], rows[i][1]) for i in medical], slices)
+    if bad and not skip_bad:
+        raise BadImageError(*bad[0])
+    by_file: dict[str, list] = {}
+    for sample in samples:
+        by_file.setdefault(sample.path, []).append(sample)
+    out, frames = [], []
+    for rel, path, label, group in rows:
+        if not _is_medical(path):
+            out.append((rel, path, label, group))
+            frames.append(None)
+            continue
+        for sample in by_file.get(path, []):  # a manifest's group column overrides the file's own
+            out.append((sample.key, path, label, group or sample.group))
+            frames.append(sample.frame)
+    by_path = {path: rel for rel, path, _, _ in rows}
+    skipped = tuple((by_path.get(path, path), reason) for path, reason in bad)
+    for sample_id, reason in skipped:
+        log.warning("skipped bad file %s: %s", sample_id, reason)
+    return out, tuple(frames), skipped
+
+
+def _is_medical(path: str | Path) -> bool:
+    return Path(path).suffix.lower() not in IMAGE_SUFFIXES and is_medical(path)
 
 
 def _scan_folder(root: Path) -> list[tuple[str, str, str, str | None]]:
@@ -162,11 +212,12 @@ def _scan_folder(root: Path) -> list[tuple[str, str, str, str | None]]:
     rows = []
     for class_dir in class_dirs:
         files = sorted(
-            p for p in class_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            p for p in class_dir.rglob("*") if p.is_file() and (p.suffix.lower() in IMAGE_SUFFIXES or _is_medical(p))
         )
         if not files:
             raise DataError(
-                f"class folder {class_dir} holds no PNG or JPEG images; add images or remove the folder"
+                f"class folder {class_dir} holds no PNG or JPEG images (nor DICOM or NIfTI files); "
+                "add images or remove the folder"
             )
         for f in files:
             rows.append((f.relative_to(root).as_posix(), str(f), class_dir.name, None))

@@ -1,13 +1,14 @@
 """Decode images once into a square uint8 array, cached on disk by content fingerprint."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -15,9 +16,11 @@ from PIL import Image, ImageOps
 from .data import Dataset
 from .errors import BadImageError
 from .atomic import atomic_save_npy, atomic_write_text
+from .medical import is_medical, parse_window, read_slice
 from .progress import progress_bar
 
-__all__ = ["decode_image", "decode_image_sizes", "load_images", "DecodedImages", "default_cache_dir", "PREPROCESSING_VERSION"]
+__all__ = ["decode_image", "decode_image_sizes", "load_images", "DecodedImages", "default_cache_dir", "PREPROCESSING_VERSION",
+           "cache_key"]
 
 log = logging.getLogger(__name__)
 
@@ -26,22 +29,32 @@ PREPROCESSING_VERSION = 1
 _HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
 
 
-def decode_image(path: str | Path, image_size: int) -> np.ndarray:
-    """One image file -> (image_size, image_size) uint8, grey, aspect kept, zero-padded.
+def decode_image(path: str | Path, image_size: int, *, frame: int | None = None, window: Any = "auto") -> np.ndarray:
+    """One image file (or one slice of a DICOM / NIfTI file) -> (image_size, image_size) uint8,
+    grey, aspect kept, zero-padded.
 
-    The one implementation used by training, evaluation and prediction.
+    The one implementation used by training, evaluation and prediction. `frame` and
+    `window` matter for DICOM and NIfTI only (trainers.medical).
     """
-    return decode_image_sizes(path, (image_size,))[image_size]
+    return decode_image_sizes(path, (image_size,), frame=frame, window=window)[image_size]
 
 
-def decode_image_sizes(path: str | Path, image_sizes: Sequence[int]) -> dict[int, np.ndarray]:
-    """decode_image at several sizes from one read of the file (ensembles of mixed sizes)."""
-    try:
-        with Image.open(path) as img:
-            img.load()  # decode now, so a truncated file fails here and names itself
-            grey = _to_grey(img)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise BadImageError(str(path), str(e) or type(e).__name__) from e
+def decode_image_sizes(
+    path: str | Path, image_sizes: Sequence[int], *, frame: int | None = None, window: Any = "auto"
+) -> dict[int, np.ndarray]:
+    """decode_image at several sizes from one read of the file (ensembles of mixed sizes).
+
+    The one dispatcher by format: DICOM (by preamble) and NIfTI go to trainers.medical, the rest to Pillow.
+    """
+    if is_medical(path):
+        grey = Image.fromarray(read_slice(path, frame, window), mode="L")
+    else:
+        try:
+            with Image.open(path) as img:
+                img.load()  # decode now, so a truncated file fails here and names itself
+                grey = _to_grey(img)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+            raise BadImageError(str(path), str(e) or type(e).__name__) from e
     return {
         size: np.asarray(ImageOps.pad(grey, (size, size), method=Image.Resampling.BILINEAR, color=0), dtype=np.uint8)
         for size in image_sizes
@@ -85,14 +98,16 @@ def load_images(
     skip_bad: bool = False,
     progress: bool = True,
     workers: int | None = None,
+    window: Any = "auto",
 ) -> DecodedImages:
     """Decoded images of `dataset`, from the cache when it has them, else decoded and cached.
 
     The cache holds one .npy per (fingerprint, size), written atomically, so parallel
-    trials on a node read the same file (memory-mapped) and none decodes twice.
+    trials on a node read the same file (memory-mapped) and none decodes twice. A
+    dataset with DICOM / NIfTI samples adds the window to the key (cache_key).
     """
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    stem = cache / f"{fingerprint[:32]}-s{image_size}-v{PREPROCESSING_VERSION}"
+    stem = cache / cache_key(fingerprint, image_size, window if dataset.frames is not None else None)
     array_path, index_path = stem.with_suffix(".npy"), stem.with_suffix(".json")
     if array_path.exists() and index_path.exists():
         cached = _read_cache(array_path, index_path, dataset)
@@ -109,7 +124,7 @@ def load_images(
 
     def decode(i: int) -> tuple[int, np.ndarray | BadImageError]:
         try:
-            return i, decode_image(dataset.paths[i], image_size)
+            return i, decode_image(dataset.paths[i], image_size, frame=dataset.frame(i), window=window)
         except BadImageError as e:
             return i, e
 
@@ -129,6 +144,19 @@ def load_images(
     decoded = DecodedImages(array=array, keep=keep, skipped=tuple(skipped))
     _write_cache(array_path, index_path, dataset, decoded)
     return decoded
+
+
+def cache_key(fingerprint: str, image_size: int, window: Any = None) -> str:
+    """File stem of a decoded-image cache entry: content, size, decoder version and, for
+    DICOM / NIfTI datasets, the window (a changed window never reads a stale cache).
+
+    window None: a PNG/JPEG-only dataset. 'none' (min-max) is a window like any other.
+    """
+    stem = f"{fingerprint[:32]}-s{image_size}-v{PREPROCESSING_VERSION}"
+    if window is None:  # PNG / JPEG only: the key it always had
+        return stem
+    tag = hashlib.sha256(json.dumps({"window": parse_window(window)}).encode()).hexdigest()[:8]
+    return f"{stem}-w{tag}"
 
 
 def _read_cache(array_path: Path, index_path: Path, dataset: Dataset) -> DecodedImages | None:

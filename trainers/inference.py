@@ -1,22 +1,30 @@
 """From cached uint8 images to model outputs: the one preprocessing path for every command."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any, Iterable
 
 import numpy as np
 import torch
 from scipy.special import expit
 
-__all__ = ["Preprocessing", "to_input", "predict_margins", "sigmoid"]
+__all__ = ["Preprocessing", "shared_reading", "to_input", "predict_margins", "sigmoid"]
 
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """What a model expects: decode_image(path, image_size), then (x / 255 - mean) / std."""
+    """What a model expects: decode_image(path, image_size, window=window), then (x / 255 - mean) / std.
+
+    window and slices matter for DICOM / NIfTI only (trainers.medical); a checkpoint
+    written before they existed reads as the defaults, which leave PNG/JPEG unchanged.
+    """
 
     image_size: int
     mean: float
     std: float
+    window: Any = "auto"  # str or [width, level], as TrainConfig.window
+    slices: str = "middle"
 
     def to_dict(self) -> dict[str, object]:
         from .images import PREPROCESSING_VERSION
@@ -29,11 +37,30 @@ class Preprocessing:
             "resize": "keep aspect ratio, bilinear, zero-pad to a centred square",
             "scale": "x / 255, then (x - mean) / std",
             "version": PREPROCESSING_VERSION,
+            "window": self.window,
+            "slices": self.slices,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> "Preprocessing":
-        return cls(image_size=int(d["image_size"]), mean=float(d["mean"]), std=float(d["std"]))
+        return cls(
+            image_size=int(d["image_size"]), mean=float(d["mean"]), std=float(d["std"]),
+            window=d.get("window", "auto"), slices=str(d.get("slices", "middle")),
+        )
+
+
+def shared_reading(preps: Iterable[Preprocessing]) -> tuple[Any, str]:
+    """(window, slices) that every member reads its images with; members that disagree cannot share one decode."""
+    readings = {(json.dumps(p.window), p.slices) for p in preps}
+    if len(readings) != 1:
+        from .errors import DataError
+
+        raise DataError(
+            f"the members read DICOM/NIfTI images differently {sorted(readings)} (window, slices); "
+            "ensemble only models trained with one window and slice policy"
+        )
+    window, slices = readings.pop()
+    return json.loads(window), slices
 
 
 def to_input(

@@ -130,7 +130,7 @@ def train(
     if cfg.pretrained:
         info = load_pretrained(model, cfg.model, weights_file=cfg.pretrained_file)
         pretrained_source, mean, std = info.source, info.mean, info.std
-    prep = Preprocessing(image_size=cfg.image_size, mean=mean, std=std)
+    prep = Preprocessing(image_size=cfg.image_size, mean=mean, std=std, window=cfg.window, slices=cfg.slices)
     model.to(device)
     if cuda:
         model.to(memory_format=torch.channels_last)

@@ -54,7 +54,10 @@ class PreparedData:
 def prepare_data(cfg: TrainConfig) -> PreparedData:
     if cfg.data is None and cfg.manifest is None:
         raise DataError("no dataset given: pass --data DIR (a folder with one sub-folder per class)")
-    dataset = discover(data=cfg.data, manifest=cfg.manifest, positive=cfg.positive, group_regex=cfg.group_regex)
+    dataset = discover(
+        data=cfg.data, manifest=cfg.manifest, positive=cfg.positive, group_regex=cfg.group_regex,
+        slices=cfg.slices, skip_bad=cfg.skip_bad,
+    )
     log.info(
         "dataset %s: %d images, %d groups, classes %s (positive: %s)",
         dataset.root, len(dataset), len(set(dataset.groups)), list(dataset.classes), dataset.positive,
@@ -68,7 +71,10 @@ def prepare_data(cfg: TrainConfig) -> PreparedData:
         cache_dir=cfg.cache_dir,
         skip_bad=cfg.skip_bad,
         progress=cfg.progress,
+        window=cfg.window,
     )
+    if dataset.skipped:  # DICOM / NIfTI files left out at discovery are listed with the undecodable ones
+        images = dataclasses.replace(images, skipped=dataset.skipped + images.skipped)
     if not images.keep.any():
         raise DataError(f"every image under {dataset.root} failed to decode")
     split = split_dataset(
