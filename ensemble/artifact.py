@@ -9,7 +9,6 @@ that is missing, truncated or altered is refused before any runtime opens it.
 """
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import numpy as np
 from trainers.data import file_sha256
 from trainers.errors import LungsweepError
 from trainers.images import decode_image_sizes
+from trainers.records import read_record_file
 
 from .folders import MANIFEST, kind_of
 
@@ -127,16 +127,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
                 f"{folder} is an {kind.value}, not an exported model; "
                 f"run `lungsweep export {folder} --out MODEL_DIR` and give MODEL_DIR"
             )
-        raise ArtifactError(f"{path} is missing: {folder} is not a MODEL_DIR written by `lungsweep export`")
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ArtifactError(f"{path} is not valid JSON ({e}); export the model again") from e
-    if not isinstance(manifest, dict):
-        raise ArtifactError(f"{path} holds a {type(manifest).__name__}, not a manifest object; export again")
-    missing = [k for k in REQUIRED_KEYS if k not in manifest]
-    if missing:
-        raise ArtifactError(f"{path} lacks the key(s) {missing}; it was not written by this lungsweep: export again")
+    manifest = read_record_file(path, required=REQUIRED_KEYS, error=ArtifactError, remedy="export the model again",
+                                missing=f"{path} is missing: {folder} is not a MODEL_DIR written by `lungsweep export`")
     if manifest["format"] != MODEL_FORMAT:
         raise ArtifactError(f"{path} has format {manifest['format']!r}; this lungsweep reads {MODEL_FORMAT!r}")
     return manifest

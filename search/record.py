@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainers.atomic import atomic_write_text
 from trainers.errors import LungsweepError
+from trainers.records import read_record_file
 
 from .config import SweepConfig, parse_sweep_config
 
@@ -66,16 +67,11 @@ def write_sweep(run_dir: str | Path, cfg: SweepConfig) -> Path:
 
 def read_record(run_dir: str | Path) -> dict[str, Any]:
     """SWEEP_FILE as written, or a named error saying what RUN_DIR should be."""
-    path = Path(run_dir) / SWEEP_FILE
-    if not path.is_file():
-        raise LungsweepError(f"{run_dir} holds no lungsweep sweep ({SWEEP_FILE} is missing); give the --out of a launch")
-    try:
-        record = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise LungsweepError(f"{path} is damaged (not valid JSON: {e}); launch the sweep again") from e
-    if not isinstance(record, dict):
-        raise LungsweepError(f"{path} holds a {type(record).__name__}, not a sweep record")
-    return record
+    return read_record_file(
+        Path(run_dir) / SWEEP_FILE, required=("metric", "mode", "train", "space", "asha"),
+        missing=f"{run_dir} holds no lungsweep sweep ({SWEEP_FILE} is missing); give the --out of a launch",
+        remedy="launch the sweep again into a new --out",
+    )
 
 
 def read_sweep(run_dir: str | Path) -> SweepConfig:

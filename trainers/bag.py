@@ -34,6 +34,7 @@ from .inference import sigmoid
 from .loop import train
 from .metrics import binary_metrics
 from .prepare import PreparedData, prepare_data
+from .records import read_record_file
 
 __all__ = [
     "BAG_JSON", "BagResult", "FoldReport", "fold_checkpoints", "fold_dirname", "is_bag", "oof_metrics", "read_bag",
@@ -84,15 +85,9 @@ def oof_metrics(oof: dict[str, dict[str, Any]]) -> dict[str, float]:
 
 def read_bag(path: str | Path) -> dict[str, Any]:
     path = Path(path) / BAG_JSON
-    if not path.is_file():
-        raise CheckpointError(f"{path.parent} is not a bag folder: {BAG_JSON} is missing")
-    try:
-        bag = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path} is damaged (not valid JSON: {e}); retrain or restore it") from e
-    missing = [k for k in REQUIRED if not isinstance(bag, dict) or k not in bag]
-    if missing:
-        raise CheckpointError(f"{path} lacks key(s) {missing}; it was not written by this lungsweep")
+    bag = read_record_file(path, required=REQUIRED, error=CheckpointError,
+                           missing=f"{path.parent} is not a bag folder: {BAG_JSON} is missing",
+                           remedy="retrain or restore it")
     if bag["format"] != BAG_FORMAT:
         raise CheckpointError(f"{path} has format {bag['format']!r}; this lungsweep reads {BAG_FORMAT!r}")
     return bag

@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from .atomic import atomic_dir
 from .errors import CheckpointError
+from .records import read_record_file
 
 __all__ = [
     "FORMAT_VERSION",
@@ -71,15 +72,9 @@ def save_checkpoint(
 
 def read_meta(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / META
-    if not path.is_file():
-        raise CheckpointError(f"{folder} is not a checkpoint folder: {META} is missing")
-    try:
-        meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path} is damaged (not valid JSON: {e}); retrain or restore it") from e
-    missing = [k for k in REQUIRED_META if k not in meta]
-    if missing:
-        raise CheckpointError(f"{path} lacks key(s) {missing}; it was not written by lungsweep train")
+    meta = read_record_file(path, required=REQUIRED_META, error=CheckpointError,
+                            missing=f"{folder} is not a checkpoint folder: {META} is missing",
+                            remedy="retrain or restore it")
     if meta["format_version"] > FORMAT_VERSION:
         raise CheckpointError(f"{path} has format {meta['format_version']}; upgrade lungsweep to read it")
     return meta

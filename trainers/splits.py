@@ -120,14 +120,9 @@ def _one_fold(
 ) -> tuple[np.ndarray, np.ndarray]:
     n_splits = max(2, round(1.0 / fraction))
     pool_labels, pool_groups = labels[pool], groups[pool]
-    for class_index in np.unique(labels):
-        n_groups = len(set(pool_groups[pool_labels == class_index]))
-        if n_groups < n_splits:
-            raise SplitError(
-                f"cannot stratify the {name} split: class {dataset.classes[class_index]!r} has "
-                f"{n_groups} group(s), fewer than the {n_splits} folds a {name} fraction of "
-                f"{fraction:.2f} needs; add data, lower {name}_fraction, or check group_regex"
-            )
+    _need_groups(labels, pool_labels, pool_groups, n_splits, lambda c, n: (
+        f"cannot stratify the {name} split: class {c!r} has {n} group(s), fewer than the {n_splits} folds a "
+        f"{name} fraction of {fraction:.2f} needs; add data, lower {name}_fraction, or check group_regex"), dataset)
     missing = set(np.unique(labels)) - set(np.unique(pool_labels))
     if missing:
         raise SplitError(f"cannot stratify the {name} split: a class has no images left to split")
@@ -140,19 +135,22 @@ def _one_fold(
     return pool[keep], pool[cut]
 
 
+def _need_groups(labels, pool_labels, pool_groups, needed: int, message, dataset: Dataset) -> None:
+    """Every class needs `needed` groups in the pool; `message(class_name, n_groups)` says otherwise."""
+    for class_index in np.unique(labels):
+        n_groups = len(set(pool_groups[pool_labels == class_index]))
+        if n_groups < needed:
+            raise SplitError(message(dataset.classes[class_index], n_groups))
+
+
 def _k_folds(
     labels: np.ndarray, groups: np.ndarray, pool: np.ndarray, k: int, seed: int, dataset: Dataset
 ) -> list[np.ndarray]:
     """K stratified group folds of `pool`, each holding both classes."""
     pool_labels, pool_groups = labels[pool], groups[pool]
-    for class_index in np.unique(labels):
-        n_groups = len(set(pool_groups[pool_labels == class_index]))
-        if n_groups < k:
-            raise SplitError(
-                f"cannot make {k} cross-validation folds: class {dataset.classes[class_index]!r} has only "
-                f"{n_groups} group(s) outside the holdout, and each fold needs one; use cv_folds <= {n_groups}, "
-                "add data, or check group_regex"
-            )
+    _need_groups(labels, pool_labels, pool_groups, k, lambda c, n: (
+        f"cannot make {k} cross-validation folds: class {c!r} has only {n} group(s) outside the holdout, and "
+        f"each fold needs one; use cv_folds <= {n}, add data, or check group_regex"), dataset)
     cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     folds = [pool[cut] for _, cut in cv.split(np.zeros(len(pool)), pool_labels, pool_groups)]
     for j, f in enumerate(folds):

@@ -36,7 +36,7 @@ def test_altered_truncated_or_incomplete_artifacts_are_refused(model_dir, tmp_pa
     manifest = json.loads((incomplete / "manifest.json").read_text())
     del manifest["threshold"], manifest["files"]
     (incomplete / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ArtifactError, match=r"manifest\.json lacks the key\(s\) \['threshold', 'files'\]"):
+    with pytest.raises(ArtifactError, match=r"manifest\.json lacks key\(s\) \['threshold', 'files'\]"):
         ExportedModel.load(incomplete)
 
     garbled = copy_of(model_dir, tmp_path / "5")

@@ -66,3 +66,26 @@ def test_check_crossfit_counts_groups_not_samples() -> None:
     with pytest.raises(EnsembleError, match="only 3 groups of class 1"):
         crossfit_predict(_Memoriser, groups[:, None], y, groups, n_splits=5)
     check_crossfit(y, groups, 3)
+
+
+class _MemorisingPipeline(_Memoriser):
+    """The memoriser with the pipeline surface build.cross_fit reads (uncalibrated_proba, threshold_)."""
+
+    threshold_ = 0.5
+
+    def uncalibrated_proba(self, X: np.ndarray) -> np.ndarray:
+        return self.predict_proba(X)
+
+
+def test_the_reported_cross_fit_never_scores_a_group_its_pipeline_saw(members) -> None:
+    """build.cross_fit makes the ensemble's reported numbers: a leak would show as a 1."""
+    from ensemble.build import cross_fit
+    from ensemble.members import StoredPredictions
+
+    _, y, groups = members
+    X = np.column_stack([groups, groups]).astype(float)  # the memoriser reads the group from column 0
+    preds = StoredPredictions(ids=[str(i) for i in range(len(y))], y=y, groups=groups, margins=X)
+    out = cross_fit(_MemorisingPipeline, preds, n_splits=5, seed=0)
+    np.testing.assert_array_equal(out["calibrated"], 0.0)
+    np.testing.assert_array_equal(out["uncalibrated"], 0.0)
+    assert np.isfinite(out["member_thresholds"]).all()

@@ -333,11 +333,12 @@ def test_files_left_out_at_discovery_are_listed_with_the_run(tmp_path):
     root = tmp_path / "d"
     for c in ("A", "Non_A"):
         for g in range(6):
-            write_dicom(root / c / f"{g}.dcm", marked_slice(-100.0 * g), patient=f"{c}{g}",
+            write_dicom(root / c / f"{g}.dcm", marked_slice(-100.0 * g - (37.0 if c == "Non_A" else 0.0)), patient=f"{c}{g}",
                         series=f"1.2.{len(c)}.{g}")  # one series per patient: a shared one would be one sample
     _sr(root)
+    # both classes reuse the same generated slices: not duplicates to merge or refuse here
     cfg = TrainConfig(data=str(root), skip_bad=True, image_size=32, val_fraction=0.2, holdout_fraction=0.2,
-                      progress=False, window="lung")
+                      progress=False, window="lung", merge_duplicates=False)
     prepared = prepare_data(cfg)
     assert len(prepared.dataset) == 12 and prepared.images.keep.all()
     assert [s[0] for s in prepared.images.skipped] == ["A/report.dcm"]  # -> RUN/skipped.yaml
