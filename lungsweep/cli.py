@@ -36,6 +36,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--window", type=_window_arg,
                    help="DICOM/NIfTI window: auto, lung, mediastinum, none or WIDTH,LEVEL (HU), e.g. 1500,-600")
     p.add_argument("--slices", help="DICOM series / NIfTI volumes: middle, all or 'every N'")
+    p.add_argument("--tensorboard", metavar="DIR", help="also write each epoch's metrics as TensorBoard events to DIR "
+                                                        "(open with: tensorboard --logdir DIR)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.set_defaults(run=_run_train)
 
@@ -59,7 +61,7 @@ def _run_train(args: argparse.Namespace) -> int:
         "positive": args.positive, "group_regex": args.group_regex, "pretrained_file": args.pretrained_file,
         "pretrained": True if args.pretrained_file and args.pretrained is None else args.pretrained,
         "device": args.device, "skip_bad": args.skip_bad, "window": args.window, "slices": args.slices,
-        "cv_folds": args.cv_folds,
+        "cv_folds": args.cv_folds, "tensorboard": args.tensorboard,
     }
     cfg = merge_config(args.config, overrides)
     if cfg.cv_folds > 1:

@@ -16,6 +16,7 @@ from .space import ParamSpec, parse_space
 __all__ = ["AshaConfig", "SweepConfig", "load_sweep_config", "smoke_test"]
 
 MODES = ("max", "min")
+TRACKING = ("none", "tensorboard", "mlflow")
 PATH_KEYS = ("data", "manifest", "cache_dir", "pretrained_file")
 
 
@@ -39,6 +40,8 @@ class SweepConfig:
     startup_trials: int = 5  # TPE samples at random before it models the space
     storage: str | None = None  # where RUN_DIR lives: a local or shared path, or s3:// / gs://
     study_storage: str | None = None  # keep the Optuna study in an RDB (sqlite path or URL)
+    tracking: str = "none"  # also log trials to: tensorboard, mlflow, or none
+    tracking_uri: str | None = None  # mlflow: a tracking server or database URL; default RUN_DIR/mlflow.db
     max_failures: int = 2  # retries of a crashed trial, from its last checkpoint
     keep_checkpoints: int = 2  # best N per trial (the latest is kept as well)
     cpus_per_trial: float = 1.0
@@ -229,6 +232,10 @@ def _validate(c: SweepConfig, source: str) -> None:
         bad("cpus_per_trial", "must be above 0", c.cpus_per_trial)
     if c.gpus_per_trial < 0:
         bad("gpus_per_trial", "must be 0 or more", c.gpus_per_trial)
+    if c.tracking not in TRACKING:
+        bad("tracking", f"must be one of {', '.join(TRACKING)}", c.tracking)
+    if c.tracking_uri is not None and c.tracking != "mlflow":
+        bad("tracking_uri", "is for tracking: mlflow", c.tracking_uri)
     if c.cv_folds < 1:
         bad("cv_folds", "must be at least 1 (1: one validation split; K > 1: K group folds per trial)", c.cv_folds)
     if c.asha.max_epochs < 1:

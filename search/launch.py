@@ -25,6 +25,7 @@ from .progress import SweepProgress
 from .record import read_record, sweep_record, trial_dirname, write_sweep
 from .results import results_table, save_results, format_table
 from .space import suggest
+from .tracking import tracking_callbacks
 from .trainable import train_trial
 
 __all__ = ["launch", "StorageError"]
@@ -163,7 +164,8 @@ def _new_tuner(cfg: SweepConfig, trainable: Any, storage_path: str, name: str, r
             checkpoint_config=_checkpoint_config(cfg),
             failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
             callbacks=[SweepProgress(metric=cfg.reported_metric, mode=cfg.mode, num_samples=cfg.num_samples,
-                                     max_t=cfg.max_t, unit="fold" if cfg.cross_validated else "epoch")],
+                                     max_t=cfg.max_t, unit="fold" if cfg.cross_validated else "epoch"),
+                       *tracking_callbacks(cfg, run_dir, experiment=name)],
             verbose=0,
             log_to_file=True,
         ),

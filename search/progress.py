@@ -15,10 +15,10 @@ class SweepProgress(Callback):
     """Prints a status line when something changes (at most every `interval` seconds) and at the end."""
 
     def __init__(self, *, metric: str, mode: str, num_samples: int, max_t: int, unit: str = "epoch",
-                 interval: float = 5.0) -> None:
+                 interval: float = 5.0, heartbeat: float = 30.0) -> None:
         self.metric, self.mode = metric, mode
         self.num_samples, self.max_t, self.unit = num_samples, max_t, unit
-        self.interval = interval
+        self.interval, self.heartbeat = interval, heartbeat
         self._best: tuple[float, str, int] | None = None
         self._last_print = 0.0
         self._start = time.monotonic()
@@ -30,6 +30,11 @@ class SweepProgress(Callback):
             if better:
                 self._best = (float(value), trial.trial_id, int(result.get("training_iteration", 0)))
         self._maybe_print(trials)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        # A k-fold trial reports once per fold (minutes apart on a CPU): keep a heartbeat meanwhile.
+        if time.monotonic() - self._last_print >= self.heartbeat:
+            self._maybe_print(trials, force=True)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._maybe_print(trials, force=True)

@@ -32,7 +32,7 @@ def job(tmp_path_factory, isolated_cache_dir):
     config = sweep_yaml(
         root / "s.yaml", data, metric="val_auc", mode="max", cv_folds=3, num_samples=4, max_concurrent=2,
         asha={"max_epochs": 2, "grace_period": 1, "reduction_factor": 2},
-        first_trials=[{"lr": 0.01, "batch_size": 16, "optimizer": "adamw"}],
+        first_trials=[{"lr": 0.01, "batch_size": 16, "optimizer": "adamw"}], tracking="mlflow",
     )
     out = root / "out"
     env = {**__import__("os").environ, "LUNGSWEEP_CACHE": str(isolated_cache_dir)}
@@ -75,6 +75,18 @@ def test_the_sweep_ranks_bags_by_their_pooled_out_of_fold_metric(job):
         bag = read_bag(Path(row.checkpoint))
         assert bag["folds_done"] == [0, 1, 2]
         assert row.best_metric == pytest.approx(bag["metrics"]["oof_auc"])
+
+
+def test_every_trial_is_an_mlflow_run_in_the_sweeps_database(job):
+    from mlflow.tracking import MlflowClient
+
+    sweep = job["out"] / "sweep"
+    client = MlflowClient(tracking_uri=f"sqlite:///{sweep / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("sweep")
+    runs = client.search_runs([experiment.experiment_id])
+    table = pd.read_parquet(sweep / "results.parquet")
+    assert len(runs) == len(table)
+    assert all("oof_auc" in run.data.metrics for run in runs)
 
 
 def test_the_ensemble_is_fitted_out_of_fold_and_scored_on_the_untouched_holdout(job, tmp_path, caplog):

@@ -72,6 +72,7 @@ class TrainConfig:
     eval_batch_size: int = 128
     num_threads: int | None = None  # torch intra-op threads; None keeps torch's choice
     progress: bool = True
+    tensorboard: str | None = None  # also write each epoch's metrics as TensorBoard events to this folder
 
     def __post_init__(self) -> None:
         _validate(self)

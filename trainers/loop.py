@@ -38,7 +38,8 @@ __all__ = ["EpochReport", "TrainResult", "train", "resolve_device"]
 log = logging.getLogger(__name__)
 
 # Keys that may differ between a run and its resumption; any other difference is refused.
-RESUMABLE_CHANGES = {"epochs", "patience", "progress", "device", "num_threads", "eval_batch_size", "cache_dir"}
+RESUMABLE_CHANGES = {"epochs", "patience", "progress", "device", "num_threads", "eval_batch_size", "cache_dir",
+                     "tensorboard"}
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,7 @@ def train(
     }
 
     sign = -1.0 if cfg.monitor == "val_loss" else 1.0  # we maximise sign * metric
+    events = _tensorboard(cfg.tensorboard)
     stop_reason = "max_epochs"
     epoch = start_epoch
     for epoch in range(start_epoch, cfg.epochs):
@@ -245,6 +247,10 @@ def train(
             "train_images_per_second": len(order) * order.shape[-1] / train_seconds,
         }
         history.append(metrics)
+        if events is not None:
+            for key, v in metrics.items():
+                events.add_scalar(key, v, epoch + 1)
+            events.flush()
         value = sign * metrics[cfg.monitor]
         is_best = fold_mode or (not math.isnan(value) and value > best_value)
         if is_best:
@@ -293,12 +299,23 @@ def train(
         if out_of_patience:
             stop_reason = f"early stopping: no {cfg.monitor} gain for {cfg.patience} epochs"
             break
+    if events is not None:
+        events.close()
     epochs_run = len(history)
     summary = {"best_epoch": best_epoch, "epochs_run": epochs_run, "stop_reason": stop_reason, **best_metrics}
     atomic_write_text(out_dir / "metrics.json", _json(summary))
     log.info("done: %s; best epoch %d, %s %.4f -> %s", stop_reason, best_epoch, cfg.monitor,
              best_metrics.get(cfg.monitor, float("nan")), best_dir)
     return TrainResult(out_dir, best_epoch, best_metrics, epochs_run, stop_reason, history)
+
+
+def _tensorboard(folder: str | None) -> Any:
+    """A TensorBoard event writer (tensorboardX: no TensorFlow needed), or None."""
+    if folder is None:
+        return None
+    from tensorboardX import SummaryWriter
+
+    return SummaryWriter(logdir=str(folder))
 
 
 def _by_id(ds: Any, index: np.ndarray, margin: np.ndarray) -> dict[str, dict[str, float]]:

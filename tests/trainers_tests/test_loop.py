@@ -128,3 +128,29 @@ def test_two_phase_fine_tuning_freezes_then_unfreezes(tmp_path, synthetic_data):
     assert set_trainable(model, cfg, 1) == "top1"
     trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
     assert "fc" in trainable and "conv1" not in trainable and len(trainable) >= 2
+
+
+def _event_tags(folder) -> dict[str, list[float]]:
+    """Scalars in TensorBoard event files, read with tensorboardX's own protobufs (TFRecord framing)."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    scalars: dict[str, list[float]] = {}
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        data = path.read_bytes()
+        pos = 0
+        while pos + 12 <= len(data):
+            (length,) = struct.unpack("<Q", data[pos:pos + 8])
+            event = Event.FromString(data[pos + 12:pos + 12 + length])
+            pos += 12 + length + 4
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, []).append(value.simple_value)
+    return scalars
+
+
+def test_tensorboard_events_hold_every_epoch(tmp_path, synthetic_data):
+    result = train(tiny_config(synthetic_data, epochs=2, tensorboard=str(tmp_path / "tb")), tmp_path / "run")
+    scalars = _event_tags(tmp_path / "tb")
+    assert len(scalars["val_auc"]) == 2 and len(scalars["train_loss"]) == 2
+    assert scalars["val_auc"][-1] == pytest.approx(result.history[-1]["val_auc"], abs=1e-6)
