@@ -6,6 +6,7 @@ import functools
 import ipaddress
 import logging
 import os
+import socket
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from trainers import LungsweepError, prepare_data
+from trainers import ConfigError, LungsweepError, prepare_data
 from trainers.audit import AUDIT_FILE, AUDIT_HTML, audit_config, format_audit, write_audit
 
 from .config import SweepConfig
@@ -27,13 +28,35 @@ from .results import results_table, save_results, format_table
 from .space import suggest
 from .trainable import train_trial
 
-__all__ = ["launch", "StorageError"]
+__all__ = ["launch", "StorageError", "ClusterError"]
 
 log = logging.getLogger(__name__)
 
 
 class StorageError(LungsweepError):
     """The run folder is not reachable from every node of the cluster."""
+
+
+class ClusterError(LungsweepError):
+    """The Ray cluster named by --address cannot be reached."""
+
+
+def _check_reachable(address: str | None) -> None:
+    """HOST:PORT and ray://HOST:PORT must accept a connection; Ray itself would retry for a minute or more."""
+    if address is None or address == "auto":
+        return
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(f"--address {address!r} is not auto, HOST:PORT or ray://HOST:10001")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as e:
+        raise ClusterError(_unreachable(address, e)) from e
+
+
+def _unreachable(address: str | None, e: Exception) -> str:
+    return (f"cannot reach a Ray cluster at --address {address!r} ({e}); start it first (ray start --head, "
+            "or ray up cluster.yaml), check the host and port, or leave --address out to run on this machine")
 
 
 def launch(
@@ -45,14 +68,19 @@ def launch(
 ) -> Any:
     """Run (or continue) the sweep in `out`; returns the results table (pandas)."""
     storage_path, name, run_dir = _storage(cfg, out)
+    _study_storage(cfg.study_storage)  # a bad URL is named before any Ray process starts
     # Tune warns on every forced state snapshot; with a few checkpoints per trial that is noise
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     started_here = not ray.is_initialized()
     if started_here:
         # A local Ray starts with the CPUs and GPUs it finds, listening on loopback only;
         # "auto", HOST:PORT or ray://HOST:10001 joins a running cluster.
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
-                 _node_ip_address=_driver_ip(address))
+        _check_reachable(address)
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                     _node_ip_address=_driver_ip(address))
+        except ConnectionError as e:
+            raise ClusterError(_unreachable(address, e)) from e
     try:
         _prepare_every_node(cfg, run_dir if "://" not in storage_path else None)
         if "://" not in storage_path:
@@ -187,7 +215,14 @@ def _study_storage(study_storage: str | None) -> optuna.storages.BaseStorage | N
     if study_storage is None:
         return None
     url = study_storage if "://" in study_storage else f"sqlite:///{Path(study_storage).resolve()}"
-    return optuna.storages.RDBStorage(url)
+    try:
+        return optuna.storages.RDBStorage(url)
+    except Exception as e:  # SQLAlchemy raises its own types: a bad URL, a missing driver, a refused connection
+        raise ConfigError(
+            f"study_storage {study_storage!r} cannot be opened ({type(e).__name__}: {e}); give a sqlite file "
+            "path, or a URL such as sqlite:////abs/study.db or postgresql://user@host/db whose server is up "
+            "and whose driver is installed"
+        ) from e
 
 
 def _check_same_sweep(cfg: SweepConfig, run_dir: Path) -> None:
