@@ -23,6 +23,7 @@ from trainers.audit import AUDIT_FILE, AUDIT_HTML, audit_config, format_audit, w
 
 from .config import SweepConfig
 from .progress import SweepProgress
+from .recovery import RecoverCheckpoints
 from .record import read_record, sweep_record, trial_dirname, write_sweep
 from .results import results_table, save_results, format_table
 from .space import suggest
@@ -191,7 +192,8 @@ def _new_tuner(cfg: SweepConfig, trainable: Any, storage_path: str, name: str, r
             checkpoint_config=_checkpoint_config(cfg),
             failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
             callbacks=[SweepProgress(metric=cfg.reported_metric, mode=cfg.mode, num_samples=cfg.num_samples,
-                                     max_t=cfg.max_t, unit="fold" if cfg.cross_validated else "epoch")],
+                                     max_t=cfg.max_t, unit="fold" if cfg.cross_validated else "epoch"),
+                       RecoverCheckpoints()],  # a crash can outrun Tune's snapshot: see search/recovery.py
             verbose=0,
             log_to_file=True,
         ),
