@@ -24,7 +24,7 @@ from trainers.audit import AUDIT_FILE, AUDIT_HTML, audit_config, format_audit, w
 from .config import SweepConfig
 from .progress import SweepProgress
 from .recovery import RecoverCheckpoints
-from .record import read_record, sweep_record, trial_dirname, write_sweep
+from .record import new_sweep_id, read_record, read_sweep_id, study_name, sweep_record, trial_dirname, write_sweep
 from .results import results_table, save_results, format_table
 from .space import suggest
 from .trainable import train_trial
@@ -151,13 +151,15 @@ def _trainable(cfg: SweepConfig) -> Any:
 
 
 def _new_tuner(cfg: SweepConfig, trainable: Any, storage_path: str, name: str, run_dir: Path) -> tune.Tuner:
+    # a record without Tune state (a crash before Tune's first snapshot) keeps its id, so its study too
+    sweep_id = (read_sweep_id(run_dir) if "://" not in storage_path else None) or new_sweep_id()
     sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=cfg.startup_trials)
     searcher = OptunaSearch(
         space=functools.partial(_define_by_run, specs=cfg.space, fixed=cfg.base_train_config().to_dict()),
         metric=cfg.searcher_metric,
         mode=cfg.mode,
         sampler=sampler,
-        study_name=name,
+        study_name=study_name(name, sweep_id),  # never an older sweep's study that had the same folder name
         storage=_study_storage(cfg.study_storage),
         points_to_evaluate=[dict(t) for t in cfg.first_trials] or None,
     )
@@ -172,7 +174,7 @@ def _new_tuner(cfg: SweepConfig, trainable: Any, storage_path: str, name: str, r
     )
     if "://" not in storage_path:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_sweep(run_dir, cfg)
+        write_sweep(run_dir, cfg, sweep_id)
     return tune.Tuner(
         trainable,
         # metric and mode live on the searcher and the scheduler: Tune's concurrency
@@ -239,6 +241,18 @@ def _check_same_sweep(cfg: SweepConfig, run_dir: Path) -> None:
                 f"{run_dir} holds a sweep with another {key!r}; resume it with the same config, "
                 "or launch into a new --out folder"
             )
+    # TPE's samples follow the seed and its random start: a change would make one sweep two searches
+    for key in ("seed", "startup_trials"):
+        if key in before and before[key] != now[key]:
+            raise ConfigError(
+                f"{run_dir} was launched with {key} {before[key]!r}, this launch asks for {now[key]!r}; "
+                f"resume with {key}: {before[key]!r}, or launch into a new --out folder"
+            )
+    # Tune restores its own trial budget: a new count cannot be applied, but it harms nothing
+    if "num_samples" in before and before["num_samples"] != now["num_samples"]:
+        print(f"note: {run_dir} was launched with num_samples {before['num_samples']}; the resumed sweep keeps "
+              f"that budget (Tune restores it), not {now['num_samples']}. For more trials, launch a new --out "
+              "folder (with first_trials: to start from the best configs)", flush=True)
 
 
 def _audit_once(cfg: SweepConfig, run_dir: Path) -> None:
