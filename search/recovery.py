@@ -7,7 +7,8 @@ checkpoint" is gone, and the restored trial fails twice with "Could not recover 
 checkpoint as it does not exist on storage anymore" (issue 14).
 
 `RecoverCheckpoints` runs before the first trial of a resumed sweep starts: for each
-unfinished trial whose recorded checkpoint is missing it rebuilds the trial's checkpoint
+unfinished trial with a recorded checkpoint that is missing (the latest, which Tune
+would restore from, or an older one, which Tune would fail to delete) it rebuilds the trial's checkpoint
 list from its result.json (every reported result names its checkpoint folder, and a
 result is only reported once its checkpoint was copied whole) and the folders that
 still exist, so the trial continues from the newest complete one (or starts over if none
@@ -78,24 +79,29 @@ def _recover(trial: Any) -> None:
     from ray.train._internal.checkpoint_manager import _CheckpointManager
     from ray.train._internal.session import _TrainingResult
 
-    recorded = trial.checkpoint
+    old = trial.run_metadata.checkpoint_manager
+    tracked = [r.checkpoint for r in [*old.best_checkpoint_results, old.latest_checkpoint_result] if r is not None]
     fs = trial.storage.storage_filesystem
-    if recorded is None or fs.get_file_info(recorded.path).type == pyarrow.fs.FileType.Directory:
+    infos = fs.get_file_info([c.path for c in tracked]) if tracked else []
+    gone = [c.path.rsplit("/", 1)[-1] for c, info in zip(tracked, infos) if info.type != pyarrow.fs.FileType.Directory]
+    if not gone:
         return
+    # Tune would fail to restore from a deleted latest, and fail again deleting a deleted one later
     trial_path = trial.storage.trial_fs_path
     existing = reported_checkpoints(fs, trial_path)
-    manager = _CheckpointManager(trial.run_metadata.checkpoint_manager.checkpoint_config)
+    manager = _CheckpointManager(old.checkpoint_config)
     for name, metrics in existing:  # in order, so Tune keeps the best N and the latest as it would have
         manager.register_checkpoint(
             _TrainingResult(checkpoint=Checkpoint(f"{trial_path}/{name}", filesystem=fs), metrics=metrics)
         )
     trial.run_metadata.checkpoint_manager = manager
+    gone_text = ", ".join(sorted(set(gone)))
     if existing:
         # the next checkpoint goes after the newest folder, never over one that exists
         trial.storage.current_checkpoint_index = int(existing[-1][0].rsplit("_", 1)[-1]) + 1
-        log.warning("trial %s: its recorded checkpoint %s was deleted before the crash; resuming from %s",
-                    trial.trial_id, recorded.path.rsplit("/", 1)[-1], existing[-1][0])
+        log.warning("trial %s: its recorded checkpoint(s) %s were deleted before the crash; resuming from %s",
+                    trial.trial_id, gone_text, existing[-1][0])
     else:
-        log.warning("trial %s: no checkpoint of it is left (%s was deleted before the crash); it starts over",
-                    trial.trial_id, recorded.path.rsplit("/", 1)[-1])
+        log.warning("trial %s: no checkpoint of it is left (%s were deleted before the crash); it starts over",
+                    trial.trial_id, gone_text)
     trial.invalidate_json_state()

@@ -115,11 +115,19 @@ def _last(history: pd.DataFrame | None, metric: str) -> tuple[int, float]:
 
 def _best_checkpoint(trial: Any, metric: str, mode: str) -> str | None:
     results = trial.run_metadata.checkpoint_manager.best_checkpoint_results
-    scored = [r for r in results if isinstance(r.metrics.get(metric), (int, float)) and not math.isnan(r.metrics[metric])]
+    scored = [r for r in results if isinstance(r.metrics.get(metric), (int, float)) and not math.isnan(r.metrics[metric])
+              and _exists(r.checkpoint)]
     if not scored:
         return None
     pick = max if mode == "max" else min
     return pick(scored, key=lambda r: r.metrics[metric]).checkpoint.path
+
+
+def _exists(checkpoint: Any) -> bool:
+    """A sweep killed between a checkpoint's deletion and Tune's next snapshot still lists it."""
+    import pyarrow.fs
+
+    return checkpoint.filesystem.get_file_info(checkpoint.path).type == pyarrow.fs.FileType.Directory
 
 
 def _present(v: Any) -> bool:

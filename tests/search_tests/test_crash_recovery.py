@@ -48,8 +48,8 @@ def keep_best_and_newest(run_dir: Path) -> None:
 
 
 def test_a_sweep_killed_after_every_epoch_finishes_every_trial(tmp_path, isolated_cache):
-    # epochs of a second or two (240 images), so that the kill lands before the next epoch is reported
-    data = make_dataset(tmp_path / "data", groups_per_class=40, per_group=3, seed=3)
+    # epochs of a few seconds (600 images), so that the kill lands before the next epoch is reported
+    data = make_dataset(tmp_path / "data", groups_per_class=100, per_group=3, seed=3)
     # keep_checkpoints 2 as in the issue; val_loss: a worse epoch deletes an older checkpoint at once
     config = sweep_yaml(tmp_path / "s.yaml", data, num_samples=2, max_concurrent=1, keep_checkpoints=2,
                         asha={"max_epochs": 4, "grace_period": 4, "reduction_factor": 2},
@@ -81,9 +81,10 @@ def test_a_sweep_killed_after_every_epoch_finishes_every_trial(tmp_path, isolate
             break  # finished on its own: the results table was printed
         assert kills <= 14, f"still not done after {kills} kills; last log:\n{log.read_text()[-3000:]}"
     text = "\n".join(p.read_text() for p in logs)
-    assert kills >= 5, "the sweep was killed at too few points to test anything"
-    assert "does not exist on storage anymore" not in text
-    assert "was deleted before the crash; resuming from checkpoint_" in text, "no resume met a deleted checkpoint"
+    # a trial can run an epoch or two ahead of the driver, so a kill may land after its next report
+    assert kills >= 3, "the sweep was killed at too few points to test anything"
+    assert "does not exist on storage anymore" not in text and "Error handling checkpoint" not in text
+    assert "were deleted before the crash; resuming from checkpoint_" in text, "no resume met a deleted checkpoint"
     table = load_results(out)
     assert len(table) == 2 and set(table.status) == {"completed"}, table[["trial_id", "status", "epochs"]]
     assert set(table.epochs) == {4}
