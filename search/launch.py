@@ -99,8 +99,7 @@ def launch(
         results = tuner.fit()
         _fail_if_every_trial_errored(results, run_dir)
         table = results_table(results, cfg)
-        if "://" not in storage_path:
-            save_results(table, run_dir, cfg)
+        save_results(table, run_dir, cfg)  # a folder, or beside Tune's state at the cloud URI
         print(format_table(table, cfg.reported_metric), flush=True)
         return table
     finally:
@@ -108,7 +107,7 @@ def launch(
             ray.shutdown()
 
 
-def _fail_if_every_trial_errored(results: Any, run_dir: Path) -> None:
+def _fail_if_every_trial_errored(results: Any, run_dir: str | Path) -> None:
     errors = [r.error for r in results]
     if errors and all(e is not None for e in errors):
         raise LungsweepError(
@@ -131,7 +130,7 @@ def _driver_ip(address: str | None) -> str | None:
         return None
 
 
-def _storage(cfg: SweepConfig, out: str | Path) -> tuple[str, str, Path]:
+def _storage(cfg: SweepConfig, out: str | Path) -> tuple[str, str, Any]:
     out = Path(out)
     if cfg.storage is None:
         storage = str(out.resolve().parent)
@@ -139,7 +138,8 @@ def _storage(cfg: SweepConfig, out: str | Path) -> tuple[str, str, Path]:
         storage = cfg.storage
     else:
         storage = str(Path(cfg.storage).resolve())
-    run_dir = Path(storage) / out.name if "://" not in storage else Path(out.name)
+    # RUN_DIR: a local folder, or the experiment's URI (its record and results go there through pyarrow.fs)
+    run_dir = Path(storage) / out.name if "://" not in storage else f"{storage.rstrip('/')}/{out.name}"
     return storage, out.name, run_dir
 
 
@@ -150,9 +150,9 @@ def _trainable(cfg: SweepConfig) -> Any:
     return tune.with_resources(fn, resources)
 
 
-def _new_tuner(cfg: SweepConfig, trainable: Any, storage_path: str, name: str, run_dir: Path) -> tune.Tuner:
+def _new_tuner(cfg: SweepConfig, trainable: Any, storage_path: str, name: str, run_dir: str | Path) -> tune.Tuner:
     # a record without Tune state (a crash before Tune's first snapshot) keeps its id, so its study too
-    sweep_id = (read_sweep_id(run_dir) if "://" not in storage_path else None) or new_sweep_id()
+    sweep_id = read_sweep_id(run_dir) or new_sweep_id()
     sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=cfg.startup_trials)
     searcher = OptunaSearch(
         space=functools.partial(_define_by_run, specs=cfg.space, fixed=cfg.base_train_config().to_dict()),
@@ -173,8 +173,8 @@ def _new_tuner(cfg: SweepConfig, trainable: Any, storage_path: str, name: str, r
         reduction_factor=cfg.asha.reduction_factor,
     )
     if "://" not in storage_path:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_sweep(run_dir, cfg, sweep_id)
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+    write_sweep(run_dir, cfg, sweep_id)
     return tune.Tuner(
         trainable,
         # metric and mode live on the searcher and the scheduler: Tune's concurrency
@@ -229,11 +229,11 @@ def _study_storage(study_storage: str | None) -> optuna.storages.BaseStorage | N
         ) from e
 
 
-def _check_same_sweep(cfg: SweepConfig, run_dir: Path) -> None:
+def _check_same_sweep(cfg: SweepConfig, run_dir: str | Path) -> None:
     try:
         before = read_record(run_dir)
     except LungsweepError:
-        return  # a cloud sweep, or one whose record was never written: Tune's own state decides
+        return  # a sweep whose record was never written: Tune's own state decides
     now = sweep_record(cfg)
     for key in ("train", "space", "metric", "mode", "asha"):
         if before.get(key) != now.get(key):

@@ -7,18 +7,22 @@ export only read what is here, so they import this module and never Ray.
     RUN_DIR/results.parquet        one row per trial, ranked (and results.csv)
     RUN_DIR/best_config.yaml       a `lungsweep train --config` file for the winner
     RUN_DIR/trial_<id>/            one Tune trial: progress.csv, checkpoint_NNNNNN/, logs
+
+RUN_DIR is a local folder or a URI (s3://, gs://, file://, with `storage:` in sweep.yaml):
+the record and the results tables are read and written through pyarrow.fs (search.storage).
 """
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainers.atomic import atomic_write_text
 from trainers.errors import LungsweepError
 
+from . import storage
 from .config import SweepConfig, parse_sweep_config
 
 if TYPE_CHECKING:
@@ -49,8 +53,7 @@ def trial_dir(run_dir: str | Path, trial_id: str) -> Path:
 
 
 def is_sweep(path: str | Path) -> bool:
-    path = Path(path)
-    return (path / SWEEP_FILE).is_file() or (path / RESULTS_PARQUET).is_file()
+    return storage.exists(storage.join(path, SWEEP_FILE)) or storage.exists(storage.join(path, RESULTS_PARQUET))
 
 
 def sweep_record(cfg: SweepConfig, sweep_id: str | None = None) -> dict[str, Any]:
@@ -66,9 +69,10 @@ def sweep_record(cfg: SweepConfig, sweep_id: str | None = None) -> dict[str, Any
     return json.loads(json.dumps(record, default=str))
 
 
-def write_sweep(run_dir: str | Path, cfg: SweepConfig, sweep_id: str | None = None) -> Path:
-    path = Path(run_dir) / SWEEP_FILE
-    atomic_write_text(path, json.dumps(sweep_record(cfg, sweep_id), indent=1))
+def write_sweep(run_dir: str | Path, cfg: SweepConfig, sweep_id: str | None = None) -> str | Path:
+    """RUN_DIR/SWEEP_FILE; RUN_DIR a folder or a URI (s3://, gs://, file://)."""
+    path = storage.join(run_dir, SWEEP_FILE)
+    storage.write_text(path, json.dumps(sweep_record(cfg, sweep_id), indent=1))
     return path
 
 
@@ -92,11 +96,12 @@ def study_name(run_name: str, sweep_id: str) -> str:
 
 def read_record(run_dir: str | Path) -> dict[str, Any]:
     """SWEEP_FILE as written, or a named error saying what RUN_DIR should be."""
-    path = Path(run_dir) / SWEEP_FILE
-    if not path.is_file():
+    path = storage.join(run_dir, SWEEP_FILE)
+    data = storage.read_bytes(path)
+    if data is None:
         raise LungsweepError(f"{run_dir} holds no lungsweep sweep ({SWEEP_FILE} is missing); give the --out of a launch")
     try:
-        record = json.loads(path.read_text())
+        record = json.loads(data.decode())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise LungsweepError(f"{path} is damaged (not valid JSON: {e}); launch the sweep again") from e
     if not isinstance(record, dict):
@@ -115,17 +120,18 @@ def read_sweep(run_dir: str | Path) -> SweepConfig:
             entry["when"] = {key: list(values) for key, values in spec["when"]}
         space[spec["name"]] = entry
     raw["space"] = space
-    return parse_sweep_config(raw, source=str(Path(run_dir) / SWEEP_FILE))
+    return parse_sweep_config(raw, source=str(storage.join(run_dir, SWEEP_FILE)))
 
 
 def read_results(run_dir: str | Path) -> "pd.DataFrame":
     """results.parquet, ranked; a named error when `lungsweep results` has not written it yet."""
     import pandas as pd
 
-    path = Path(run_dir) / RESULTS_PARQUET
-    if not path.is_file():
+    path = storage.join(run_dir, RESULTS_PARQUET)
+    data = storage.read_bytes(path)
+    if data is None:
         raise LungsweepError(f"{path} is missing: run `lungsweep results {run_dir}` first (or give a sweep's --out)")
-    return pd.read_parquet(path).sort_values("rank").reset_index(drop=True)
+    return pd.read_parquet(io.BytesIO(data)).sort_values("rank").reset_index(drop=True)
 
 
 def trial_status(tune_status: str, last: dict[str, Any], max_epochs: int) -> str:
