@@ -68,7 +68,11 @@ class RecoverCheckpoints(Callback):
         self._checked = True  # trials created after this never had a snapshot
         for trial in trials:
             if trial.status != "TERMINATED":
-                _recover(trial)
+                try:
+                    _recover(trial)
+                except Exception as e:  # it reads Ray's private bookkeeping: a Ray upgrade must not stop a resume
+                    log.warning("trial %s: could not check its checkpoints (%s: %s); Tune resumes it as recorded",
+                                trial.trial_id, type(e).__name__, e)
 
     def get_state(self) -> dict | None:
         return None  # checked afresh in every driver process: a restore always starts unchecked

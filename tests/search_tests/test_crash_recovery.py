@@ -5,6 +5,7 @@ newer one, so a hard crash could leave a trial whose recorded checkpoint is gone
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -45,6 +46,19 @@ def keep_best_and_newest(run_dir: Path) -> None:
         for name, _ in reported[:-1]:
             if name != best:
                 shutil.rmtree(trial / name)
+
+
+def test_reported_checkpoints_are_the_existing_folders_in_order_with_their_metrics(tmp_path):
+    for name in ("checkpoint_000000", "checkpoint_000002", "checkpoint_000003"):
+        (tmp_path / name).mkdir()
+    lines = [{"checkpoint_dir_name": f"checkpoint_00000{i}", "training_iteration": i + 1, "val_loss": 1.0 - i / 10}
+             for i in range(4)]
+    lines[3] = {**lines[2], "val_loss": 0.5}  # a restored trial reports checkpoint_000002 again: the last wins
+    text = "\n".join(json.dumps(r) for r in lines) + '\n{"checkpoint_dir_name": "checkpoint_000003", "val'
+    (tmp_path / "result.json").write_text(text)  # the last line torn by the kill
+    found = reported_checkpoints(pyarrow.fs.LocalFileSystem(), str(tmp_path))
+    assert [(name, m["val_loss"]) for name, m in found] == [("checkpoint_000000", 1.0), ("checkpoint_000002", 0.5)]
+    assert reported_checkpoints(pyarrow.fs.LocalFileSystem(), str(tmp_path / "nowhere")) == []
 
 
 def test_a_sweep_killed_after_every_epoch_finishes_every_trial(tmp_path, isolated_cache):
