@@ -137,10 +137,17 @@ def read_manifest(folder: Path) -> dict[str, Any]:
 def verify_files(folder: Path, manifest: dict[str, Any]) -> None:
     """Every file the manifest lists is there with its recorded size and sha256."""
     files = manifest["files"]
+    if not isinstance(files, dict):
+        raise ArtifactError(f"{folder / MANIFEST}: 'files' must map file names to their bytes and sha256; export again")
     if manifest["model_file"] not in files:
         raise ArtifactError(f"{folder / MANIFEST} does not list the model file {manifest['model_file']!r}")
     for name, recorded in files.items():
         path = folder / name
+        if not isinstance(recorded, dict) or not {"bytes", "sha256"} <= set(recorded):
+            raise ArtifactError(
+                f"{folder / MANIFEST}: the entry for {name!r} lacks 'bytes' or 'sha256' (got {recorded!r}); "
+                "the manifest was edited or damaged: export the model again"
+            )
         if Path(name).is_absolute() or ".." in Path(name).parts:
             raise ArtifactError(f"{folder / MANIFEST} lists {name!r}, which is outside the folder")
         if not path.is_file():

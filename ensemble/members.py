@@ -20,7 +20,7 @@ from trainers.bag import fold_checkpoints, is_bag, read_bag
 from .errors import EnsembleError
 
 __all__ = [
-    "Member", "StoredPredictions", "HoldoutPredictions", "check_compatible", "holdout_predictions", "load_member_meta",
+    "Member", "StoredPredictions", "HoldoutPredictions", "check_compatible", "check_member_count", "holdout_predictions", "load_member_meta",
     "oof_predictions", "pick_members", "split_predictions",
 ]
 
@@ -59,9 +59,28 @@ class StoredPredictions:
 HoldoutPredictions = StoredPredictions  # the name older code imports
 
 
+# what a member's meta must hold for the ensemble step, beyond what every checkpoint reader needs
+MEMBER_KEYS = {"checkpoint.json": ("split", "predictions"), "bag.json": ()}  # bag.json: read_bag checks its own
+
+
 def load_member_meta(folder: Path) -> dict[str, Any]:
-    """bag.json for a bag folder, else checkpoint.json."""
-    return read_bag(folder) if is_bag(folder) else read_meta(folder)
+    """bag.json for a bag folder, else checkpoint.json, with the split and stored predictions ensembling reads."""
+    name = "bag.json" if is_bag(folder) else "checkpoint.json"
+    meta = read_bag(folder) if is_bag(folder) else read_meta(folder)
+    missing = [k for k in MEMBER_KEYS[name] if k not in meta]
+    if missing:
+        raise EnsembleError(
+            f"{folder / name} lacks {', '.join(map(repr, missing))}: it was written by an older lungsweep or edited; "
+            "run the sweep again (or leave this trial out with --trials)"
+        )
+    return meta
+
+
+def check_member_count(top: Any) -> int:
+    """--members: a whole number of at least 1 (checked before any sweep or fit starts)."""
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise EnsembleError(f"--members must be a whole number of at least 1, got {top!r}; e.g. --members 5")
+    return top
 
 
 def pick_members(run_dir: str | Path, *, top: int | None = None, trials: list[str] | None = None) -> list[Member]:
@@ -71,6 +90,8 @@ def pick_members(run_dir: str | Path, *, top: int | None = None, trials: list[st
     by ASHA after one fold has out-of-fold predictions for part of the pool only.
     """
     run_dir = Path(run_dir)
+    if not trials:
+        top = check_member_count(5 if top is None else top)  # before reading anything
     try:
         table = read_results(run_dir)
     except LungsweepError as e:
@@ -89,9 +110,6 @@ def pick_members(run_dir: str | Path, *, top: int | None = None, trials: list[st
             why = " (a k-fold trial must finish every fold)" if usable == ("completed",) else ""
             raise EnsembleError(f"trial {row.trial_id} has no usable checkpoint (status {row.status}){why}")
     else:
-        top = 5 if top is None else top
-        if isinstance(top, bool) or not isinstance(top, int) or top < 1:
-            raise EnsembleError(f"--members must be a whole number of at least 1, got {top!r}")
         candidates = table[table.status.isin(usable) & table.checkpoint.notna()]
         chosen = candidates.head(top)
         if 0 < len(chosen) < top:
@@ -188,4 +206,10 @@ def _stored(member: Member, split: str) -> dict[str, dict[str, Any]]:
         return member.meta[split]
     if split == "oof":
         raise EnsembleError(f"trial {member.trial_id} is not a k-fold bag: it has no out-of-fold predictions")
-    return member.meta["predictions"][split]
+    stored = member.meta["predictions"]
+    if not isinstance(stored, dict) or not isinstance(stored.get(split), dict):
+        raise EnsembleError(
+            f"{member.checkpoint / 'checkpoint.json'} has no stored {split!r} predictions (predictions.{split}); "
+            "it was written by an older lungsweep or edited: run the sweep again, or leave this trial out with --trials"
+        )
+    return stored[split]

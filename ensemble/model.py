@@ -102,9 +102,15 @@ class EnsembleModel:
     @classmethod
     def _load(cls, folder: Path) -> "EnsembleModel":
         if (folder / ENSEMBLE_JSON).is_file():
-            manifest = json.loads((folder / ENSEMBLE_JSON).read_text())
+            manifest = _read_ensemble_json(folder / ENSEMBLE_JSON)
             members = [load_member(folder / "members" / t, t) for t in manifest["members"]]
-            pipeline = EnsemblePipeline.from_dict(manifest["pipeline"])
+            try:
+                pipeline = EnsemblePipeline.from_dict(manifest["pipeline"])
+            except (KeyError, TypeError, ValueError) as e:
+                if isinstance(e, EnsembleError):
+                    raise
+                raise EnsembleError(f"{folder / ENSEMBLE_JSON}: its 'pipeline' is malformed ({e!r}); "
+                                    "run `lungsweep ensemble` again") from e
             return cls(members=members, pipeline=pipeline, tta=manifest["tta"], classes=manifest["classes"],
                        positive=manifest["positive"], manifest=manifest)
         if (folder / "checkpoint.json").is_file() or is_bag(folder):
@@ -132,6 +138,23 @@ class EnsembleModel:
     def proba_from_margins(self, margins: np.ndarray) -> np.ndarray:
         """The fitted pipeline on (N, n_members) member margins."""
         return self.pipeline.predict_proba(margins)
+
+
+ENSEMBLE_KEYS = ("members", "pipeline", "tta", "classes", "positive")  # what loading an ENS_DIR reads
+
+
+def _read_ensemble_json(path: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise EnsembleError(f"{path} is not valid JSON ({e}); run `lungsweep ensemble` again to rewrite it") from e
+    if not isinstance(manifest, dict):
+        raise EnsembleError(f"{path} holds a {type(manifest).__name__}, not an ensemble; run `lungsweep ensemble` again")
+    missing = [k for k in ENSEMBLE_KEYS if k not in manifest]
+    if missing:
+        raise EnsembleError(f"{path} lacks the key(s) {missing}: it was edited or written by another version; "
+                            "run `lungsweep ensemble` again")
+    return manifest
 
 
 def load_member(folder: Path, trial_id: str) -> LoadedMember:

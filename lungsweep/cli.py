@@ -302,6 +302,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# subcommands whose --out is a folder they create (the others write one file there)
+FOLDER_OUT = ("run", "train", "launch", "ensemble", "export")
+
+
+def _check_out_folder(args: argparse.Namespace) -> None:
+    from trainers.errors import ConfigError
+
+    out = getattr(args, "out", None)
+    if args.command in FOLDER_OUT and out and "://" not in str(out) and Path(out).exists() and not Path(out).is_dir():
+        raise ConfigError(f"--out {out} is an existing file, not a folder; give a folder path (new or existing)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -312,6 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from trainers.errors import LungsweepError
 
     try:
+        _check_out_folder(args)
         return args.run(args)
     except LungsweepError as e:
         print(f"lungsweep {args.command}: error: {e}", file=sys.stderr)

@@ -44,8 +44,10 @@ def run_main_job(job: MainJob) -> str:
     from ensemble.export import export_model
     from ensemble.predict import predict
     from ensemble.predictor import load_predictor
+    from ensemble.members import check_member_count
     from search import launch, load_sweep_config
 
+    check_member_count(job.members)  # a bad --members must not wait for the whole sweep to be named
     started = time.monotonic()
     sweep, ens, model = job.out / "sweep", job.out / "ensemble", job.out / "model"
     cfg = load_sweep_config(job.config, {"data": job.data})

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from trainers import TrainConfig, load_yaml
-from trainers.config import MONITOR_METRICS
+from trainers.config import MONITOR_METRICS, check_overridden
 from trainers.errors import ConfigError
 
 from .space import ParamSpec, parse_space
@@ -116,16 +116,32 @@ def load_sweep_config(path: str | Path | None = None, overrides: Mapping[str, An
     if path is None or (str(path) in BUNDLED and not Path(path).exists()):
         path = bundled_sweep(str(path or "default"))
     raw: dict[str, Any] = dict(load_yaml(path))
+    from_file = dict(raw)
     src = str(path)
     for key, value in (overrides or {}).items():
         if value is None:
             continue
         if key == "data":
             raw.setdefault("train", {})
-            raw["train"] = {**(raw["train"] or {}), "data": value}
+            raw["train"] = {**_mapping(raw["train"], "train", src), "data": value}
         else:
             raw[key] = value
-    return parse_sweep_config(raw, source=src)
+    cfg = parse_sweep_config(raw, source=src)
+    # train: is compared as a whole; only its data can be overridden, and only by a path
+    check_overridden({k: v for k, v in from_file.items() if k != "train"}, raw, src,
+                     lambda values: parse_sweep_config(values, source=src))
+    return cfg
+
+
+def _mapping(value: Any, key: str, source: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            f"{source}: {key!r} must be a mapping of keys to values (key: value lines under {key}:), "
+            f"got a {type(value).__name__}: {value!r}"
+        )
+    return dict(value)
 
 
 def parse_sweep_config(raw: Mapping[str, Any], *, source: str = "sweep config") -> SweepConfig:
@@ -133,7 +149,7 @@ def parse_sweep_config(raw: Mapping[str, Any], *, source: str = "sweep config") 
     unknown = sorted(set(raw) - set(allowed))
     if unknown:
         raise ConfigError(f"{source}: unknown key {unknown[0]!r}; allowed keys: {', '.join(allowed)}")
-    train = dict(raw.get("train") or {})
+    train = _mapping(raw.get("train"), "train", source)
     hints = {"epochs": "asha.max_epochs sets every trial's epochs", "progress": "trials never draw bars",
              "monitor": "the sweep's metric is every trial's monitor", "cv_folds": "use the top-level cv_folds",
              "fold": "a trial trains every fold"}

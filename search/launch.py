@@ -6,6 +6,7 @@ import functools
 import ipaddress
 import logging
 import os
+import socket
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,24 +18,47 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from trainers import LungsweepError, prepare_data
+from trainers import ConfigError, LungsweepError, prepare_data
 from trainers.audit import AUDIT_FILE, AUDIT_HTML, audit_config, format_audit, write_audit
 
 from .config import SweepConfig
 from .progress import SweepProgress
-from .record import read_record, sweep_record, trial_dirname, write_sweep
+from .recovery import RecoverCheckpoints
+from .record import new_sweep_id, read_record, read_sweep_id, study_name, sweep_record, trial_dirname, write_sweep
 from .results import results_table, save_results, format_table
 from .space import suggest
 from .tracking import tracking_callbacks
 from .trainable import train_trial
 
-__all__ = ["launch", "StorageError"]
+__all__ = ["launch", "StorageError", "ClusterError"]
 
 log = logging.getLogger(__name__)
 
 
 class StorageError(LungsweepError):
     """The run folder is not reachable from every node of the cluster."""
+
+
+class ClusterError(LungsweepError):
+    """The Ray cluster named by --address cannot be reached."""
+
+
+def _check_reachable(address: str | None) -> None:
+    """HOST:PORT and ray://HOST:PORT must accept a connection; Ray itself would retry for a minute or more."""
+    if address is None or address == "auto":
+        return
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(f"--address {address!r} is not auto, HOST:PORT or ray://HOST:10001")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as e:
+        raise ClusterError(_unreachable(address, e)) from e
+
+
+def _unreachable(address: str | None, e: Exception) -> str:
+    return (f"cannot reach a Ray cluster at --address {address!r} ({e}); start it first (ray start --head, "
+            "or ray up cluster.yaml), check the host and port, or leave --address out to run on this machine")
 
 
 def launch(
@@ -46,14 +70,19 @@ def launch(
 ) -> Any:
     """Run (or continue) the sweep in `out`; returns the results table (pandas)."""
     storage_path, name, run_dir = _storage(cfg, out)
+    _study_storage(cfg.study_storage)  # a bad URL is named before any Ray process starts
     # Tune warns on every forced state snapshot; with a few checkpoints per trial that is noise
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     started_here = not ray.is_initialized()
     if started_here:
         # A local Ray starts with the CPUs and GPUs it finds, listening on loopback only;
         # "auto", HOST:PORT or ray://HOST:10001 joins a running cluster.
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
-                 _node_ip_address=_driver_ip(address))
+        _check_reachable(address)
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                     _node_ip_address=_driver_ip(address))
+        except ConnectionError as e:
+            raise ClusterError(_unreachable(address, e)) from e
     try:
         _prepare_every_node(cfg, run_dir if "://" not in storage_path else None)
         if "://" not in storage_path:
@@ -71,8 +100,7 @@ def launch(
         results = tuner.fit()
         _fail_if_every_trial_errored(results, run_dir)
         table = results_table(results, cfg)
-        if "://" not in storage_path:
-            save_results(table, run_dir, cfg)
+        save_results(table, run_dir, cfg)  # a folder, or beside Tune's state at the cloud URI
         print(format_table(table, cfg.reported_metric), flush=True)
         return table
     finally:
@@ -80,7 +108,7 @@ def launch(
             ray.shutdown()
 
 
-def _fail_if_every_trial_errored(results: Any, run_dir: Path) -> None:
+def _fail_if_every_trial_errored(results: Any, run_dir: str | Path) -> None:
     errors = [r.error for r in results]
     if errors and all(e is not None for e in errors):
         raise LungsweepError(
@@ -103,7 +131,7 @@ def _driver_ip(address: str | None) -> str | None:
         return None
 
 
-def _storage(cfg: SweepConfig, out: str | Path) -> tuple[str, str, Path]:
+def _storage(cfg: SweepConfig, out: str | Path) -> tuple[str, str, Any]:
     out = Path(out)
     if cfg.storage is None:
         storage = str(out.resolve().parent)
@@ -111,7 +139,8 @@ def _storage(cfg: SweepConfig, out: str | Path) -> tuple[str, str, Path]:
         storage = cfg.storage
     else:
         storage = str(Path(cfg.storage).resolve())
-    run_dir = Path(storage) / out.name if "://" not in storage else Path(out.name)
+    # RUN_DIR: a local folder, or the experiment's URI (its record and results go there through pyarrow.fs)
+    run_dir = Path(storage) / out.name if "://" not in storage else f"{storage.rstrip('/')}/{out.name}"
     return storage, out.name, run_dir
 
 
@@ -122,14 +151,16 @@ def _trainable(cfg: SweepConfig) -> Any:
     return tune.with_resources(fn, resources)
 
 
-def _new_tuner(cfg: SweepConfig, trainable: Any, storage_path: str, name: str, run_dir: Path) -> tune.Tuner:
+def _new_tuner(cfg: SweepConfig, trainable: Any, storage_path: str, name: str, run_dir: str | Path) -> tune.Tuner:
+    # a record without Tune state (a crash before Tune's first snapshot) keeps its id, so its study too
+    sweep_id = read_sweep_id(run_dir) or new_sweep_id()
     sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=cfg.startup_trials)
     searcher = OptunaSearch(
         space=functools.partial(_define_by_run, specs=cfg.space, fixed=cfg.base_train_config().to_dict()),
         metric=cfg.searcher_metric,
         mode=cfg.mode,
         sampler=sampler,
-        study_name=name,
+        study_name=study_name(name, sweep_id),  # never an older sweep's study that had the same folder name
         storage=_study_storage(cfg.study_storage),
         points_to_evaluate=[dict(t) for t in cfg.first_trials] or None,
     )
@@ -143,8 +174,8 @@ def _new_tuner(cfg: SweepConfig, trainable: Any, storage_path: str, name: str, r
         reduction_factor=cfg.asha.reduction_factor,
     )
     if "://" not in storage_path:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_sweep(run_dir, cfg)
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+    write_sweep(run_dir, cfg, sweep_id)
     return tune.Tuner(
         trainable,
         # metric and mode live on the searcher and the scheduler: Tune's concurrency
@@ -165,7 +196,8 @@ def _new_tuner(cfg: SweepConfig, trainable: Any, storage_path: str, name: str, r
             failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
             callbacks=[SweepProgress(metric=cfg.reported_metric, mode=cfg.mode, num_samples=cfg.num_samples,
                                      max_t=cfg.max_t, unit="fold" if cfg.cross_validated else "epoch"),
-                       *tracking_callbacks(cfg, run_dir, experiment=name)],
+                       *tracking_callbacks(cfg, run_dir, experiment=name),
+                       RecoverCheckpoints()],  # a crash can outrun Tune's snapshot: see search/recovery.py
             verbose=0,
             log_to_file=True,
         ),
@@ -189,14 +221,21 @@ def _study_storage(study_storage: str | None) -> optuna.storages.BaseStorage | N
     if study_storage is None:
         return None
     url = study_storage if "://" in study_storage else f"sqlite:///{Path(study_storage).resolve()}"
-    return optuna.storages.RDBStorage(url)
+    try:
+        return optuna.storages.RDBStorage(url)
+    except Exception as e:  # SQLAlchemy raises its own types: a bad URL, a missing driver, a refused connection
+        raise ConfigError(
+            f"study_storage {study_storage!r} cannot be opened ({type(e).__name__}: {e}); give a sqlite file "
+            "path, or a URL such as sqlite:////abs/study.db or postgresql://user@host/db whose server is up "
+            "and whose driver is installed"
+        ) from e
 
 
-def _check_same_sweep(cfg: SweepConfig, run_dir: Path) -> None:
+def _check_same_sweep(cfg: SweepConfig, run_dir: str | Path) -> None:
     try:
         before = read_record(run_dir)
     except LungsweepError:
-        return  # a cloud sweep, or one whose record was never written: Tune's own state decides
+        return  # a sweep whose record was never written: Tune's own state decides
     now = sweep_record(cfg)
     for key in ("train", "space", "metric", "mode", "asha"):
         if before.get(key) != now.get(key):
@@ -204,6 +243,18 @@ def _check_same_sweep(cfg: SweepConfig, run_dir: Path) -> None:
                 f"{run_dir} holds a sweep with another {key!r}; resume it with the same config, "
                 "or launch into a new --out folder"
             )
+    # TPE's samples follow the seed and its random start: a change would make one sweep two searches
+    for key in ("seed", "startup_trials"):
+        if key in before and before[key] != now[key]:
+            raise ConfigError(
+                f"{run_dir} was launched with {key} {before[key]!r}, this launch asks for {now[key]!r}; "
+                f"resume with {key}: {before[key]!r}, or launch into a new --out folder"
+            )
+    # Tune restores its own trial budget: a new count cannot be applied, but it harms nothing
+    if "num_samples" in before and before["num_samples"] != now["num_samples"]:
+        print(f"note: {run_dir} was launched with num_samples {before['num_samples']}; the resumed sweep keeps "
+              f"that budget (Tune restores it), not {now['num_samples']}. For more trials, launch a new --out "
+              "folder (with first_trials: to start from the best configs)", flush=True)
 
 
 def _audit_once(cfg: SweepConfig, run_dir: Path) -> None:

@@ -9,8 +9,7 @@ import pandas as pd
 import yaml
 from ray.tune import ExperimentAnalysis
 
-from trainers.atomic import atomic_file, atomic_write_text
-
+from . import storage
 from .config import SweepConfig
 from .record import BEST_CONFIG, RESULTS_CSV, RESULTS_PARQUET, read_sweep, trial_status
 
@@ -71,12 +70,9 @@ def save_results(table: pd.DataFrame, run_dir: str | Path, cfg: SweepConfig) -> 
     The fixed settings are `cfg.base_train_config()`, the very config every trial started from,
     so the best config trains what the sweep trained (its monitor and epochs included).
     """
-    run_dir = Path(run_dir)
     base = cfg.base_train_config().to_dict()
-    with atomic_file(run_dir / RESULTS_CSV) as tmp:
-        table.to_csv(tmp, index=False)
-    with atomic_file(run_dir / RESULTS_PARQUET) as tmp:
-        table.to_parquet(tmp, index=False)
+    storage.write_bytes(storage.join(run_dir, RESULTS_CSV), table.to_csv(index=False).encode())
+    storage.write_with(storage.join(run_dir, RESULTS_PARQUET), lambda f: table.to_parquet(f, index=False))
     finished = table[table["best_metric"].notna()] if len(table) else table
     if len(finished):
         best = finished.iloc[0]
@@ -85,7 +81,7 @@ def save_results(table: pd.DataFrame, run_dir: str | Path, cfg: SweepConfig) -> 
         unit = "fold" if cfg.cross_validated else "epoch"
         header = (f"# best trial {best['trial_id']}: {cfg.reported_metric} {best['best_metric']:.4f} at {unit} "
                   f"{best['best_epoch']}\n")
-        atomic_write_text(run_dir / BEST_CONFIG, header + yaml.safe_dump(config, sort_keys=False))
+        storage.write_text(storage.join(run_dir, BEST_CONFIG), header + yaml.safe_dump(config, sort_keys=False))
 
 
 def format_table(table: pd.DataFrame, metric: str, top: int | None = 20) -> str:
@@ -115,11 +111,19 @@ def _last(history: pd.DataFrame | None, metric: str) -> tuple[int, float]:
 
 def _best_checkpoint(trial: Any, metric: str, mode: str) -> str | None:
     results = trial.run_metadata.checkpoint_manager.best_checkpoint_results
-    scored = [r for r in results if isinstance(r.metrics.get(metric), (int, float)) and not math.isnan(r.metrics[metric])]
+    scored = [r for r in results if isinstance(r.metrics.get(metric), (int, float)) and not math.isnan(r.metrics[metric])
+              and _exists(r.checkpoint)]
     if not scored:
         return None
     pick = max if mode == "max" else min
     return pick(scored, key=lambda r: r.metrics[metric]).checkpoint.path
+
+
+def _exists(checkpoint: Any) -> bool:
+    """A sweep killed between a checkpoint's deletion and Tune's next snapshot still lists it."""
+    import pyarrow.fs
+
+    return checkpoint.filesystem.get_file_info(checkpoint.path).type == pyarrow.fs.FileType.Directory
 
 
 def _present(v: Any) -> bool:

@@ -24,7 +24,7 @@ __all__ = ["MLFLOW_DB", "tracking_callbacks"]
 MLFLOW_DB = "mlflow.db"
 
 
-def tracking_callbacks(cfg: SweepConfig, run_dir: Path, experiment: str) -> list[Any]:
+def tracking_callbacks(cfg: SweepConfig, run_dir: str | Path, experiment: str) -> list[Any]:
     if cfg.tracking == "tensorboard":
         from ray.tune.logger import TBXLoggerCallback
 
@@ -35,6 +35,9 @@ def tracking_callbacks(cfg: SweepConfig, run_dir: Path, experiment: str) -> list
                               "(or `pip install lungsweep[tracking]`), or set tracking: tensorboard")
         from ray.air.integrations.mlflow import MLflowLoggerCallback
 
+        if cfg.tracking_uri is None and "://" in str(run_dir):
+            raise ConfigError(f"tracking: mlflow with storage {run_dir}: the default SQLite file needs a local "
+                              "RUN_DIR; give tracking_uri (an MLflow server or database URL)")
         uri = cfg.tracking_uri or f"sqlite:///{Path(run_dir).resolve() / MLFLOW_DB}"
         return [MLflowLoggerCallback(tracking_uri=uri, experiment_name=experiment, save_artifact=False)]
     return []

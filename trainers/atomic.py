@@ -10,7 +10,7 @@ from typing import Iterator
 
 import numpy as np
 
-__all__ = ["atomic_write_text", "atomic_save_npy", "atomic_file", "atomic_dir", "recover_dir"]
+__all__ = ["atomic_write_text", "atomic_save_npy", "atomic_file", "atomic_dir", "recover_dir", "process_umask"]
 
 
 @contextmanager
@@ -22,9 +22,24 @@ def atomic_file(path: str | Path, mode: str = "wb") -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~process_umask())  # mkstemp makes 0600 whatever the umask: others could not read it
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def process_umask() -> int:
+    """The process umask, read without changing it where the OS allows (os.umask sets it to read it)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # not Linux: set and restore (a brief window for other threads)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -51,6 +66,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     old = path.with_name(f".{path.name}.old")
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~process_umask())  # mkdtemp makes 0700 whatever the umask
         if old.exists():
             shutil.rmtree(old)
         if path.exists():

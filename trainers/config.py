@@ -5,7 +5,7 @@ import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import yaml
 
@@ -117,11 +117,32 @@ def merge_config(
     values: dict[str, Any] = {}
     if file is not None:
         values.update(load_yaml(file))
+    from_file = dict(values)
     source = str(file) if file is not None else "config"
     for key, value in (overrides or {}).items():
         if value is not None:
             values[key] = value
-    return TrainConfig.from_dict(values, source=source)
+    cfg = TrainConfig.from_dict(values, source=source)
+    check_overridden(from_file, values, source, lambda v: TrainConfig.from_dict(v, source=source))
+    return cfg
+
+
+def check_overridden(from_file: Mapping[str, Any], merged: Mapping[str, Any], source: str,
+                     parse: Callable[[dict[str, Any]], Any]) -> None:
+    """A file value that a flag overrides must still be valid: the file is used again without the flag.
+
+    Each overridden value is put back into the (valid) merged config alone, so the error names it.
+    """
+    for key, value in from_file.items():
+        if key not in merged or merged[key] == value:
+            continue
+        try:
+            parse({**merged, key: value})
+        except ConfigError as e:
+            message = str(e).removeprefix(f"{source}: ")
+            raise ConfigError(
+                f"{source}: {message} (a command-line flag overrides {key!r} this time; fix the file)"
+            ) from e
 
 
 _TYPES = {"int": int, "float": float, "bool": bool, "str": str, "list[float]": list}

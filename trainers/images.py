@@ -6,9 +6,10 @@ import json
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -109,15 +110,61 @@ def load_images(
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     stem = cache / cache_key(fingerprint, image_size, window if dataset.frames is not None else None)
     array_path, index_path = stem.with_suffix(".npy"), stem.with_suffix(".json")
-    if array_path.exists() and index_path.exists():
-        cached = _read_cache(array_path, index_path, dataset)
+    cached = _cached(array_path, index_path, dataset, skip_bad)
+    if cached is not None:
+        return cached
+    # One decoder per node and cache entry: trials that start together on a node (an autoscaled
+    # worker's first trials) wait for the first one and read its file instead of decoding again.
+    with _decode_lock(stem) as waited:
+        cached = _cached(array_path, index_path, dataset, skip_bad) if waited else None
         if cached is not None:
-            if cached.skipped and not skip_bad:
-                first_id, reason = cached.skipped[0]
-                raise BadImageError(os.path.join(dataset.root, first_id), reason)
-            log.info("decoded images from cache %s", array_path)
             return cached
+        return _decode_all(dataset, image_size, array_path, index_path, skip_bad=skip_bad, progress=progress,
+                           workers=workers, window=window)
 
+
+def _cached(array_path: Path, index_path: Path, dataset: Dataset, skip_bad: bool) -> DecodedImages | None:
+    if not (array_path.exists() and index_path.exists()):
+        return None
+    cached = _read_cache(array_path, index_path, dataset)
+    if cached is None:
+        return None
+    if cached.skipped and not skip_bad:
+        first_id, reason = cached.skipped[0]
+        raise BadImageError(os.path.join(dataset.root, first_id), reason)
+    log.info("decoded images from cache %s", array_path)
+    return cached
+
+
+@contextmanager
+def _decode_lock(stem: Path) -> Iterator[bool]:
+    """Hold STEM.lock while decoding; yields True when held (then look in the cache again: the process
+    that held it before may have filled it). A cache folder that cannot hold a lock file decodes without.
+
+    An OS file lock (fcntl): it dies with its process, so a killed trial never leaves it stale.
+    """
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(stem.with_suffix(".lock")))
+    try:
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            log.info("another process is decoding %s; waiting for it", stem.name)
+            lock.acquire()
+    except OSError as e:  # a read-only cache must not stop training
+        log.warning("cannot lock the image cache %s (%s); decoding without a lock", stem.parent, e)
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()
+
+
+def _decode_all(dataset: Dataset, image_size: int, array_path: Path, index_path: Path, *, skip_bad: bool,
+                progress: bool, workers: int | None, window: Any) -> DecodedImages:
     array = np.zeros((len(dataset), image_size, image_size), dtype=np.uint8)
     keep = np.ones(len(dataset), dtype=bool)
     skipped: list[tuple[str, str]] = []

@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
 from scipy.special import expit
 
-__all__ = ["Preprocessing", "shared_reading", "to_input", "predict_margins", "sigmoid"]
+__all__ = ["Preprocessing", "mixed_precision_dtype", "shared_reading", "to_input", "predict_margins", "sigmoid"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,18 @@ def to_input(
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
+def mixed_precision_dtype(device: torch.device) -> torch.dtype | None:
+    """Training autocast: bf16 where the GPU has it natively (compute capability 8.0+), else fp16
+    (with a GradScaler); None (fp32) off CUDA.
+
+    torch.cuda.is_bf16_supported() also says yes on T4 / V100, where bf16 is emulated and slow.
+    """
+    if device.type != "cuda":
+        return None
+    major, _ = torch.cuda.get_device_capability(device)
+    return torch.bfloat16 if major >= 8 else torch.float16
+
+
 @torch.inference_mode()
 def predict_margins(
     model: torch.nn.Module,
@@ -96,10 +109,25 @@ def predict_margins(
         if isinstance(batch, np.ndarray):  # a copy per batch: cached arrays are read-only memory maps
             batch = torch.from_numpy(np.array(batch))
         x = to_input(batch, prep, device, channels_last=channels_last)
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None), \
+                _tf32(device, allowed=autocast_dtype is not None):
             logits = model(x).float()
         out.append((logits[:, 1] - logits[:, 0]).cpu())
     return torch.cat(out).numpy().astype(np.float64) if out else np.zeros(0)
+
+
+@contextmanager
+def _tf32(device: torch.device, *, allowed: bool) -> Iterator[None]:
+    """fp32 predictions are full fp32: training turns TF32 on (10-bit mantissa) for CUDA matmuls and convolutions."""
+    if device.type != "cuda" or allowed:
+        yield
+        return
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
 def sigmoid(margin: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ from .augment import augment_batch
 from .checkpoint import load_train_state, load_weights, package_versions, read_meta, save_checkpoint
 from .config import TrainConfig
 from .errors import CheckpointError, ConfigError
-from .inference import Preprocessing, predict_margins, sigmoid, to_input
+from .inference import Preprocessing, mixed_precision_dtype, predict_margins, sigmoid, to_input
 from .metrics import binary_metrics
 from .models import create_model, optimizer_param_groups, set_trainable
 from .prepare import PreparedData, prepare_data
@@ -105,7 +105,7 @@ def train(
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if cuda else None
+    amp_dtype = mixed_precision_dtype(device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
 
     # 2. data: decoded once (cached), split by group
@@ -228,11 +228,10 @@ def train(
             torch.cuda.synchronize()  # queued kernels belong to training time
         train_seconds = time.perf_counter() - t0
 
-        # 8. validation (and holdout predictions, kept for the ensemble; never used here)
-        val_margin = predict_margins(model, val_images, prep, device=device,
-                                     batch_size=cfg.eval_batch_size, autocast_dtype=amp_dtype)
-        holdout_margin = predict_margins(model, holdout_images, prep, device=device,
-                                         batch_size=cfg.eval_batch_size, autocast_dtype=amp_dtype)
+        # 8. validation (and holdout predictions, kept for the ensemble; never used here), in fp32:
+        # calibration is fitted on these margins, and export and predict run fp32
+        val_margin = predict_margins(model, val_images, prep, device=device, batch_size=cfg.eval_batch_size)
+        holdout_margin = predict_margins(model, holdout_images, prep, device=device, batch_size=cfg.eval_batch_size)
         y_val = ds.binary_labels[split.val]
         val = binary_metrics(y_val, sigmoid(val_margin))
         metrics = {

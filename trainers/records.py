@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .errors import LungsweepError
 
@@ -18,13 +18,17 @@ def read_record_file(
     error: type[LungsweepError] = LungsweepError,
     missing: str,
     remedy: str,
+    read_bytes: Callable[[str], bytes | None] | None = None,
 ) -> dict[str, Any]:
-    """The JSON object at `path`. `missing` is the message when there is no file; `remedy` ends every other one."""
-    path = Path(path)
-    if not path.is_file():
+    """The JSON object at `path`. `missing` is the message when there is no file; `remedy` ends every other one.
+
+    read_bytes: how to read a path that may be a URI (None when absent); default: a local file.
+    """
+    data = (read_bytes or _local_bytes)(str(path))
+    if data is None:
         raise error(missing)
     try:
-        record = json.loads(path.read_text())
+        record = json.loads(data.decode())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise error(f"{path} is damaged (not valid JSON: {e}); {remedy}") from e
     if not isinstance(record, dict):
@@ -33,3 +37,7 @@ def read_record_file(
     if absent:
         raise error(f"{path} lacks key(s) {absent}; it was not written by this lungsweep: {remedy}")
     return record
+
+
+def _local_bytes(path: str) -> bytes | None:
+    return Path(path).read_bytes() if Path(path).is_file() else None

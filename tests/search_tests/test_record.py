@@ -47,3 +47,17 @@ def test_a_missing_or_damaged_record_is_named(tmp_path):
 )
 def test_trial_status_rules(tune_status, last, status):
     assert trial_status(tune_status, last, max_epochs=4) == status
+
+
+def test_the_sweep_id_is_recorded_and_names_the_study(tmp_path, synthetic_data):
+    from search.record import SWEEP_FILE, new_sweep_id, read_sweep_id, study_name
+
+    cfg = load_sweep_config(sweep_yaml(tmp_path / "s.yaml", synthetic_data))
+    assert read_sweep_id(tmp_path / "sweep") is None
+    sweep_id = new_sweep_id()
+    write_sweep(tmp_path / "sweep", cfg, sweep_id)
+    assert read_sweep_id(tmp_path / "sweep") == sweep_id
+    assert f'"sweep_id": "{sweep_id}"' in (tmp_path / "sweep" / SWEEP_FILE).read_text()
+    assert read_sweep(tmp_path / "sweep") == cfg  # the id is not a config key
+    assert study_name("sweep", sweep_id) == f"lungsweep-sweep-{sweep_id[:8]}"
+    assert new_sweep_id() != sweep_id

@@ -1,0 +1,79 @@
+"""Where a sweep's own files live: a local folder, or a URI (s3://, gs://, file://) read through pyarrow.fs.
+
+Tune already keeps its trials and state at either; these few helpers let the sweep
+record and the results tables follow it. Local writes stay atomic (trainers.atomic);
+an object store's writes are whole-object by nature. Ray-free.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, IO
+
+import pyarrow.fs
+
+from trainers.atomic import atomic_file, atomic_write_text
+
+__all__ = ["is_uri", "join", "exists", "read_bytes", "write_bytes", "write_text", "write_with"]
+
+
+def is_uri(location: str | Path) -> bool:
+    return "://" in str(location)
+
+
+def join(base: str | Path, name: str) -> str | Path:
+    """base/name: a Path for a local folder, a string for a URI (Path would fold its '//')."""
+    return f"{str(base).rstrip('/')}/{name}" if is_uri(base) else Path(base) / name
+
+
+def _fs(uri: str) -> tuple[pyarrow.fs.FileSystem, str]:
+    return pyarrow.fs.FileSystem.from_uri(uri)
+
+
+def exists(location: str | Path) -> bool:
+    if not is_uri(location):
+        return Path(location).exists()
+    fs, path = _fs(str(location))
+    return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
+
+
+def read_bytes(location: str | Path) -> bytes | None:
+    """The file's bytes, or None when it is not there."""
+    if not is_uri(location):
+        path = Path(location)
+        return path.read_bytes() if path.is_file() else None
+    fs, path = _fs(str(location))
+    try:
+        with fs.open_input_stream(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def write_bytes(location: str | Path, data: bytes) -> None:
+    if not is_uri(location):
+        with atomic_file(location) as tmp:
+            tmp.write_bytes(data)
+        return
+    fs, path = _fs(str(location))
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as f:
+        f.write(data)
+
+
+def write_text(location: str | Path, text: str) -> None:
+    if is_uri(location):
+        write_bytes(location, text.encode())
+    else:
+        atomic_write_text(location, text)
+
+
+def write_with(location: str | Path, write: Callable[[IO[bytes]], None]) -> None:
+    """write(binary file) into `location`, atomically where it is local."""
+    if not is_uri(location):
+        with atomic_file(location) as tmp, open(tmp, "wb") as f:
+            write(f)
+        return
+    fs, path = _fs(str(location))
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as f:
+        write(f)
