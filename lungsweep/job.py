@@ -57,9 +57,10 @@ def run_main_job(job: MainJob) -> str:
     if (ens / "ensemble.json").is_file():
         log.info("[2/4] ensemble: already in %s (delete it to refit)", ens)
     else:
-        log.info("[2/4] ensemble: %s of the top %d trials -> %s", job.method, job.members, ens)
+        members = min(job.members, cfg.num_samples)  # a sweep of 2 trials: ask for 2, not warn about 5
+        log.info("[2/4] ensemble: %s of the top %d trials -> %s", job.method, members, ens)
         build_ensemble(sweep, ens, EnsembleSettings(method=job.method, calibration=job.calibration,
-                                                    members=job.members))
+                                                    members=members))
     if (model / "manifest.json").is_file():
         log.info("[3/4] export: already in %s (delete it to export again)", model)
     else:
