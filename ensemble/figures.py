@@ -25,6 +25,7 @@ from matplotlib.lines import Line2D
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
+from search.config import oof_name
 from search.record import read_record, read_results, trial_dir
 from search.space import ParamSpec, distribution
 from trainers.errors import ConfigError, LungsweepError
@@ -152,6 +153,11 @@ class Sweep:
     record: dict  # the sweep record (search.record.read_record)
     table: pd.DataFrame  # the ranked results (search.record.read_results)
 
+    @property
+    def metric(self) -> str:
+        """The column trials were ranked by: val_auc, or oof_auc in a k-fold sweep."""
+        return oof_name(self.record["metric"]) if self.record.get("cv_folds", 1) > 1 else self.record["metric"]
+
 
 def open_sweep(sweep_dir: Path | None) -> Sweep | str:
     """The sweep's record and results table, or why they cannot be shown."""
@@ -172,7 +178,7 @@ def _need_sweep(sweep: Sweep | str) -> Sweep:
 
 def history_figure(sweep: Sweep | str, member_ids: list[str]) -> Figure:
     sweep = _need_sweep(sweep)
-    metric = sweep.record["metric"]
+    metric = sweep.metric
     curves = []
     for row in sweep.table.itertuples():
         path = trial_dir(sweep.dir, row.trial_id) / "progress.csv"
@@ -294,6 +300,6 @@ def importance_figure(sweep: Sweep | str) -> Figure:
     ax.bar_label(bars, fmt="%.2f", padding=3, fontsize=9)
     note = f"\nnot ranked (sampled in only some trials or none): {', '.join(unranked)}" if unranked else ""
     ax.set(xlabel="importance (fANOVA, sums to 1)" + note, xlim=(0, max(1.0, max(values)) * 1.12),
-           title=f"Hyperparameter importance for {sweep.record['metric']} ({len(study.trials)} trials)")
+           title=f"Hyperparameter importance for {sweep.metric} ({len(study.trials)} trials)")
     fig.tight_layout()
     return fig

@@ -17,6 +17,7 @@ import torch
 from trainers import CheckpointError, Preprocessing, load_model, predict_margins
 from trainers.bag import fold_checkpoints, is_bag
 from trainers.inference import shared_reading
+from trainers.records import read_record_file
 
 from .errors import EnsembleError
 from .folders import ENSEMBLE_JSON
@@ -144,17 +145,8 @@ ENSEMBLE_KEYS = ("members", "pipeline", "tta", "classes", "positive")  # what lo
 
 
 def _read_ensemble_json(path: Path) -> dict[str, Any]:
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise EnsembleError(f"{path} is not valid JSON ({e}); run `lungsweep ensemble` again to rewrite it") from e
-    if not isinstance(manifest, dict):
-        raise EnsembleError(f"{path} holds a {type(manifest).__name__}, not an ensemble; run `lungsweep ensemble` again")
-    missing = [k for k in ENSEMBLE_KEYS if k not in manifest]
-    if missing:
-        raise EnsembleError(f"{path} lacks the key(s) {missing}: it was edited or written by another version; "
-                            "run `lungsweep ensemble` again")
-    return manifest
+    return read_record_file(path, required=ENSEMBLE_KEYS, error=EnsembleError, missing=f"{path} is missing",
+                            remedy="run `lungsweep ensemble` again to rewrite it")
 
 
 def load_member(folder: Path, trial_id: str) -> LoadedMember:

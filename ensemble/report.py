@@ -241,7 +241,7 @@ def _compact(v: Any) -> str:
 
 def _members_section(data: ReportData, sweep: Sweep | str) -> str:
     rank, metric = _member_scores(data, sweep)
-    metric_name = sweep.record["metric"] if isinstance(sweep, Sweep) else "sweep metric"
+    metric_name = sweep.metric if isinstance(sweep, Sweep) else "sweep metric"
     keys = list(dict.fromkeys(k for cfg in data.member_configs for k in cfg))
     head = ["trial", "rank", metric_name] + (["weight"] if data.member_weights is not None else []) + keys
     rows = []

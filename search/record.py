@@ -98,7 +98,7 @@ def study_name(run_name: str, sweep_id: str) -> str:
 def read_record(run_dir: str | Path) -> dict[str, Any]:
     """SWEEP_FILE as written, or a named error saying what RUN_DIR should be."""
     return read_record_file(
-        storage.join(run_dir, SWEEP_FILE), required=("metric", "mode", "train", "space", "asha"),
+        storage.join(run_dir, SWEEP_FILE), required=("metric", "mode"),
         missing=f"{run_dir} holds no lungsweep sweep ({SWEEP_FILE} is missing); give the --out of a launch",
         remedy="launch the sweep again into a new --out", read_bytes=storage.read_bytes,
     )

@@ -106,7 +106,8 @@ def test_the_ensemble_is_fitted_out_of_fold_and_scored_on_the_untouched_holdout(
     assert "out-of-fold predictions over the development pool" in metrics["data"]
     audit = metrics["data_audit"]  # the sweep audited its data once; the ensemble carries the headline
     assert (sweep / "audit.json").is_file() and "shortcut_auc" in audit and "Groups:" in audit["groups"]
-    assert 'id="data-audit"' in (tmp_path / "ens" / "report.html").read_text()
+    page = (tmp_path / "ens" / "report.html").read_text()
+    assert 'id="data-audit"' in page and 'id="fig-history"' in page, "the sweep history reads oof_auc"
     member_dir = tmp_path / "ens" / "members" / members[0].trial_id
     assert sorted(p.name for p in member_dir.iterdir()) == ["bag.json", "fold_0", "fold_1", "fold_2"]
 
