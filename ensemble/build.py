@@ -278,10 +278,14 @@ def _with_tta(members: list[Member], preds: StoredPredictions, split: str, devic
     holdout margin is the mean over its fold models, as stored without TTA.
     """
     columns = []
+    images_by_size: dict[int, np.ndarray] = {}  # members share the data; only their image size differs
     for m in members:
-        data = prepare_data(TrainConfig.from_dict({**m.config, "progress": False, "fold": None}))
-        position = {sample_id: i for i, sample_id in enumerate(data.dataset.ids)}
-        images = np.asarray(data.images.array[[position[i] for i in preds.ids]])
+        size = int(m.config["image_size"])
+        if size not in images_by_size:
+            data = prepare_data(TrainConfig.from_dict({**m.config, "progress": False, "fold": None}))
+            position = {sample_id: i for i, sample_id in enumerate(data.dataset.ids)}
+            images_by_size[size] = np.asarray(data.images.array[[position[i] for i in preds.ids]])
+        images = images_by_size[size]
         folders = m.model_folders()
         column = np.zeros(len(preds.ids))
         counts = np.zeros(len(preds.ids))

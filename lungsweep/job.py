@@ -69,7 +69,8 @@ def run_main_job(job: MainJob) -> str:
 
     log.info("[4/4] predict on %d holdout images -> %s", PREDICT_EXAMPLES, job.out / "predictions.csv")
     scored = pd.read_csv(ens / "holdout_predictions.csv")
-    root = Path(cfg.base_train_config().data or "")
+    base = cfg.base_train_config()
+    root = Path(base.data) if base.data else Path(base.manifest).parent  # sample ids are relative to it
     # a slice of a DICOM series or volume is named FILE#k: predict reads the file with the model's slice policy
     examples = list(dict.fromkeys(str(root / str(i).split("#", 1)[0]) for i in scored["id"]))[:PREDICT_EXAMPLES]
     summary = predict(load_predictor(model), [Path(p) for p in examples], out=job.out / "predictions.csv",
