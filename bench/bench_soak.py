@@ -1,143 +1,125 @@
-"""Soak: a sweep hard-killed at random moments and resumed, again and again, until it finishes.
+"""Soak: a sweep of many trivial trials on the local Ray; does the driver grow, does disk stay bounded?
 
-Each round starts `lungsweep launch` (a local Ray under the driver), waits a random
-time in [--kill-min, --kill-max] seconds, then SIGKILLs the driver's process group and
-every process under it (as `kill -9 -PGID` does after a crash) and launches the same
-command again, which resumes. When a round ends by itself the sweep is done. Printed:
-the kills, the resumes that met a checkpoint deleted before the crash (issue 14), any
-trial that could not be restored, and the final status of every trial.
+Runs `lungsweep launch` on a generated dataset (72 images, 32 px, test_resnet) with
+--trials trials of --epochs epochs each, and samples the driver process every second.
+Printed: the driver's RSS when 50, 250 and 500 trials (or the fractions of --trials)
+have finished, wall time per trial, and the disk the checkpoints take against
+trials x keep_checkpoints x checkpoint size (the bound Tune's num_to_keep promises).
 
-    python bench/bench_soak.py --out /tmp/soak                     # until done, at most 15 min
-    python bench/bench_soak.py --out /tmp/soak --max-seconds 115   # a short look
+    python bench/bench_soak.py --out /tmp/soak500                 # 500 trials, ~25 min on 2 cores
+    python bench/bench_soak.py --out /tmp/soak20 --trials 20      # a quick look
 
---data: a folder with one sub-folder per class; default: a generated one (72 small
-images, two classes), so the soak needs nothing but this repository. The sweep is tiny
-(test_resnet, 32 px, --epochs per trial, keep_checkpoints 2 as in the issue), so a
-round costs Ray's start-up and an epoch or two.
+Epochs default to 3 with keep_checkpoints 2, so every trial deletes a checkpoint and
+the bound is tight (a 1-epoch trial holds one checkpoint whatever keep_checkpoints says).
+Tune keeps the best keep_checkpoints by the metric plus the latest, so a trial whose last
+epoch is not among its best holds one more: the hard bound is trials x (keep + 1) x size.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import random
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import psutil
 import yaml
-from PIL import Image
 
-RECOVERED = "was deleted before the crash"
-LOST = "does not exist on storage anymore"
-
-
-def generated_data(root: Path, per_class: int = 36, seed: int = 0) -> Path:
-    """Positives carry bright blobs, negatives are noise: learnable in an epoch or two."""
-    rng = np.random.default_rng(seed)
-    for c, name in enumerate(("CT_COVID", "CT_NonCOVID")):
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            img = rng.normal(70, 18, size=(40, 40))
-            if c == 0:
-                yy, xx = np.mgrid[:40, :40]
-                cy, cx = rng.uniform(12, 28, size=2)
-                img += 110 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 50.0)
-            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / name / f"{name.lower()}{i // 3}%{i}.png")
-    return root
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_kill_resume import generated_data, tiny_sweep  # noqa: E402
 
 
 def sweep_file(path: Path, data: Path, args: argparse.Namespace) -> Path:
-    raw = {
-        "metric": "val_loss", "mode": "min", "num_samples": args.num_samples, "max_concurrent": 1,
-        "startup_trials": 2, "keep_checkpoints": 2,
-        "asha": {"max_epochs": args.epochs, "grace_period": args.epochs, "reduction_factor": 2},
-        "train": {"data": str(data), "model": "test_resnet", "image_size": 32, "val_fraction": 0.2,
-                  "holdout_fraction": 0.2, "patience": None, "num_threads": 1, "warmup_epochs": 0.5},
-        "space": {"lr": {"loguniform": [1e-3, 0.1]}, "batch_size": {"choice": [8, 16]}},
-    }
+    raw = tiny_sweep(data, num_samples=args.trials, epochs=args.epochs, keep=args.keep, concurrent=args.concurrent,
+                     startup_trials=10)
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
 
 
-def kill_group(proc: subprocess.Popen) -> None:
-    """SIGKILL the driver's process group, then anything under it that left the group (by pid)."""
-    try:
-        under = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        under = []
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    for p in under:
-        try:
-            p.send_signal(signal.SIGKILL)
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(under, timeout=10)
-    proc.wait()
+class FinishedTrials:
+    """Counts trials whose result.json holds every epoch; a finished trial is not read again."""
+
+    def __init__(self, run_dir: Path, epochs: int) -> None:
+        self.run_dir, self.epochs, self.done = run_dir, epochs, set()
+
+    def count(self) -> int:
+        for log in self.run_dir.glob("trial_*/result.json"):
+            if log.parent.name in self.done:
+                continue
+            try:
+                lines = [line for line in log.read_text().splitlines() if line.strip()]
+                if lines and json.loads(lines[-1]).get("training_iteration") == self.epochs:
+                    self.done.add(log.parent.name)
+            except (OSError, json.JSONDecodeError):
+                pass  # being written
+        return len(self.done)
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, help="dataset folder (default: a generated one)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/lungsweep-soak"))
-    parser.add_argument("--num-samples", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--kill-min", type=float, default=20.0, help="seconds after a launch before a kill, at least")
-    parser.add_argument("--kill-max", type=float, default=45.0, help="... and at most")
-    parser.add_argument("--max-seconds", type=float, default=900.0, help="stop the soak (unfinished) after this")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--trials", type=int, default=500)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--keep", type=int, default=2, help="keep_checkpoints")
+    parser.add_argument("--concurrent", type=int, default=2)
     args = parser.parse_args()
 
-    rng = random.Random(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
-    data = args.data or generated_data(args.out / "data")
     run_dir = args.out / "sweep"
+    if run_dir.exists():
+        sys.exit(f"{run_dir} exists: give a fresh --out (the soak measures a sweep from its start)")
+    data = generated_data(args.out / "data")
     cmd = [sys.executable, "-m", "lungsweep", "launch", "--config", str(sweep_file(args.out / "s.yaml", data, args)),
            "--out", str(run_dir)]
     env = {**os.environ, "LUNGSWEEP_CACHE": str(args.out / "cache")}
-    start, kills, rounds, done = time.monotonic(), 0, 0, False
-    texts = []
-    while time.monotonic() - start < args.max_seconds:
-        log = args.out / f"round-{rounds}.log"
-        rounds += 1
-        with log.open("w") as sink:
-            proc = subprocess.Popen(cmd, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
-        wait = rng.uniform(args.kill_min, args.kill_max)
-        wait = min(wait, max(0.5, args.max_seconds - (time.monotonic() - start)))
-        try:
-            proc.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            kill_group(proc)
-            kills += 1
-        texts.append(log.read_text(errors="replace"))
-        print(f"round {rounds}: {'finished' if proc.returncode == 0 else f'killed after {wait:.1f} s'}"
-              f" ({time.monotonic() - start:.0f} s)", flush=True)
-        if proc.returncode == 0:
-            done = True
-            break
-        if proc.returncode not in (0, -signal.SIGKILL):
-            print(f"round {rounds} failed (exit {proc.returncode}); its log: {log}")
-            break
-    text = "\n".join(texts)
-    print(f"soak: {rounds} rounds, {kills} kills, {time.monotonic() - start:.0f} s, "
-          f"{'finished' if done else 'unfinished (time limit)'}")
-    print(f"resumes that met a checkpoint deleted before the crash: {text.count(RECOVERED)}")
-    print(f"trials that could not be restored: {text.count(LOST)}")
-    if (run_dir / "lungsweep_sweep.json").is_file():
-        from search import load_results
+    marks = sorted({max(1, round(args.trials * f)) for f in (0.1, 0.5, 1.0)})  # 50 / 250 / 500 of 500
+    seen: dict[int, tuple[float, float]] = {}  # mark -> (seconds, driver RSS MiB)
+    peak = 0.0
+    start = time.monotonic()
+    with (args.out / "driver.log").open("w") as sink:
+        proc = subprocess.Popen(cmd, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        driver = psutil.Process(proc.pid)
+        finished = FinishedTrials(run_dir, args.epochs)
+        while proc.poll() is None:
+            time.sleep(1.0)
+            try:
+                rss = driver.memory_info().rss / 2**20
+            except psutil.NoSuchProcess:
+                break
+            peak = max(peak, rss)
+            n = finished.count()
+            for mark in marks:
+                if n >= mark and mark not in seen:
+                    seen[mark] = (time.monotonic() - start, rss)
+                    print(f"{n:4d} trials finished  {seen[mark][0]:7.0f} s  driver RSS {rss:7.1f} MiB", flush=True)
+    wall = time.monotonic() - start
+    if proc.returncode != 0:
+        print(f"the sweep failed (exit {proc.returncode}); its log: {args.out / 'driver.log'}")
+        return 1
 
-        try:
-            table = load_results(run_dir)
-            print(table[["trial_id", "status", "epochs", "best_metric"]].to_string(index=False))
-        except Exception as e:  # an unfinished sweep killed before Tune's first snapshot
-            print(f"no results table yet: {e}")
-    return 0 if text.count(LOST) == 0 else 1
+    checkpoints = [c for c in run_dir.glob("trial_*/checkpoint_*") if c.is_dir()]
+    sizes = [folder_bytes(c) for c in checkpoints]
+    trials = len(list(run_dir.glob("trial_*")))
+    mean_size = sum(sizes) / max(1, len(sizes))
+    bound = trials * min(args.keep, args.epochs) * mean_size
+    extra = len(checkpoints) - trials * min(args.keep, args.epochs)
+    first, last = seen[marks[0]][1], seen[marks[-1]][1]
+    print(f"\nsoak: {trials} trials x {args.epochs} epochs, keep_checkpoints {args.keep}, "
+          f"{args.concurrent} at a time, {wall:.0f} s ({wall / trials:.2f} s per trial)")
+    print("driver RSS: " + ", ".join(f"{m} trials {seen[m][1]:.0f} MiB" for m in marks)
+          + f"; peak {peak:.0f} MiB; growth {marks[0]}->{marks[-1]}: {last - first:+.0f} MiB")
+    print(f"checkpoints on disk: {len(checkpoints)} folders, {sum(sizes) / 2**20:.1f} MiB; "
+          f"trials x keep x mean size = {trials} x {min(args.keep, args.epochs)} x {mean_size / 2**10:.0f} KiB "
+          f"= {bound / 2**20:.1f} MiB (ratio {sum(sizes) / bound:.3f}); "
+          f"trials holding the latest beside their best {args.keep}: {extra}")
+    print(f"run folder in all: {folder_bytes(run_dir) / 2**20:.1f} MiB")
+    return 0
 
 
 if __name__ == "__main__":

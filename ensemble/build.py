@@ -30,6 +30,7 @@ import pandas as pd
 import torch
 from scipy.special import expit
 
+from search.record import local_sweep, sweep_location
 from trainers import Preprocessing, TrainConfig, load_model, prepare_data
 from trainers.atomic import atomic_dir
 from trainers.bag import BAG_JSON, fold_dirname
@@ -87,7 +88,7 @@ def build_ensemble(run_dir: str | Path, out: str | Path, settings: EnsembleSetti
 
 
 def fit_ensemble(run_dir: str | Path, settings: EnsembleSettings) -> FittedEnsemble:
-    run_dir = Path(run_dir)
+    run_dir = local_sweep(run_dir)  # a sweep at a URI is read from a local mirror
     members = pick_members(run_dir, top=settings.members, trials=list(settings.trials) or None)
     log.info("members: %s", ", ".join(f"{m.trial_id} (rank {m.rank}, {m.metric:.4f})" for m in members))
     bags = members[0].is_bag
@@ -336,7 +337,7 @@ def _provenance(run_dir: Path, members: list[Member], fit_on: StoredPredictions,
                 holdout: StoredPredictions | None) -> dict[str, Any]:
     scored = holdout if holdout is not None else fit_on
     return {
-        "sweep": str(run_dir.resolve()),
+        "sweep": sweep_location(run_dir),
         "members": [{"trial_id": m.trial_id, "rank": m.rank, "sweep_metric": m.metric,
                      "checkpoint": str(m.checkpoint), "config": m.config,
                      **({"folds": len(m.meta["folds_done"])} if m.is_bag else {})} for m in members],

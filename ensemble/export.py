@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from scipy.special import expit
 
+from search.record import local_sweep, sweep_location
 from trainers import discover
 from trainers.atomic import atomic_dir
 from trainers.checkpoint import package_versions
@@ -75,7 +76,7 @@ def export_model(
     """
     if fmt not in FORMATS:
         raise ArtifactError(f"unknown export format {fmt!r}; choose one of {sorted(FORMATS)}")
-    source, out = Path(source), Path(out)
+    source, out = local_sweep(source), Path(out)  # a sweep at a URI is read from a local mirror
     refuse_pickle(source)
     if not source.is_dir():
         raise ArtifactError(f"{source} does not exist or is not a folder; give an ENS_DIR, a sweep RUN_DIR or a run folder")
@@ -141,7 +142,7 @@ def _read_source(source: Path, trial: str | None, n_boot: int) -> _Source:
         trial = trial or "best"
         member = pick_members(source, top=1)[0] if trial == "best" else pick_members(source, trials=[trial])[0]
         return _single_model(member.checkpoint, member.trial_id, n_boot, {
-            "sweep": str(source.resolve()),
+            "sweep": sweep_location(source),
             "members": [{"trial_id": member.trial_id, "rank": member.rank, "sweep_metric": member.metric,
                          "checkpoint": str(member.checkpoint), "config": member.config}],
         }, described=f"trial {member.trial_id} (rank {member.rank} of the sweep)")

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from search.record import USABLE_STATUSES, read_results, read_sweep, trial_dir
+from search.record import USABLE_STATUSES, fetch_checkpoint, read_results, read_sweep, trial_dir
 from trainers import LungsweepError, read_meta
 from trainers.bag import fold_checkpoints, is_bag, read_bag
 
@@ -138,9 +138,14 @@ def _cross_validated(run_dir: Path) -> bool:
 def _local_checkpoint(run_dir: Path, trial_id: str, recorded: str) -> Path:
     """The checkpoint folder inside this sweep folder, also when the sweep was moved or copied."""
     inside = trial_dir(run_dir, trial_id) / Path(recorded).name
-    for path in (inside, Path(recorded)):
-        if path.is_dir():
-            return path
+    if inside.is_dir():
+        return inside
+    # a mirror of a sweep at a URI fetches it; the recorded path is then the bucket's, not this machine's
+    fetched = fetch_checkpoint(run_dir, trial_id, Path(recorded).name)
+    if fetched is not None:
+        return fetched
+    if Path(recorded).is_dir():
+        return Path(recorded)
     raise EnsembleError(f"checkpoint {recorded} of trial {trial_id} is missing")
 
 

@@ -145,13 +145,13 @@ def _run_results(args: argparse.Namespace) -> int:
     table = load_results(args.run_dir)
     save_results(table, args.run_dir, cfg)
     print(format_table(table, cfg.reported_metric, top=args.top))
-    print(f"saved {Path(args.run_dir) / 'results.csv'}, results.parquet and best_config.yaml")
+    print(f"saved {args.run_dir.rstrip('/')}/results.csv, results.parquet and best_config.yaml")
     return 0
 
 
 def _add_ensemble(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ensemble", help="combine a sweep's best checkpoints, calibrate, report cross-fitted metrics")
-    p.add_argument("run_dir", help="the --out folder of a launch")
+    p.add_argument("run_dir", help="the --out folder of a launch, or its URI (s3://, gs://, file://)")
     p.add_argument("--out", required=True, help="ENS_DIR to write (members, ensemble.json, metrics.json, report.html)")
     p.add_argument("--method", choices=("mean", "greedy", "stack"), default="greedy")
     pick = p.add_mutually_exclusive_group()

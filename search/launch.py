@@ -27,16 +27,13 @@ from .recovery import RecoverCheckpoints
 from .record import new_sweep_id, read_record, read_sweep_id, study_name, sweep_record, trial_dirname, write_sweep
 from .results import results_table, save_results, format_table
 from .space import suggest
+from .storage import StorageError, not_shared
 from .tracking import tracking_callbacks
 from .trainable import train_trial
 
 __all__ = ["launch", "StorageError", "ClusterError"]
 
 log = logging.getLogger(__name__)
-
-
-class StorageError(LungsweepError):
-    """The run folder is not reachable from every node of the cluster."""
 
 
 class ClusterError(LungsweepError):
@@ -87,7 +84,7 @@ def launch(
         _prepare_every_node(cfg, run_dir if "://" not in storage_path else None)
         if "://" not in storage_path:
             _audit_once(cfg, run_dir)
-        trainable = _trainable(cfg)
+        trainable = _trainable(cfg, run_dir)
         experiment = f"{storage_path.rstrip('/')}/{name}"  # a folder, or a cloud URI
         if tune.Tuner.can_restore(experiment):
             _check_same_sweep(cfg, run_dir)
@@ -144,9 +141,10 @@ def _storage(cfg: SweepConfig, out: str | Path) -> tuple[str, str, Any]:
     return storage, out.name, run_dir
 
 
-def _trainable(cfg: SweepConfig) -> Any:
+def _trainable(cfg: SweepConfig, run_dir: str | Path) -> Any:
     base = cfg.base_train_config().to_dict()
-    fn = tune.with_parameters(train_trial, base=base, fail_at_epoch=cfg.fail_first_attempt_at_epoch)
+    fn = tune.with_parameters(train_trial, base=base, run_dir=str(run_dir),
+                              fail_at_epoch=cfg.fail_first_attempt_at_epoch)
     resources = {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial}
     return tune.with_resources(fn, resources)
 
@@ -291,11 +289,7 @@ def _prepare_every_node(cfg: SweepConfig, run_dir: Path | None) -> None:
                 continue
             where = f"node {node.get('NodeManagerAddress')} ({node['NodeID'][:8]})"
             if problem.startswith("storage"):
-                raise StorageError(
-                    f"the run folder {run_dir} is not visible from {where}: a multi-node sweep needs shared "
-                    "storage. Put it on a filesystem every node mounts (storage: /shared/path in sweep.yaml) "
-                    "or in the cloud (storage: s3://bucket/sweeps)"
-                )
+                raise not_shared(run_dir, where)
             raise LungsweepError(f"on {where}: {problem}")
     finally:
         if marker is not None:

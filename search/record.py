@@ -14,6 +14,7 @@ the record and the results tables are read and written through pyarrow.fs (searc
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import uuid
@@ -32,7 +33,8 @@ if TYPE_CHECKING:
 __all__ = [
     "BEST_CONFIG", "RESULTS_CSV", "RESULTS_PARQUET", "SWEEP_FILE", "SWEEP_ID", "USABLE_STATUSES",
     "is_sweep", "new_sweep_id", "read_record", "read_results", "read_sweep", "read_sweep_id", "study_name",
-    "sweep_record", "trial_dir", "trial_dirname", "trial_status", "write_sweep",
+    "sweep_record", "trial_dir", "trial_dirname", "trial_status", "write_sweep", "local_sweep", "fetch_checkpoint",
+    "sweep_location",
 ]
 
 SWEEP_FILE = "lungsweep_sweep.json"
@@ -40,6 +42,8 @@ SWEEP_ID = "sweep_id"  # SWEEP_FILE's key for the id of the sweep (not a SweepCo
 RESULTS_CSV = "results.csv"
 RESULTS_PARQUET = "results.parquet"
 BEST_CONFIG = "best_config.yaml"
+MIRROR_ORIGIN = ".lungsweep_origin"  # in a local mirror of a sweep at a URI: that URI
+CHECKPOINT_PREFIX = "checkpoint_"  # Tune's name for a trial's checkpoint folders
 # A finished trial's statuses; ASHA-stopped ("stopped") trials still have a best checkpoint.
 USABLE_STATUSES = ("completed", "early-stopped", "stopped")
 
@@ -55,6 +59,53 @@ def trial_dir(run_dir: str | Path, trial_id: str) -> Path:
 
 def is_sweep(path: str | Path) -> bool:
     return storage.exists(storage.join(path, SWEEP_FILE)) or storage.exists(storage.join(path, RESULTS_PARQUET))
+
+
+def local_sweep(location: str | Path) -> Path:
+    """A local folder to read the sweep at `location` from: the folder itself, or for a URI
+    (s3://, gs://, file://) a mirror under the lungsweep cache.
+
+    The mirror holds every file of the sweep but its checkpoint folders, which
+    `fetch_checkpoint` brings on demand: an ensemble needs a few trials' models, not all.
+    It is refreshed on every call, so a sweep still running is read as it is now.
+    """
+    if not storage.is_uri(location):
+        return Path(location)
+    uri = str(location).rstrip("/")
+    try:
+        found = is_sweep(uri)
+    except (OSError, ValueError) as e:  # pyarrow: unknown scheme, no credentials, unreachable bucket
+        raise LungsweepError(f"cannot read the sweep at {uri} ({e}); check the URI and this machine's "
+                             "credentials for it") from e
+    if not found:
+        raise LungsweepError(f"{uri} holds no sweep ({SWEEP_FILE} or {RESULTS_PARQUET}); give the URI of a "
+                             "launch's RUN_DIR (storage: URI in sweep.yaml, then the --out folder's name)")
+    from trainers.images import default_cache_dir
+
+    key = hashlib.sha256(uri.encode()).hexdigest()[:16]
+    mirror = default_cache_dir() / "sweeps" / key / uri.rsplit("/", 1)[-1]
+    storage.mirror_files(uri, mirror, skip=lambda relative: CHECKPOINT_PREFIX in relative.rsplit("/", 1)[0])
+    storage.write_text(mirror / MIRROR_ORIGIN, uri)
+    return mirror
+
+
+def fetch_checkpoint(run_dir: Path, trial_id: str, name: str) -> Path | None:
+    """In a mirror (`local_sweep`): the trial's checkpoint folder `name`, fetched once from the sweep's URI.
+
+    None for a plain local folder, or when the URI no longer holds that checkpoint.
+    """
+    origin = Path(run_dir) / MIRROR_ORIGIN
+    if not origin.is_file():
+        return None
+    uri = origin.read_text().strip()
+    local = trial_dir(run_dir, trial_id) / name
+    return local if storage.fetch_folder(f"{uri}/{trial_dirname(trial_id)}/{name}", local) else None
+
+
+def sweep_location(run_dir: str | Path) -> str:
+    """Where the sweep read from `run_dir` lives: its URI for a mirror, else the absolute folder."""
+    origin = Path(run_dir) / MIRROR_ORIGIN
+    return origin.read_text().strip() if origin.is_file() else str(Path(run_dir).resolve())
 
 
 def sweep_record(cfg: SweepConfig, sweep_id: str | None = None) -> dict[str, Any]:

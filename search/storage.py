@@ -12,8 +12,22 @@ from typing import Callable, IO
 import pyarrow.fs
 
 from trainers.atomic import atomic_file, atomic_write_text
+from trainers.errors import LungsweepError
 
-__all__ = ["is_uri", "join", "exists", "read_bytes", "write_bytes", "write_text", "write_with"]
+__all__ = ["StorageError", "not_shared", "is_uri", "join", "exists", "read_bytes", "write_bytes", "write_text", "write_with", "mirror_files",
+           "fetch_folder"]
+
+
+class StorageError(LungsweepError):
+    """The run folder is not reachable from every node of the cluster."""
+
+
+def not_shared(run_dir: str | Path, where: str) -> StorageError:
+    return StorageError(
+        f"the run folder {run_dir} is not visible from {where}: a multi-node sweep needs shared "
+        "storage. Put it on a filesystem every node mounts (storage: /shared/path in sweep.yaml) "
+        "or in the cloud (storage: s3://bucket/sweeps)"
+    )
 
 
 def is_uri(location: str | Path) -> bool:
@@ -77,3 +91,40 @@ def write_with(location: str | Path, write: Callable[[IO[bytes]], None]) -> None
     fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     with fs.open_output_stream(path) as f:
         write(f)
+
+
+def mirror_files(uri: str, dest: Path, *, skip: Callable[[str], bool]) -> int:
+    """Copy every file under `uri` into `dest` (same relative paths) whose relative path `skip` refuses.
+
+    Each file lands whole (atomic_file), so a reader never sees half of one. Returns the count copied.
+    """
+    fs, root = _fs(uri)
+    root = root.rstrip("/")
+    infos = fs.get_file_info(pyarrow.fs.FileSelector(root, recursive=True))
+    copied = 0
+    for info in infos:
+        relative = info.path[len(root):].lstrip("/")
+        if info.type != pyarrow.fs.FileType.File or skip(relative):
+            continue
+        with fs.open_input_stream(info.path) as f, atomic_file(dest / relative) as tmp:
+            tmp.write_bytes(f.read())
+        copied += 1
+    return copied
+
+
+def fetch_folder(uri: str, dest: Path) -> bool:
+    """Copy the folder at `uri` to `dest` once (whole, or not at all); False when `uri` holds nothing."""
+    if dest.is_dir():
+        return True
+    fs, path = _fs(uri)
+    if fs.get_file_info(path).type != pyarrow.fs.FileType.Directory:
+        return False
+    partial = dest.with_name(f".{dest.name}.partial")
+    if partial.exists():
+        import shutil
+
+        shutil.rmtree(partial)  # a fetch that was interrupted
+    partial.mkdir(parents=True)
+    pyarrow.fs.copy_files(path, str(partial), source_filesystem=fs, destination_filesystem=pyarrow.fs.LocalFileSystem())
+    partial.rename(dest)
+    return True

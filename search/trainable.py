@@ -12,6 +12,9 @@ from ray import tune
 
 from trainers import TrainConfig, train, train_bag
 
+from . import storage
+from .record import SWEEP_FILE
+
 __all__ = ["train_trial", "InjectedFault"]
 
 log = logging.getLogger(__name__)
@@ -21,14 +24,19 @@ class InjectedFault(RuntimeError):
     """Raised on purpose (fail_first_attempt_at_epoch) to exercise Tune's retries."""
 
 
-def train_trial(sampled: dict[str, Any], *, base: dict[str, Any], fail_at_epoch: int | None = None) -> None:
+def train_trial(sampled: dict[str, Any], *, base: dict[str, Any], run_dir: str | None = None,
+                fail_at_epoch: int | None = None) -> None:
     """Tune's function trainable. `sampled` is the searcher's config; `base` the fixed part.
 
     Resumes from Tune's checkpoint after a crash or a restored sweep. Trainer state
     lives in a scratch folder on the worker; what persists is what Tune stores.
+    The first trial on a node that joined after launch (an autoscaled worker) checks the
+    run folder here, and decodes the image cache under its file lock (trainers.images).
     """
     cfg = TrainConfig.from_dict({**base, **sampled}, source="trial config")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")  # into the trial's log file
+    if run_dir is not None and not storage.exists(storage.join(run_dir, SWEEP_FILE)):
+        raise storage.not_shared(run_dir, f"node {ray.util.get_node_ip_address()}")
     node_id = ray.get_runtime_context().get_node_id()
     restored = tune.get_checkpoint()
     scratch = Path(tempfile.mkdtemp(prefix="lungsweep-trial-"))

@@ -127,6 +127,14 @@ def sweep_file_value_overridden(tmp: Path, data: Path) -> list[str]:
     return ["launch", "--config", str(config), "--num-samples", "2", "--out", str(tmp / "sweep")]
 
 
+def uri_without_sweep(tmp: Path, data: Path) -> list[str]:
+    return ["ensemble", f"file://{tmp}/bucket/nowhere", "--out", str(tmp / "ens")]
+
+
+def uri_of_unknown_scheme(tmp: Path, data: Path) -> list[str]:
+    return ["export", "nosuchfs://bucket/sweep", "--trial", "best", "--out", str(tmp / "model")]
+
+
 CASES = [
     ("train", out_is_a_file, r"--out .*taken is an existing file, not a folder"),
     ("launch", train_as_a_list, r"'train' must be a mapping .* got a list"),
@@ -142,6 +150,8 @@ CASES = [
     ("run", members("0", "run"), r"--members must be a whole number of at least 1, got 0"),
     ("train", train_file_value_overridden, r"c\.yaml: 'epochs' must be at least 1, got 0 .*flag overrides 'epochs'"),
     ("launch", sweep_file_value_overridden, r"s\.yaml: 'num_samples' must be at least 1, got 0 .*flag overrides"),
+    ("ensemble", uri_without_sweep, r"file://.*/bucket/nowhere holds no sweep .*RUN_DIR"),
+    ("export", uri_of_unknown_scheme, r"cannot read the sweep at nosuchfs://bucket/sweep .*credentials"),
 ]
 
 

@@ -106,6 +106,10 @@ def test_a_sweep_killed_after_every_epoch_finishes_every_trial(tmp_path, isolate
     sweep_id = read_sweep_id(out)
     assert sweep_id and optuna.get_all_study_names(f"sqlite:///{tmp_path / 'study.db'}") == [
         f"lungsweep-sweep-{sweep_id[:8]}"]
+    # the study in the database holds both trials, each finished once, whatever the kills interrupted
+    study = optuna.load_study(study_name=f"lungsweep-sweep-{sweep_id[:8]}", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    assert states == [optuna.trial.TrialState.COMPLETE] * 2, states
     fs = pyarrow.fs.LocalFileSystem()
     for trial_id, checkpoint in zip(table.trial_id, table.checkpoint):
         assert Path(checkpoint).is_dir(), f"trial {trial_id}'s best checkpoint {checkpoint} is missing"

@@ -53,3 +53,35 @@ def test_a_sweep_with_uri_storage_writes_its_record_and_results_there(tmp_path, 
     assert read_sweep_id(uri) and read_sweep(uri).num_samples == 2
     assert len(read_results(uri)) == 2 and set(load_results(uri).status) == {"completed"}
     assert not (tmp_path / "sweep").exists(), "nothing is written beside the working directory"
+
+    # the ensemble step and export --trial read the sweep at its URI: a local mirror, checkpoints on demand
+    from ensemble.build import EnsembleSettings, build_ensemble
+    from ensemble.export import export_model
+    from search.record import MIRROR_ORIGIN, local_sweep
+
+    metrics = build_ensemble(uri, tmp_path / "ens", EnsembleSettings(method="mean", members=1, n_splits=2, n_boot=20))
+    assert 0.0 <= metrics["auc"]["value"] <= 1.0 and len(metrics["members"]) == 1
+    mirror = local_sweep(uri)
+    assert mirror.is_relative_to(isolated_cache) and (mirror / MIRROR_ORIGIN).read_text() == uri
+    fetched = sorted(p.parents[1].name for p in mirror.glob("trial_*/checkpoint_*/checkpoint.json"))
+    best = load_results(uri).iloc[0]
+    assert fetched == [f"trial_{best.trial_id}"], "only the chosen member's checkpoint is fetched"
+    import json
+
+    assert json.loads((tmp_path / "ens" / "ensemble.json").read_text())["provenance"]["sweep"] == uri
+    manifest = export_model(uri, tmp_path / "model", trial="best", n_boot=20)
+    assert manifest["provenance"]["sweep"] == uri and manifest["ensemble"]["members"] == [best.trial_id]
+    assert manifest["parity"]["max_abs_diff"] < 1e-4
+
+
+def test_a_trial_on_a_node_that_cannot_see_the_run_folder_fails_naming_the_node(tmp_path, synthetic_data):
+    """What the first trial on a late-joining node checks (launch only checked the nodes alive then)."""
+    import pytest
+
+    from search.storage import StorageError
+    from search.trainable import train_trial
+    from trainers import TrainConfig
+
+    base = TrainConfig(data=str(synthetic_data), model="test_resnet", image_size=32).to_dict()
+    with pytest.raises(StorageError, match=r"run folder .*elsewhere is not visible from node .*shared storage"):
+        train_trial({}, base=base, run_dir=str(tmp_path / "elsewhere"))
