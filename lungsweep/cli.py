@@ -140,12 +140,13 @@ def _add_results(sub: argparse._SubParsersAction) -> None:
 
 def _run_results(args: argparse.Namespace) -> int:
     from search import format_table, load_results, read_sweep, save_results
+    from search import storage
 
     cfg = read_sweep(args.run_dir)
     table = load_results(args.run_dir)
     save_results(table, args.run_dir, cfg)
     print(format_table(table, cfg.reported_metric, top=args.top))
-    print(f"saved {args.run_dir.rstrip('/')}/results.csv, results.parquet and best_config.yaml")
+    print(f"saved {storage.join(args.run_dir, 'results.csv')}, results.parquet and best_config.yaml")
     return 0
 
 

@@ -23,10 +23,11 @@ from trainers.audit import AUDIT_FILE, AUDIT_HTML, audit_config, format_audit, w
 
 from .config import SweepConfig
 from .progress import SweepProgress
-from .recovery import RecoverCheckpoints
+from .recovery import FailOrphanedProposals, RecoverCheckpoints
 from .record import new_sweep_id, read_record, read_sweep_id, study_name, sweep_record, trial_dirname, write_sweep
 from .results import results_table, save_results, format_table
 from .space import suggest
+from . import storage
 from .storage import StorageError, not_shared
 from .tracking import tracking_callbacks
 from .trainable import train_trial
@@ -85,7 +86,7 @@ def launch(
         if "://" not in storage_path:
             _audit_once(cfg, run_dir)
         trainable = _trainable(cfg, run_dir)
-        experiment = f"{storage_path.rstrip('/')}/{name}"  # a folder, or a cloud URI
+        experiment = str(storage.join(storage_path, name))  # a folder, or a cloud URI
         if tune.Tuner.can_restore(experiment):
             _check_same_sweep(cfg, run_dir)
             print(f"resuming the sweep in {experiment}: finished trials are kept", flush=True)
@@ -96,7 +97,7 @@ def launch(
             tuner = _new_tuner(cfg, trainable, storage_path, name, run_dir)
         results = tuner.fit()
         _fail_if_every_trial_errored(results, run_dir)
-        table = results_table(results, cfg)
+        table = results_table(experiment, cfg)  # ResultGrid.experiment_path drops a URI's scheme and query
         save_results(table, run_dir, cfg)  # a folder, or beside Tune's state at the cloud URI
         print(format_table(table, cfg.reported_metric), flush=True)
         return table
@@ -131,14 +132,13 @@ def _driver_ip(address: str | None) -> str | None:
 def _storage(cfg: SweepConfig, out: str | Path) -> tuple[str, str, Any]:
     out = Path(out)
     if cfg.storage is None:
-        storage = str(out.resolve().parent)
-    elif "://" in cfg.storage:
-        storage = cfg.storage
+        location = str(out.resolve().parent)
+    elif storage.is_uri(cfg.storage):
+        location = cfg.storage
     else:
-        storage = str(Path(cfg.storage).resolve())
+        location = str(Path(cfg.storage).resolve())
     # RUN_DIR: a local folder, or the experiment's URI (its record and results go there through pyarrow.fs)
-    run_dir = Path(storage) / out.name if "://" not in storage else f"{storage.rstrip('/')}/{out.name}"
-    return storage, out.name, run_dir
+    return location, out.name, storage.join(location, out.name)
 
 
 def _trainable(cfg: SweepConfig, run_dir: str | Path) -> Any:
@@ -195,7 +195,8 @@ def _new_tuner(cfg: SweepConfig, trainable: Any, storage_path: str, name: str, r
             callbacks=[SweepProgress(metric=cfg.reported_metric, mode=cfg.mode, num_samples=cfg.num_samples,
                                      max_t=cfg.max_t, unit="fold" if cfg.cross_validated else "epoch"),
                        *tracking_callbacks(cfg, run_dir, experiment=name),
-                       RecoverCheckpoints()],  # a crash can outrun Tune's snapshot: see search/recovery.py
+                       # a crash can outrun Tune's snapshot: see search/recovery.py
+                       RecoverCheckpoints(), *_orphan_check(cfg, study_name(name, sweep_id))],
             verbose=0,
             log_to_file=True,
         ),
@@ -215,10 +216,18 @@ def _define_by_run(trial: optuna.Trial, *, specs: tuple, fixed: dict[str, Any]) 
     suggest(trial, specs, fixed)  # OptunaSearch records every suggest_* call as the trial's config
 
 
+def _orphan_check(cfg: SweepConfig, name: str) -> list[FailOrphanedProposals]:
+    return [] if cfg.study_storage is None else [FailOrphanedProposals(_study_url(cfg.study_storage), name)]
+
+
+def _study_url(study_storage: str) -> str:
+    return study_storage if "://" in study_storage else f"sqlite:///{Path(study_storage).resolve()}"
+
+
 def _study_storage(study_storage: str | None) -> optuna.storages.BaseStorage | None:
     if study_storage is None:
         return None
-    url = study_storage if "://" in study_storage else f"sqlite:///{Path(study_storage).resolve()}"
+    url = _study_url(study_storage)
     try:
         return optuna.storages.RDBStorage(url)
     except Exception as e:  # SQLAlchemy raises its own types: a bad URL, a missing driver, a refused connection

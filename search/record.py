@@ -71,7 +71,7 @@ def local_sweep(location: str | Path) -> Path:
     """
     if not storage.is_uri(location):
         return Path(location)
-    uri = str(location).rstrip("/")
+    uri = str(location)
     try:
         found = is_sweep(uri)
     except (OSError, ValueError) as e:  # pyarrow: unknown scheme, no credentials, unreachable bucket
@@ -83,7 +83,7 @@ def local_sweep(location: str | Path) -> Path:
     from trainers.images import default_cache_dir
 
     key = hashlib.sha256(uri.encode()).hexdigest()[:16]
-    mirror = default_cache_dir() / "sweeps" / key / uri.rsplit("/", 1)[-1]
+    mirror = default_cache_dir() / "sweeps" / key / storage.basename(uri)
     storage.mirror_files(uri, mirror, skip=lambda relative: CHECKPOINT_PREFIX in relative.rsplit("/", 1)[0])
     storage.write_text(mirror / MIRROR_ORIGIN, uri)
     return mirror
@@ -99,7 +99,7 @@ def fetch_checkpoint(run_dir: Path, trial_id: str, name: str) -> Path | None:
         return None
     uri = origin.read_text().strip()
     local = trial_dir(run_dir, trial_id) / name
-    return local if storage.fetch_folder(f"{uri}/{trial_dirname(trial_id)}/{name}", local) else None
+    return local if storage.fetch_folder(storage.join(uri, trial_dirname(trial_id), name), local) else None
 
 
 def sweep_location(run_dir: str | Path) -> str:

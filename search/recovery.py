@@ -23,7 +23,7 @@ from typing import Any
 import pyarrow.fs
 from ray.tune import Callback
 
-__all__ = ["RecoverCheckpoints", "reported_checkpoints"]
+__all__ = ["RecoverCheckpoints", "FailOrphanedProposals", "reported_checkpoints"]
 
 log = logging.getLogger(__name__)
 
@@ -109,3 +109,50 @@ def _recover(trial: Any) -> None:
         log.warning("trial %s: no checkpoint of it is left (%s were deleted before the crash); it starts over",
                     trial.trial_id, gone_text)
     trial.invalidate_json_state()
+
+
+class FailOrphanedProposals(Callback):
+    """Before a resumed sweep's first step: end the study's proposals that no trial carries.
+
+    With `study_storage`, every proposal is written to the database when it is asked, but
+    Tune records the trial for it only at its next snapshot. A driver killed in between
+    leaves a proposal RUNNING in the study forever (the resumed searcher, restored from the
+    snapshot, asks afresh): optuna-dashboard would show it running and it would never be
+    told. Such proposals are marked FAIL with a note. An in-memory study is saved with the
+    snapshot, so it has none.
+    """
+
+    def __init__(self, storage_url: str, study_name: str) -> None:
+        self.storage_url, self.study_name = storage_url, study_name
+        self._checked = False
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        if self._checked:
+            return
+        self._checked = True
+        if not trials:
+            return  # a new sweep: nothing was asked yet
+        try:
+            failed = _fail_orphans(self.storage_url, self.study_name, [t.config for t in trials])
+        except Exception as e:  # a database hiccup must not stop a resume; the orphans only mislead a dashboard
+            log.warning("could not check study %s for proposals lost in the crash (%s: %s)",
+                        self.study_name, type(e).__name__, e)
+            return
+        if failed:
+            log.warning("study %s: proposal(s) %s were asked before the crash but never became trials; "
+                        "marked FAIL", self.study_name, ", ".join(map(str, failed)))
+
+    def get_state(self) -> dict | None:
+        return None  # checked afresh in every driver process
+
+
+def _fail_orphans(storage_url: str, study_name: str, configs: list[dict[str, Any]]) -> list[int]:
+    import optuna
+
+    study = optuna.load_study(study_name=study_name, storage=storage_url)
+    failed = []
+    for proposal in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if not any(all(c.get(k) == v for k, v in proposal.params.items()) for c in configs):
+            study.tell(proposal.number, state=optuna.trial.TrialState.FAIL)
+            failed.append(proposal.number)
+    return failed

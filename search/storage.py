@@ -14,7 +14,7 @@ import pyarrow.fs
 from trainers.atomic import atomic_file, atomic_write_text
 from trainers.errors import LungsweepError
 
-__all__ = ["StorageError", "not_shared", "is_uri", "join", "exists", "read_bytes", "write_bytes", "write_text", "write_with", "mirror_files",
+__all__ = ["StorageError", "not_shared", "is_uri", "join", "basename", "exists", "read_bytes", "write_bytes", "write_text", "write_with", "mirror_files",
            "fetch_folder"]
 
 
@@ -34,9 +34,21 @@ def is_uri(location: str | Path) -> bool:
     return "://" in str(location)
 
 
-def join(base: str | Path, name: str) -> str | Path:
-    """base/name: a Path for a local folder, a string for a URI (Path would fold its '//')."""
-    return f"{str(base).rstrip('/')}/{name}" if is_uri(base) else Path(base) / name
+def join(base: str | Path, *names: str) -> str | Path:
+    """base/name/...: a Path for a local folder, a string for a URI (Path would fold its '//').
+
+    A URI's query (`s3://bucket/sweeps?endpoint_override=minio:9000&scheme=http`, how pyarrow
+    reaches an S3-compatible server) stays at the end, where pyarrow reads it.
+    """
+    if not is_uri(base):
+        return Path(base).joinpath(*names)
+    path, sep, query = str(base).partition("?")
+    return "/".join([path.rstrip("/"), *names]) + sep + query
+
+
+def basename(location: str | Path) -> str:
+    """The last name of a folder or URI, without a URI's query."""
+    return str(location).partition("?")[0].rstrip("/").rsplit("/", 1)[-1] if is_uri(location) else Path(location).name
 
 
 def _fs(uri: str) -> tuple[pyarrow.fs.FileSystem, str]:

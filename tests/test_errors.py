@@ -6,26 +6,23 @@ as a user does, and names the words the error must contain (the culprit and the 
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 import pytest
-from tests_support import sweep_yaml
+from tests_support import free_port, sweep_yaml
 
 
-def lungsweep(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lungsweep", "-q", *args], capture_output=True, text=True,
-                          timeout=120)
+def lungsweep(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str]:
+    """The console script's entry point, in this process (an interpreter start-up per case would cost
+    ~10 s; test_cli runs the installed command): (exit code, stderr). An uncaught exception, which a
+    user would see as a traceback, fails the test here."""
+    from lungsweep.cli import main
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    capsys.readouterr()
+    code = main(["-q", *args])
+    return code, capsys.readouterr().err
 
 
 # --- the inputs of each case -----------------------------------------------------------------
@@ -157,13 +154,12 @@ CASES = [
 
 @pytest.mark.parametrize("command, build, message", CASES, ids=[c[1].__name__ if c[1].__name__ != "case"
                                                                     else f"members-{i}" for i, c in enumerate(CASES)])
-def test_a_mistake_is_one_named_error_line(tmp_path, synthetic_data, command, build, message):
+def test_a_mistake_is_one_named_error_line(tmp_path, synthetic_data, capsys, command, build, message):
     import re
 
-    done = lungsweep(*build(tmp_path, synthetic_data))
-    lines = done.stderr.strip().splitlines()
-    assert done.returncode == 2, done.stderr[-3000:]
-    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    code, stderr = lungsweep(capsys, *build(tmp_path, synthetic_data))
+    lines = stderr.strip().splitlines()
+    assert code == 2, stderr[-3000:]
     errors = [line for line in lines if line.startswith(f"lungsweep {command}: error: ")]
-    assert len(errors) == 1 and errors[0] == lines[-1], done.stderr[-3000:]
+    assert len(errors) == 1 and errors[0] == lines[-1], stderr[-3000:]
     assert re.search(message, errors[0]), errors[0]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -80,6 +81,12 @@ def two_class_folder(root: Path, classes: tuple[str, str], per_class: int = 2) -
     return root
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def kill_tree(pid: int, sig: int = signal.SIGKILL) -> None:
     """Kill a process and every descendant, by process id."""
     try:
@@ -95,11 +102,16 @@ def kill_tree(pid: int, sig: int = signal.SIGKILL) -> None:
     psutil.wait_procs(procs, timeout=10)
 
 
-def kill_children() -> None:
-    """Whatever this test process started and left behind (Ray's daemons and workers)."""
+def kill_children(spare: set[int] = frozenset()) -> None:
+    """Whatever this test process started and left behind (Ray's daemons and workers), but `spare`."""
     me = psutil.Process()
     for child in me.children(recursive=True):
-        kill_tree(child.pid)
+        if child.pid not in spare:
+            kill_tree(child.pid)
+
+
+def child_pids() -> set[int]:
+    return {p.pid for p in psutil.Process().children(recursive=True)}
 
 
 def sweep_yaml(path: Path, data: Path, **overrides: object) -> Path:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -106,10 +107,13 @@ def test_a_sweep_killed_after_every_epoch_finishes_every_trial(tmp_path, isolate
     sweep_id = read_sweep_id(out)
     assert sweep_id and optuna.get_all_study_names(f"sqlite:///{tmp_path / 'study.db'}") == [
         f"lungsweep-sweep-{sweep_id[:8]}"]
-    # the study in the database holds both trials, each finished once, whatever the kills interrupted
+    # the study in the database holds both trials, each finished once, whatever the kills interrupted;
+    # a proposal asked just before a kill, which Tune never recorded, is failed on resume, not left running
     study = optuna.load_study(study_name=f"lungsweep-sweep-{sweep_id[:8]}", storage=f"sqlite:///{tmp_path / 'study.db'}")
-    states = [t.state for t in study.get_trials(deepcopy=False)]
-    assert states == [optuna.trial.TrialState.COMPLETE] * 2, states
+    states = [t.state.name for t in study.get_trials(deepcopy=False)]
+    assert states.count("COMPLETE") == 2 and set(states) <= {"COMPLETE", "FAIL"}, states
+    orphans = [n for listed in re.findall(r"proposal\(s\) ([\d, ]+) were asked", text) for n in listed.split(", ")]
+    assert states.count("FAIL") == len(orphans), (states, orphans)
     fs = pyarrow.fs.LocalFileSystem()
     for trial_id, checkpoint in zip(table.trial_id, table.checkpoint):
         assert Path(checkpoint).is_dir(), f"trial {trial_id}'s best checkpoint {checkpoint} is missing"

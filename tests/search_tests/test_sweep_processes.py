@@ -9,7 +9,6 @@ import os
 import shutil
 import tempfile
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 import optuna
 import psutil
 import pytest
-from tests_support import kill_tree, sweep_yaml
+from tests_support import free_port, kill_tree, sweep_yaml
 
 from search import load_results
 from search.record import SWEEP_FILE
@@ -94,12 +93,6 @@ def assert_study_kept_its_trials(study: optuna.Study, table, *, startup_trials: 
     random_phase = [t for t in trials
                     if sum(u.datetime_complete < t.datetime_start for u in trials) < startup_trials]
     assert len(random_phase) == startup_trials, [(t.number, t.datetime_start) for t in trials]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def reports(run_dir: Path) -> dict[str, list[dict]]:
