@@ -130,8 +130,8 @@ class FailOrphanedProposals(Callback):
         if self._checked:
             return
         self._checked = True
-        if not trials:
-            return  # a new sweep: nothing was asked yet
+        # callbacks run before this step asks the searcher: every RUNNING proposal now was asked by an
+        # earlier driver (also one killed before Tune's first snapshot, whose study a new sweep reuses)
         try:
             failed = _fail_orphans(self.storage_url, self.study_name, [t.config for t in trials])
         except Exception as e:  # a database hiccup must not stop a resume; the orphans only mislead a dashboard
@@ -152,7 +152,9 @@ def _fail_orphans(storage_url: str, study_name: str, configs: list[dict[str, Any
     study = optuna.load_study(study_name=study_name, storage=storage_url)
     failed = []
     for proposal in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if not any(all(c.get(k) == v for k, v in proposal.params.items()) for c in configs):
+        # a proposal killed before its parameters were drawn has none: it matches no trial
+        carried = proposal.params and any(all(c.get(k) == v for k, v in proposal.params.items()) for c in configs)
+        if not carried:
             study.tell(proposal.number, state=optuna.trial.TrialState.FAIL)
             failed.append(proposal.number)
     return failed

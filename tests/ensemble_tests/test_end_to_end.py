@@ -4,13 +4,11 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from tests_support import make_dataset, sweep_yaml
+from tests_support import lungsweep, make_dataset, sweep_yaml
 
 from ensemble.errors import EnsembleError
 from ensemble.members import pick_members
@@ -33,10 +31,6 @@ def sweep_dir(local_ray, tmp_path_factory):
     ))
     launch(cfg, root / "sweep")
     return root / "sweep"
-
-
-def lungsweep(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lungsweep", *args], capture_output=True, text=True)
 
 
 @pytest.mark.parametrize("method, calibration", [("greedy", "temperature"), ("stack", "auto")])

@@ -62,6 +62,20 @@ def test_reported_checkpoints_are_the_existing_folders_in_order_with_their_metri
     assert reported_checkpoints(pyarrow.fs.LocalFileSystem(), str(tmp_path / "nowhere")) == []
 
 
+def test_proposals_no_trial_carries_are_failed_and_the_carried_one_is_left_running(tmp_path):
+    from search.recovery import _fail_orphans
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="s", storage=url)
+    carried, lost = study.ask(), study.ask()
+    carried.suggest_float("lr", 1e-4, 1e-1, log=True)
+    lost.suggest_float("lr", 1e-4, 1e-1, log=True)
+    study.ask()  # killed before its parameters were drawn
+    assert _fail_orphans(url, "s", [{"lr": carried.params["lr"], "batch_size": 8}]) == [1, 2]
+    assert [t.state.name for t in study.get_trials()] == ["RUNNING", "FAIL", "FAIL"]
+    assert _fail_orphans(url, "s", [{"lr": carried.params["lr"]}]) == []  # nothing left to fail
+
+
 def test_a_sweep_killed_after_every_epoch_finishes_every_trial(tmp_path, isolated_cache):
     # epochs of a few seconds (600 images), so that the kill lands before the next epoch is reported
     data = make_dataset(tmp_path / "data", groups_per_class=100, per_group=3, seed=3)

@@ -3,14 +3,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
-from tests_support import SHARED_DATA, make_dataset, tiny_config
+from tests_support import lungsweep, SHARED_DATA, make_dataset, tiny_config
 
 from trainers import ConfigError, DataError, TrainConfig, decode_image, discover, prepare_data
 from trainers.audit import audit_config, audit_summary
@@ -159,10 +157,6 @@ def test_group_summary_is_logged_and_singletons_warned(tmp_path, caplog):
         prepare_data(tiny_config(root))
     assert "groups CT_COVID" in caplog.text and "100% singletons" in caplog.text
     assert any(r.levelname == "WARNING" and "6 of its 6 groups hold one image" in r.message for r in caplog.records)
-
-
-def lungsweep(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lungsweep", *args], capture_output=True, text=True)
 
 
 def test_audit_cli_writes_json_and_html(tmp_path, data_with_copies):
