@@ -139,8 +139,7 @@ def _add_results(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_results(args: argparse.Namespace) -> int:
-    from search import format_table, load_results, read_sweep, save_results
-    from search import storage
+    from search import format_table, load_results, read_sweep, save_results, storage
 
     cfg = read_sweep(args.run_dir)
     table = load_results(args.run_dir)

@@ -82,8 +82,8 @@ def launch(
         except ConnectionError as e:
             raise ClusterError(_unreachable(address, e)) from e
     try:
-        _prepare_every_node(cfg, run_dir if "://" not in storage_path else None)
-        if "://" not in storage_path:
+        _prepare_every_node(cfg, None if storage.is_uri(storage_path) else run_dir)
+        if not storage.is_uri(storage_path):
             _audit_once(cfg, run_dir)
         trainable = _trainable(cfg, run_dir)
         experiment = str(storage.join(storage_path, name))  # a folder, or a cloud URI
@@ -171,7 +171,7 @@ def _new_tuner(cfg: SweepConfig, trainable: Any, storage_path: str, name: str, r
         grace_period=cfg.asha.grace_period,
         reduction_factor=cfg.asha.reduction_factor,
     )
-    if "://" not in storage_path:
+    if not storage.is_uri(storage_path):
         Path(run_dir).mkdir(parents=True, exist_ok=True)
     write_sweep(run_dir, cfg, sweep_id)
     return tune.Tuner(

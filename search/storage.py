@@ -6,6 +6,7 @@ an object store's writes are whole-object by nature. Ray-free.
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Callable, IO
 
@@ -14,8 +15,8 @@ import pyarrow.fs
 from trainers.atomic import atomic_file, atomic_write_text
 from trainers.errors import LungsweepError
 
-__all__ = ["StorageError", "not_shared", "is_uri", "join", "basename", "exists", "read_bytes", "write_bytes", "write_text", "write_with", "mirror_files",
-           "fetch_folder"]
+__all__ = ["StorageError", "not_shared", "is_uri", "join", "basename", "exists", "read_bytes", "write_bytes",
+           "write_text", "write_with", "mirror_files", "fetch_folder"]
 
 
 class StorageError(LungsweepError):
@@ -108,7 +109,9 @@ def write_with(location: str | Path, write: Callable[[IO[bytes]], None]) -> None
 def mirror_files(uri: str, dest: Path, *, skip: Callable[[str], bool]) -> int:
     """Copy every file under `uri` into `dest` (same relative paths) whose relative path `skip` refuses.
 
-    Each file lands whole (atomic_file), so a reader never sees half of one. Returns the count copied.
+    Each file lands whole (atomic_file), so a reader never sees half of one. A file already
+    mirrored with the same size and no newer change is not fetched again, so reading a big
+    sweep a second time costs a listing. Returns the count copied.
     """
     fs, root = _fs(uri)
     root = root.rstrip("/")
@@ -116,12 +119,21 @@ def mirror_files(uri: str, dest: Path, *, skip: Callable[[str], bool]) -> int:
     copied = 0
     for info in infos:
         relative = info.path[len(root):].lstrip("/")
-        if info.type != pyarrow.fs.FileType.File or skip(relative):
+        if info.type != pyarrow.fs.FileType.File or skip(relative) or _mirrored(info, dest / relative):
             continue
         with fs.open_input_stream(info.path) as f, atomic_file(dest / relative) as tmp:
             tmp.write_bytes(f.read())
         copied += 1
     return copied
+
+
+def _mirrored(info: pyarrow.fs.FileInfo, local: Path) -> bool:
+    try:
+        stat = local.stat()
+    except FileNotFoundError:
+        return False
+    changed = info.mtime_ns is None or info.mtime_ns > stat.st_mtime_ns
+    return stat.st_size == info.size and not changed
 
 
 def fetch_folder(uri: str, dest: Path) -> bool:
@@ -133,8 +145,6 @@ def fetch_folder(uri: str, dest: Path) -> bool:
         return False
     partial = dest.with_name(f".{dest.name}.partial")
     if partial.exists():
-        import shutil
-
         shutil.rmtree(partial)  # a fetch that was interrupted
     partial.mkdir(parents=True)
     pyarrow.fs.copy_files(path, str(partial), source_filesystem=fs, destination_filesystem=pyarrow.fs.LocalFileSystem())
