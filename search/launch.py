@@ -71,6 +71,9 @@ def launch(
     _study_storage(cfg.study_storage)  # a bad URL is named before any Ray process starts
     # Tune warns on every forced state snapshot; with a few checkpoints per trial that is noise
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Ray's newer console output prints its own experiment box (and a TensorBoard path under
+    # /tmp/ray) whatever verbose says; the older one honours verbose=0, leaving SweepProgress's line
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     started_here = not ray.is_initialized()
     if started_here:
         # A local Ray starts with the CPUs and GPUs it finds, listening on loopback only;

@@ -59,6 +59,10 @@ def test_the_main_job_writes_every_stage_and_says_where(job):
     rows = list(csv.DictReader((out / "predictions.csv").open()))
     assert len(rows) == 8 and all(0.0 <= float(r["probability"]) <= 1.0 for r in rows)
     assert "[sweep" in job["stderr"], "the sweep's progress line is shown"
+    shown = job["stdout"] + job["stderr"]
+    assert "Configuration for experiment" not in shown and "tensorboard --logdir" not in shown, \
+        "Ray's own experiment box is not printed above ours"
+    assert shown.count("split holdout") <= 1, "the audit's inspection splits are not described as the run's"
 
 
 def test_the_sweep_ranks_bags_by_their_pooled_out_of_fold_metric(job):

@@ -163,7 +163,7 @@ def _straddling(
     try:
         for ds in (dataset, merged):
             split = split_dataset(ds, val_fraction=val_fraction, holdout_fraction=holdout_fraction, seed=seed,
-                                  usable=usable)
+                                  usable=usable, describe=False)  # the training run describes its own split
             where.append({int(i): name for name in SPLITS for i in split[name]})
     except SplitError as e:
         return {"straddling": 0, "straddling_after_merge": 0, "error": str(e), "pairs": []}

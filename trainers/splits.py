@@ -69,12 +69,14 @@ def split_dataset(
     usable: np.ndarray | None = None,
     cv_folds: int = 1,
     fold: int | None = None,
+    describe: bool = True,
 ) -> Split:
     """Deterministic for a seed. Holdout is cut first, then validation (or K folds) from the rest.
 
     StratifiedGroupKFold keeps each group whole and class shares close to the
     whole set's; a fraction f is taken as one fold of round(1/f) folds. The holdout
-    does not depend on cv_folds, so single-split and k-fold runs share it.
+    does not depend on cv_folds, so single-split and k-fold runs share it. `describe`
+    logs each part's size, groups and classes (off for a split made only to be inspected).
     """
     idx = np.arange(len(dataset)) if usable is None else np.flatnonzero(usable)
     labels = dataset.labels[idx]
@@ -88,14 +90,16 @@ def split_dataset(
         split = Split(train=idx[rest], val=np.array([], dtype=np.int64), holdout=idx[holdout],
                       folds=tuple(np.sort(idx[f]) for f in folds))
         _check_disjoint(split, dataset)
-        _log_parts({"holdout": split.holdout, **{f"fold {k}": f for k, f in enumerate(split.folds)}}, dataset)
+        if describe:
+            _log_parts({"holdout": split.holdout, **{f"fold {k}": f for k, f in enumerate(split.folds)}}, dataset)
         return split.for_fold(fold) if fold is not None else split
     # rescale so val is val_fraction of the whole set, not of what holdout left
     val_share = val_fraction / (1.0 - holdout_fraction)
     train, val = _one_fold(labels, groups, rest, val_share, seed + 1, "val", dataset)
     split = Split(train=idx[train], val=idx[val], holdout=idx[holdout])
     _check_disjoint(split, dataset)
-    _log_parts({name: split[name] for name in SPLITS}, dataset)
+    if describe:
+        _log_parts({name: split[name] for name in SPLITS}, dataset)
     return split
 
 
