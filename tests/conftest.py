@@ -6,7 +6,6 @@ from pathlib import Path
 import os
 
 import pytest
-import ray
 from tests_support import kill_children, make_dataset
 
 
@@ -26,6 +25,8 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
 @pytest.fixture(scope="module")
 def local_ray(tmp_path_factory: pytest.TempPathFactory):
     """A real local Ray for one test module, on loopback; its processes are killed by id at the end."""
+    import ray  # here, not at the top: the CUDA tests run on GPU machines that have no Ray
+
     cache = tmp_path_factory.getbasetemp() / "image-cache"  # the same cache the trainers tests use
     os.environ["LUNGSWEEP_CACHE"] = str(cache)
     ray.init(

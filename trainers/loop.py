@@ -244,6 +244,7 @@ def train(
             "train_seconds": train_seconds,
             "data_seconds": data_seconds,
             "train_images_per_second": len(order) * order.shape[-1] / train_seconds,
+            **_gpu_memory(device),
         }
         history.append(metrics)
         if events is not None:
@@ -344,6 +345,13 @@ def _resume(folder: Path, cfg: TrainConfig, data: PreparedData, model: torch.nn.
     torch.set_rng_state(state["torch_rng"])
     gen.set_state(state["gen_rng"])
     return state
+
+
+def _gpu_memory(device: torch.device) -> dict[str, float]:
+    """The most GPU memory this process has held so far (what packing trials per GPU must fit)."""
+    if device.type != "cuda":
+        return {}
+    return {"gpu_memory_peak_mib": torch.cuda.max_memory_reserved(device) / 2**20}
 
 
 def _write_history(out_dir: Path, history: list[dict[str, float]]) -> None:
