@@ -26,6 +26,7 @@ from trainers.records import read_record_file
 
 from . import storage
 from .config import SweepConfig, parse_sweep_config
+from .space import ParamSpec
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -160,11 +161,11 @@ def read_sweep(run_dir: str | Path) -> SweepConfig:
     record = read_record(run_dir)
     raw = {k: v for k, v in record.items() if k not in ("space", SWEEP_ID)}
     space: dict[str, Any] = {}
-    for spec in record.get("space") or []:
-        entry: dict[str, Any] = {spec["kind"]: list(spec["values"])}
-        if spec.get("when"):
-            entry["when"] = {key: list(values) for key, values in spec["when"]}
-        space[spec["name"]] = entry
+    for spec in map(ParamSpec.from_record, record.get("space") or []):  # a hand-edited entry gets a named error
+        entry: dict[str, Any] = {spec.kind: list(spec.values)}
+        if spec.when:
+            entry["when"] = {key: list(values) for key, values in spec.when}
+        space[spec.name] = entry
     raw["space"] = space
     return parse_sweep_config(raw, source=str(storage.join(run_dir, SWEEP_FILE)))
 

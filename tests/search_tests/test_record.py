@@ -35,6 +35,17 @@ def test_a_missing_or_damaged_record_is_named(tmp_path):
         read_sweep(tmp_path)
 
 
+def test_a_hand_edited_space_entry_is_named_not_a_key_error(tmp_path, synthetic_data):
+    import json
+
+    write_sweep(tmp_path, load_sweep_config(sweep_yaml(tmp_path / "s.yaml", synthetic_data)))
+    record = json.loads((tmp_path / "lungsweep_sweep.json").read_text())
+    del record["space"][0]["kind"]
+    (tmp_path / "lungsweep_sweep.json").write_text(json.dumps(record))
+    with pytest.raises(LungsweepError, match="lacks 'kind'"):
+        read_sweep(tmp_path)
+
+
 @pytest.mark.parametrize(
     "tune_status, last, status",
     [
