@@ -31,18 +31,41 @@ def write_dicom(
     photometric: str = "MONOCHROME2",
     window: tuple[float, float] | None = None,
     frames: bool = False,
+    enhanced: str | None = None,
 ) -> Path:
-    """CT_small.dcm with new pixels (HU, stored with intercept -1024) and identity tags; (F, H, W) with frames=True."""
+    """CT_small.dcm with new pixels (HU, stored with intercept -1024) and identity tags; (F, H, W) with frames=True.
+
+    enhanced="shared" or "per-frame": the rescale sits only in the functional groups, as an
+    enhanced multi-frame CT keeps it ("per-frame": frame k has intercept -1024 - 100 k)."""
     import pydicom
     from pydicom.uid import generate_uid
 
     ds = pydicom.dcmread(shipped("CT_small.dcm"))
     stored = np.asarray(hu, dtype=np.int32) + 1024
+    if enhanced == "per-frame":
+        stored = stored + 100 * np.arange(hu.shape[0])[:, None, None]
     ds.PixelData = stored.astype(np.int16).tobytes()
     ds.Rows, ds.Columns = int(hu.shape[-2]), int(hu.shape[-1])
     if frames:
         ds.NumberOfFrames = int(hu.shape[0])
     ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
+    if enhanced is not None:
+        from pydicom.dataset import Dataset
+        from pydicom.sequence import Sequence
+
+        def group(intercept: int) -> Dataset:
+            transform = Dataset()
+            transform.RescaleSlope, transform.RescaleIntercept, transform.RescaleType = 1, intercept, "HU"
+            item = Dataset()
+            item.PixelValueTransformationSequence = Sequence([transform])
+            return item
+
+        del ds.RescaleSlope, ds.RescaleIntercept
+        if enhanced == "shared":
+            ds.SharedFunctionalGroupsSequence = Sequence([group(-1024)])
+        else:
+            ds.SharedFunctionalGroupsSequence = Sequence([Dataset()])
+            ds.PerFrameFunctionalGroupsSequence = Sequence([group(-1024 - 100 * k) for k in range(hu.shape[0])])
     for tag, value in (("PatientID", patient), ("StudyInstanceUID", study)):
         if value is None:
             if tag in ds:

@@ -17,7 +17,7 @@ from PIL import Image, ImageOps
 from .data import Dataset
 from .errors import BadImageError
 from .atomic import atomic_save_npy, atomic_write_text
-from .medical import is_medical, parse_window, read_slice
+from .medical import MEDICAL_DECODE_VERSION, is_medical, parse_window, read_slice
 from .progress import progress_bar
 
 __all__ = ["decode_image", "decode_image_sizes", "load_images", "DecodedImages", "default_cache_dir", "PREPROCESSING_VERSION",
@@ -195,14 +195,16 @@ def _decode_all(dataset: Dataset, image_size: int, array_path: Path, index_path:
 
 def cache_key(fingerprint: str, image_size: int, window: Any = None) -> str:
     """File stem of a decoded-image cache entry: content, size, decoder version and, for
-    DICOM / NIfTI datasets, the window (a changed window never reads a stale cache).
+    DICOM / NIfTI datasets, the window and MEDICAL_DECODE_VERSION (a changed window or
+    decoder never reads a stale cache).
 
     window None: a PNG/JPEG-only dataset. 'none' (min-max) is a window like any other.
     """
     stem = f"{fingerprint[:32]}-s{image_size}-v{PREPROCESSING_VERSION}"
     if window is None:  # PNG / JPEG only: the key it always had
         return stem
-    tag = hashlib.sha256(json.dumps({"window": parse_window(window)}).encode()).hexdigest()[:8]
+    reading = {"window": parse_window(window), "decoder": MEDICAL_DECODE_VERSION}
+    tag = hashlib.sha256(json.dumps(reading).encode()).hexdigest()[:8]
     return f"{stem}-w{tag}"
 
 

@@ -29,10 +29,13 @@ from .errors import BadImageError
 
 __all__ = [
     "WINDOWS", "WINDOW_NAMES", "SLICE_POLICIES", "MedicalSample", "is_dicom", "is_nifti", "is_medical",
-    "parse_window", "parse_slices", "expand", "read_slice", "apply_window",
+    "parse_window", "parse_slices", "expand", "read_slice", "apply_window", "MEDICAL_DECODE_VERSION",
 ]
 
 
+# What DICOM / NIfTI decoding gives, in the cache key of such datasets: bumped when decoded pixels
+# change, so no stale cache is read (2: enhanced multi-frame rescale read from functional groups)
+MEDICAL_DECODE_VERSION = 2
 WINDOWS = {"lung": (1500.0, -600.0), "mediastinum": (350.0, 50.0)}  # name -> (width, level) in HU
 WINDOW_NAMES = ("auto", "lung", "mediastinum", "none")
 SLICE_POLICIES = ("middle", "all", "every N")
@@ -350,7 +353,11 @@ def _dicom_slice(path: str, frame: int | None, win: tuple[float, float] | str | 
         return apply_window(raw, None if win == "auto" else win)
     if raw.ndim != 2:
         raise BadImageError(path, f"DICOM pixels have shape {raw.shape}; expected one 2-D frame")
-    values = apply_modality_lut(raw, ds).astype(np.float32)  # RescaleSlope / RescaleIntercept -> HU
+    rescale = _functional_rescale(ds, index or 0)
+    if rescale is not None:  # an enhanced multi-frame image keeps its rescale per frame, or shared
+        values = raw.astype(np.float32) * rescale[0] + rescale[1]
+    else:
+        values = apply_modality_lut(raw, ds).astype(np.float32)  # RescaleSlope / RescaleIntercept -> HU
     modality = str(ds.get("Modality", "") or "")
     if win == "auto":
         win = WINDOWS["lung"] if modality == "CT" else None
@@ -365,6 +372,19 @@ def _dicom_slice(path: str, frame: int | None, win: tuple[float, float] | str | 
     if str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1":
         out = 255 - out  # MONOCHROME1: low values are white
     return out
+
+
+def _functional_rescale(ds: Any, frame: int) -> tuple[float, float] | None:
+    """(slope, intercept) of `frame` from an enhanced image's functional groups: the frame's own
+    Pixel Value Transformation first, then the shared one; None for a classic image (top-level tags)."""
+    for name, item in (("PerFrameFunctionalGroupsSequence", frame), ("SharedFunctionalGroupsSequence", 0)):
+        groups = ds.get(name)
+        if not groups or item >= len(groups):
+            continue
+        transform = groups[item].get("PixelValueTransformationSequence")
+        if transform and "RescaleSlope" in transform[0] and "RescaleIntercept" in transform[0]:
+            return float(transform[0].RescaleSlope), float(transform[0].RescaleIntercept)
+    return None
 
 
 def _first(value: Any) -> float:

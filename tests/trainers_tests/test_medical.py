@@ -85,6 +85,18 @@ def test_multiframe_dicom_is_a_volume_of_slices(tmp_path):
     assert discover(data=root, slices="middle").ids == ("A/a.dcm#2", "Non_A/b.dcm#2")
 
 
+@pytest.mark.parametrize("enhanced", ["shared", "per-frame"])
+def test_enhanced_multiframe_rescale_comes_from_its_functional_groups(tmp_path, enhanced):
+    """An enhanced CT keeps Rescale Slope/Intercept in (per-frame or shared) functional groups, not at the top."""
+    volume = np.stack([marked_slice(v) for v in (-1000.0, LUNG_CENTRE, 50.0)])
+    classic = write_dicom(tmp_path / "classic.dcm", volume, frames=True)
+    modern = write_dicom(tmp_path / "enhanced.dcm", volume, frames=True, enhanced=enhanced)
+    for k in range(3):
+        for window in ("lung", "mediastinum"):
+            np.testing.assert_array_equal(read_slice(modern, k, window), read_slice(classic, k, window))
+    assert centre(read_slice(modern, 1, "lung")) == 128 and centre(read_slice(modern, 2, "mediastinum")) == 128
+
+
 def test_nifti_axial_slices_grouped_by_volume(tmp_path):
     root = tmp_path / "nii"
     values = [-1000.0, LUNG_CENTRE, 0.0]
