@@ -12,24 +12,40 @@ __all__ = ["SweepProgress"]
 
 
 class SweepProgress(Callback):
-    """Prints a status line when something changes (at most every `interval` seconds) and at the end."""
+    """Prints a status line when something changes (at most every `interval` seconds) and at the end.
+
+    The best it shows is what results rank by: with epochs, a trial's best report; with folds
+    (unit "fold"), a trial's latest report, the pooled out-of-fold metric over the folds done,
+    since an early fold's higher figure is a smaller sample, not a better bag.
+    """
 
     def __init__(self, *, metric: str, mode: str, num_samples: int, max_t: int, unit: str = "epoch",
                  interval: float = 5.0, heartbeat: float = 30.0) -> None:
         self.metric, self.mode = metric, mode
         self.num_samples, self.max_t, self.unit = num_samples, max_t, unit
         self.interval, self.heartbeat = interval, heartbeat
-        self._best: tuple[float, str, int] | None = None
+        self._reports: dict[str, tuple[float, int]] = {}  # trial id -> (value, iteration) that ranks it
         self._last_print = 0.0
         self._start = time.monotonic()
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         value = result.get(self.metric)
         if isinstance(value, (int, float)) and not math.isnan(value):
-            better = self._best is None or (value > self._best[0] if self.mode == "max" else value < self._best[0])
-            if better:
-                self._best = (float(value), trial.trial_id, int(result.get("training_iteration", 0)))
+            kept = self._reports.get(trial.trial_id)
+            if self.unit == "fold" or kept is None or self._better(value, kept[0]):
+                self._reports[trial.trial_id] = (float(value), int(result.get("training_iteration", 0)))
         self._maybe_print(trials)
+
+    def _better(self, a: float, b: float) -> bool:
+        return a > b if self.mode == "max" else a < b
+
+    def best(self) -> tuple[float, str, int] | None:
+        """(value, trial id, epoch or fold) of the leading trial, or None before any report."""
+        leader = None
+        for trial_id, (value, iteration) in self._reports.items():
+            if leader is None or self._better(value, leader[0]):
+                leader = (value, trial_id, iteration)
+        return leader
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         # A k-fold trial reports once per fold (minutes apart on a CPU): keep a heartbeat meanwhile.
@@ -54,9 +70,10 @@ class SweepProgress(Callback):
             if t.status == "TERMINATED" and not last.get("trainer_stop") and last.get("training_iteration", 0) < self.max_t:
                 stopped += 1
         finished = counts.get("TERMINATED", 0)
+        leader = self.best()
         best = (
-            f"best {self.metric} {self._best[0]:.4f} (trial {self._best[1]}, {self.unit} {self._best[2]})"
-            if self._best else f"best {self.metric} -"
+            f"best {self.metric} {leader[0]:.4f} (trial {leader[1]}, {self.unit} {leader[2]})"
+            if leader else f"best {self.metric} -"
         )
         elapsed = time.monotonic() - self._start
         return (
