@@ -355,8 +355,8 @@ def _gpu_memory(device: torch.device) -> dict[str, float]:
 
 
 def _write_history(out_dir: Path, history: list[dict[str, float]]) -> None:
-    keys = list(history[0])
-    lines = [",".join(keys)] + [",".join(f"{row[k]:.6g}" for k in keys) for row in history]
+    keys = list(dict.fromkeys(k for row in history for k in row))  # a run resumed on another device adds or drops gpu_*
+    lines = [",".join(keys)] + [",".join(f"{row.get(k, math.nan):.6g}" for k in keys) for row in history]
     atomic_write_text(out_dir / "history.csv", "\n".join(lines) + "\n")
 
 
