@@ -64,16 +64,22 @@ def steady_state(history: Path) -> tuple[float, float]:
     return images / seconds, peak
 
 
+def run_env() -> dict[str, str]:
+    """This checkout first on the path, keeping what the caller put there (e.g. carried wheels)."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+
+
 def run_pack(args: argparse.Namespace, data: Path, out: Path, n: int) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     started = time.perf_counter()
-    procs = []
-    for k in range(n):
-        log = (out / f"pack{n}_run{k}.log").open("w")
-        procs.append(subprocess.Popen(train_command(args, data, out / f"pack{n}" / f"run{k}"), cwd=ROOT, env=env,
+    procs, logs = [], [(out / f"pack{n}_run{k}.log").open("w") for k in range(n)]
+    for k, log in enumerate(logs):
+        procs.append(subprocess.Popen(train_command(args, data, out / f"pack{n}" / f"run{k}"), cwd=ROOT, env=run_env(),
                                       stdout=log, stderr=subprocess.STDOUT))
-    for k, proc in enumerate(procs):
-        if proc.wait() != 0:
+    codes = [proc.wait() for proc in procs]
+    for log in logs:
+        log.close()
+    for k, code in enumerate(codes):
+        if code != 0:
             sys.exit(f"run {k} of the pack of {n} failed; see {out / f'pack{n}_run{k}.log'}")
     wall = time.perf_counter() - started
     per_run = [steady_state(out / f"pack{n}" / f"run{k}" / "history.csv") for k in range(n)]
@@ -95,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
         data = make_dataset(out / "data", groups_per_class=args.groups, per_group=2, seed=1)
     # decode once before timing: the packed runs then share the cache, as trials on one node do
     subprocess.run([*train_command(args, data, out / "warm"), "--epochs", "1"], cwd=ROOT, check=True,
-                   env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+                   env=run_env(), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     print(f"{args.model} {args.image_size} px, batch {args.batch_size}, {args.epochs} epochs on {args.device}; "
           f"data {data}", flush=True)
     print(f"{'runs':>4} {'images/s per run':>17} {'images/s per device':>20} {'peak MiB per run':>17} {'wall s':>7}")

