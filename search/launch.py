@@ -26,6 +26,7 @@ from .progress import SweepProgress
 from .recovery import FailOrphanedProposals, RecoverCheckpoints
 from .record import new_sweep_id, read_record, read_sweep_id, study_name, sweep_record, trial_dirname, write_sweep
 from .results import results_table, save_results, format_table
+from . import snapshot
 from .space import suggest
 from . import storage
 from .storage import StorageError, not_shared
@@ -90,8 +91,10 @@ def launch(
             _audit_once(cfg, run_dir)
         trainable = _trainable(cfg, run_dir)
         experiment = str(storage.join(storage_path, name))  # a folder, or a cloud URI
+        snapshot.install()  # Tune's snapshot upload, made atomic: a crash mid-upload must not tear it
         if tune.Tuner.can_restore(experiment):
             _check_same_sweep(cfg, run_dir)
+            snapshot.expect_resumed(snapshot.check_before_resume(experiment))  # a torn snapshot is named here
             print(f"resuming the sweep in {experiment}: finished trials are kept", flush=True)
             tuner = tune.Tuner.restore(experiment, trainable, resume_unfinished=True, resume_errored=True)
         else:
@@ -199,7 +202,8 @@ def _new_tuner(cfg: SweepConfig, trainable: Any, storage_path: str, name: str, r
                                      max_t=cfg.max_t, unit="fold" if cfg.cross_validated else "epoch"),
                        *tracking_callbacks(cfg, run_dir, experiment=name),
                        # a crash can outrun Tune's snapshot: see search/recovery.py
-                       RecoverCheckpoints(), *_orphan_check(cfg, study_name(name, sweep_id))],
+                       RecoverCheckpoints(), *_orphan_check(cfg, study_name(name, sweep_id)),
+                       snapshot.RefuseRestart()],  # Tune starts over when its restore fails: see search/snapshot.py
             verbose=0,
             log_to_file=True,
         ),

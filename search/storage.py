@@ -15,8 +15,8 @@ import pyarrow.fs
 from trainers.atomic import atomic_file, atomic_write_text
 from trainers.errors import LungsweepError
 
-__all__ = ["StorageError", "not_shared", "is_uri", "join", "basename", "exists", "read_bytes", "write_bytes",
-           "write_text", "write_with", "mirror_files", "fetch_folder"]
+__all__ = ["StorageError", "not_shared", "is_uri", "join", "basename", "exists", "list_files", "read_bytes",
+           "write_bytes", "write_text", "write_with", "mirror_files", "fetch_folder"]
 
 
 class StorageError(LungsweepError):
@@ -61,6 +61,16 @@ def exists(location: str | Path) -> bool:
         return Path(location).exists()
     fs, path = _fs(str(location))
     return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
+
+
+def list_files(location: str | Path) -> list[str]:
+    """The names of the files (not folders) directly in a folder or URI; none when it is not there."""
+    if not is_uri(location):
+        folder = Path(location)
+        return sorted(p.name for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+    fs, path = _fs(str(location))
+    infos = fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
+    return sorted(i.base_name for i in infos if i.type == pyarrow.fs.FileType.File)
 
 
 def read_bytes(location: str | Path) -> bytes | None:

@@ -1,8 +1,11 @@
 """Real sweeps: local Ray, Optuna TPE, ASHA, tiny models on generated images."""
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 import yaml
 from tests_support import sweep_yaml
@@ -62,3 +65,25 @@ def test_a_crashing_trial_is_retried_from_its_checkpoint_and_finishes(local_ray,
     assert failures == [1, 1]
     history = pd.read_csv(next((tmp_path / "sweep").glob("trial_*/progress.csv")))
     assert history.training_iteration.tolist() == [1, 2, 3], "resumed after epoch 1, not restarted"
+
+
+def test_a_snapshot_tune_cannot_restore_is_refused_not_started_over(local_ray, tmp_path, synthetic_data):
+    """Issue 14 (seen in CI): Tune catches a failed restore and starts the sweep afresh; lungsweep refuses."""
+    from search.snapshot import SnapshotError
+
+    cfg = load_sweep_config(sweep_yaml(tmp_path / "s.yaml", synthetic_data, num_samples=2, max_concurrent=1,
+                                       asha={"max_epochs": 2, "grace_period": 2, "reduction_factor": 2}))
+    out = tmp_path / "sweep"
+    assert len(launch(cfg, out)) == 2
+    (searcher,) = out.glob("searcher-state-*.pkl")
+    whole, states = searcher.read_bytes(), sorted(out.glob("experiment_state-*.json"))
+
+    searcher.write_bytes(whole[: len(whole) // 2])  # a driver killed mid-upload, before the upload was atomic
+    with pytest.raises(SnapshotError, match=rf"{searcher.name} was cut off"):
+        launch(cfg, out)
+    searcher.write_bytes(pickle.dumps(42))  # whole, but not what Tune's searcher saved: its restore fails
+    with pytest.raises(SnapshotError, match=r"could not restore 2 of the 2 saved trials.*nothing was run"):
+        launch(cfg, out)
+    assert sorted(out.glob("experiment_state-*.json")) == states, "the refused resume wrote a snapshot"
+    searcher.write_bytes(whole)
+    assert load_results(out).trial_id.tolist() == launch(cfg, out).trial_id.tolist()

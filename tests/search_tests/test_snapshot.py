@@ -1,0 +1,141 @@
+"""Tune's snapshot upload is atomic, and a torn snapshot is named before Tune can start a sweep over."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import stat
+
+import pyarrow.fs
+import pytest
+
+from search import snapshot
+from search.snapshot import SnapshotError, check_before_resume, upload_whole
+
+SESSION = "2026-12-01_10-00-00"
+
+
+def write_snapshot(folder, trial_ids, *, version):
+    """A staging folder as Tune leaves it: trial files, the experiment state and its companions."""
+    for t in trial_ids:
+        (folder / f"trial_{t}").mkdir(parents=True, exist_ok=True)
+        (folder / f"trial_{t}" / "progress.csv").write_text(f"epoch,version\n1,{version}\n")
+    trial_data = [[json.dumps({"trial_id": t, "status": "TERMINATED"}), "{}"] for t in trial_ids]
+    (folder / f"experiment_state-{SESSION}.json").write_text(json.dumps({"trial_data": trial_data, "v": version}))
+    (folder / f"search_gen_state-{SESSION}.json").write_bytes(pickle.dumps({"counter": len(trial_ids)}))
+    (folder / f"searcher-state-{SESSION}.pkl").write_bytes(pickle.dumps({"study": version, "pad": "x" * 5000}))
+
+
+def contents(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_an_upload_cut_short_leaves_every_file_old_or_new_never_torn(tmp_path, monkeypatch):
+    old, new, dest = tmp_path / "old", tmp_path / "new", tmp_path / "dest"
+    write_snapshot(old, ["a"], version=1)
+    write_snapshot(new, ["a", "b"], version=2)
+    fs = pyarrow.fs.LocalFileSystem()
+    upload_whole(str(old), fs, str(dest))
+    assert contents(dest) == contents(old)
+
+    import shutil
+    real_copy, copied = shutil.copyfile, []
+
+    def copy_then_die(src, dst, *a, **k):  # the driver killed while it copies the fourth file
+        if len(copied) == 3:
+            raise KeyboardInterrupt
+        copied.append(src)
+        return real_copy(src, dst, *a, **k)
+
+    monkeypatch.setattr(shutil, "copyfile", copy_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        upload_whole(str(new), fs, str(dest))
+    monkeypatch.undo()
+    assert contents(dest) == contents(old), "a file was replaced before every file of the upload was written"
+    assert not list(dest.rglob("*.upload")), "a staged copy was left behind"
+
+    replaced = []
+    monkeypatch.setattr(os, "replace", lambda a, b: (replaced.append(os.path.basename(b)), os.rename(a, b)))
+    upload_whole(str(new), fs, str(dest))
+    assert contents(dest) == contents(new)
+    # trials' files, then the experiment state, then the searcher's state
+    assert replaced[:2] == ["progress.csv"] * 2 and replaced[2].startswith("experiment_state-")
+    assert sorted(replaced[3:]) == [f"search_gen_state-{SESSION}.json", f"searcher-state-{SESSION}.pkl"]
+
+
+def test_uploaded_files_honour_the_umask(tmp_path):
+    write_snapshot(tmp_path / "src", ["a"], version=1)
+    old = os.umask(0o022)
+    try:
+        upload_whole(str(tmp_path / "src"), pyarrow.fs.LocalFileSystem(), str(tmp_path / "dest"))
+    finally:
+        os.umask(old)
+    modes = {stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "dest").rglob("*") if p.is_file()}
+    assert modes == {0o644}
+
+
+def test_tunes_syncer_uploads_through_upload_whole():
+    from ray.train._internal.storage import _FilesystemSyncer
+
+    snapshot.install()
+    snapshot.install()  # once per process, however often launch runs
+    syncer = _FilesystemSyncer(storage_filesystem=pyarrow.fs.LocalFileSystem())
+    fn, kwargs = syncer._sync_up_command(local_path="/a", uri="/b")
+    assert fn is upload_whole and kwargs["fs_path"] == "/b"
+
+
+def test_a_whole_snapshot_gives_its_trials(tmp_path):
+    write_snapshot(tmp_path, ["a", "b"], version=1)
+    assert check_before_resume(tmp_path) == {"a", "b"}
+    assert check_before_resume(tmp_path / "nothing-here") == set()
+
+
+@pytest.mark.parametrize("name", [f"experiment_state-{SESSION}.json", f"search_gen_state-{SESSION}.json",
+                                  f"searcher-state-{SESSION}.pkl"])
+def test_a_torn_snapshot_file_is_named(tmp_path, name):
+    write_snapshot(tmp_path, ["a", "b"], version=1)
+    path = tmp_path / name
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(SnapshotError, match=rf"{name} was cut off while the driver was killed.*new --out"):
+        check_before_resume(tmp_path)
+
+
+def test_only_the_newest_sessions_snapshot_is_checked(tmp_path):
+    write_snapshot(tmp_path, ["a"], version=1)
+    (tmp_path / "searcher-state-2026-11-30_09-00-00.pkl").write_bytes(b"\x80\x05torn")  # an older session's
+    assert check_before_resume(tmp_path) == {"a"}
+
+
+def test_a_save_during_the_upload_is_waited_for_never_mixed(tmp_path, monkeypatch):
+    import shutil
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    write_snapshot(src, ["a"], version=1)
+    upload_whole(str(src), pyarrow.fs.LocalFileSystem(), str(dest))
+    write_snapshot(src, ["a", "b"], version=2)
+    real_copy, saves = shutil.copyfile, []
+
+    def copy_while_tune_saves(source, dst, *a, **k):
+        if "searcher-state" in str(source) and not saves:  # Tune's next save lands mid-upload
+            saves.append(1)
+            write_snapshot(src, ["a", "b", "c"], version=3)
+        return real_copy(source, dst, *a, **k)
+
+    monkeypatch.setattr(shutil, "copyfile", copy_while_tune_saves)
+    upload_whole(str(src), pyarrow.fs.LocalFileSystem(), str(dest))
+    snapshot_files = {k: v for k, v in contents(src).items() if "/" not in k}
+    assert saves and {k: v for k, v in contents(dest).items() if "/" not in k} == snapshot_files  # all of save 3
+    assert check_before_resume(dest) == {"a", "b", "c"}
+
+
+def test_a_save_still_under_way_keeps_the_previous_snapshot(tmp_path):
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    write_snapshot(src, ["a"], version=1)
+    upload_whole(str(src), pyarrow.fs.LocalFileSystem(), str(dest))
+    write_snapshot(src, ["a", "b"], version=2)
+    searcher = src / f"searcher-state-{SESSION}.pkl"
+    before = (src / f"experiment_state-{SESSION}.json").stat().st_mtime_ns
+    os.utime(searcher, ns=(before - 10**9, before - 10**9))  # the experiment state written, the searcher's not yet
+    upload_whole(str(src), pyarrow.fs.LocalFileSystem(), str(dest))
+    assert check_before_resume(dest) == {"a"}, "an experiment state went up without its searcher"
+    assert (dest / "trial_b" / "progress.csv").read_text().endswith("1,2\n"), "trials' files still go up"
+    assert not list(dest.rglob("*.upload"))
