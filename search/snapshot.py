@@ -92,10 +92,12 @@ def upload_whole(local_path: str, fs: pyarrow.fs.FileSystem, fs_path: str, exclu
     state = [rel for rel in files if len(rel.parts) == 1]  # the snapshot proper: experiment state + companions
     staged: dict[Path, str] = {}
     try:
-        for rel in trial_files:
+        # a trial's files are copied again only when they changed (Ray copies every file of every trial)
+        changed = [rel for rel in trial_files if _stamp(source / rel) != _stamp(target / rel)]
+        for rel in changed:
             _stage(source, target, rel, staged)
         whole = _stage_snapshot(source, target, state, staged)
-        for rel in trial_files + (state if whole else []):  # in commit order
+        for rel in changed + (state if whole else []):  # in commit order
             os.replace(staged.pop(rel), target / rel)
         if not whole:
             log.warning("Tune kept rewriting its snapshot while it was uploaded to %s: the previous one stays "
@@ -112,8 +114,10 @@ def _stage(source: Path, target: Path, rel: Path, staged: dict[Path, str]) -> No
         dst.parent.mkdir(parents=True, exist_ok=True)
         fd, staged[rel] = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".upload")
         os.close(fd)
+    st = (source / rel).stat()  # before the copy: a change during it shows as a new stamp next time
     shutil.copyfile(source / rel, staged[rel])
     os.chmod(staged[rel], 0o666 & ~process_umask())
+    os.utime(staged[rel], ns=(st.st_atime_ns, st.st_mtime_ns))  # the source's stamp marks it unchanged
 
 
 def _stage_snapshot(source: Path, target: Path, state: list[Path], staged: dict[Path, str], tries: int = 20) -> bool:

@@ -139,3 +139,16 @@ def test_a_save_still_under_way_keeps_the_previous_snapshot(tmp_path):
     assert check_before_resume(dest) == {"a"}, "an experiment state went up without its searcher"
     assert (dest / "trial_b" / "progress.csv").read_text().endswith("1,2\n"), "trials' files still go up"
     assert not list(dest.rglob("*.upload"))
+
+
+def test_only_trial_files_that_changed_are_copied_again(tmp_path):
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    write_snapshot(src, ["a", "b"], version=1)
+    fs = pyarrow.fs.LocalFileSystem()
+    upload_whole(str(src), fs, str(dest))
+    inodes = {k: (dest / k).stat().st_ino for k in contents(dest)}
+    (src / "trial_b" / "progress.csv").write_text("epoch,version\n1,1\n2,1\n")  # trial b reported again
+    upload_whole(str(src), fs, str(dest))
+    assert contents(dest) == contents(src)
+    assert (dest / "trial_a" / "progress.csv").stat().st_ino == inodes["trial_a/progress.csv"]
+    assert (dest / "trial_b" / "progress.csv").stat().st_ino != inodes["trial_b/progress.csv"]

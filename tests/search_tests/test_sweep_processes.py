@@ -62,6 +62,8 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path, synt
     resumed = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=400)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming the sweep" in resumed.stdout
+    # Tune logs this when it cannot load its snapshot, then starts the sweep over (search/snapshot.py)
+    assert "Failed to restore the run state" not in resumed.stderr, resumed.stderr[-3000:]
     table = load_results(out)
     assert len(table) == 5 and set(table.status) == {"completed"}
     for trial_id, text in progress.items():
