@@ -5,7 +5,8 @@ time in [--kill-min, --kill-max] seconds, then SIGKILLs the driver's process gro
 every process under it (as `kill -9 -PGID` does after a crash) and launches the same
 command again, which resumes. When a round ends by itself the sweep is done. Printed:
 the kills, the resumes that met a checkpoint deleted before the crash (issue 14), any
-trial that could not be restored, and the final status of every trial.
+trial that could not be restored, any resume whose snapshot Tune could not load (it
+would start the sweep over) or that was refused, and the final status of every trial.
 
     python bench/bench_kill_resume.py --out /tmp/soak                     # until done, at most 15 min
     python bench/bench_kill_resume.py --out /tmp/soak --max-seconds 115   # a short look
@@ -33,6 +34,8 @@ from PIL import Image
 
 RECOVERED = "was deleted before the crash"
 LOST = "does not exist on storage anymore"
+RESTARTED = "Failed to restore the run state"  # Tune's own log line before it silently starts a sweep over
+REFUSED = "lungsweep launch: error:"  # a torn snapshot, named (search/snapshot.py)
 
 
 def generated_data(root: Path, per_class: int = 36, seed: int = 0) -> Path:
@@ -134,15 +137,22 @@ def main() -> int:
           f"{'finished' if done else 'unfinished (time limit)'}")
     print(f"resumes that met a checkpoint deleted before the crash: {text.count(RECOVERED)}")
     print(f"trials that could not be restored: {text.count(LOST)}")
+    print(f"resumes whose snapshot Tune could not load (it would start over): {text.count(RESTARTED)}")
+    print(f"resumes refused with a named error: {text.count(REFUSED)}")
+    complete = False
     if (run_dir / "lungsweep_sweep.json").is_file():
         from search import load_results
 
         try:
             table = load_results(run_dir)
             print(table[["trial_id", "status", "epochs", "best_metric"]].to_string(index=False))
+            complete = len(table) == args.num_samples and set(table.status) == {"completed"}
         except Exception as e:  # an unfinished sweep killed before Tune's first snapshot
             print(f"no results table yet: {e}")
-    return 0 if text.count(LOST) == 0 else 1
+    if done:
+        print(f"every one of the {args.num_samples} trials completed (and no more): {complete}")
+    failed = text.count(LOST) or text.count(RESTARTED) or text.count(REFUSED) or (done and not complete)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
