@@ -92,6 +92,7 @@ def launch(
         trainable = _trainable(cfg, run_dir)
         experiment = str(storage.join(storage_path, name))  # a folder, or a cloud URI
         snapshot.install()  # Tune's snapshot upload, made atomic: a crash mid-upload must not tear it
+        snapshot.expect_resumed(set())  # an earlier launch in this process may have left its expectation
         if tune.Tuner.can_restore(experiment):
             _check_same_sweep(cfg, run_dir)
             snapshot.expect_resumed(snapshot.check_before_resume(experiment))  # a torn snapshot is named here

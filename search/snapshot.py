@@ -206,13 +206,13 @@ def _torn(experiment: str | Path, name: str, why: str) -> str:
 
 
 def expect_resumed(trial_ids: set[str]) -> None:
-    """Tell `RefuseRestart` which trials the resumed sweep must hold before it runs anything."""
+    """Tell `RefuseRestart` which trials the resumed sweep must hold before it runs anything (none: no check)."""
     _expected.clear()
     _expected.update(trial_ids)
 
 
 class RefuseRestart(Callback):
-    """Before a resumed sweep's first step: stop if Tune restored none of the snapshot's trials.
+    """Before a resumed sweep's first step: stop unless Tune restored every trial of the snapshot.
 
     Tune catches its own restore errors and starts the sweep afresh (logging "Restarting
     experiment"), which would run new trials into the old folder while we print that the

@@ -152,3 +152,20 @@ def test_only_trial_files_that_changed_are_copied_again(tmp_path):
     assert contents(dest) == contents(src)
     assert (dest / "trial_a" / "progress.csv").stat().st_ino == inodes["trial_a/progress.csv"]
     assert (dest / "trial_b" / "progress.csv").stat().st_ino != inodes["trial_b/progress.csv"]
+
+
+def test_refuse_restart_checks_the_expected_trials_once_and_only_when_told():
+    from types import SimpleNamespace
+
+    trials = [SimpleNamespace(trial_id="a"), SimpleNamespace(trial_id="b")]
+    guard = snapshot.RefuseRestart()
+    guard.on_step_begin(0, trials)  # a new sweep: nothing expected
+    snapshot.expect_resumed({"a", "b"})
+    guard.on_step_begin(0, trials)  # both restored
+    snapshot.expect_resumed({"a", "b", "c"})
+    with pytest.raises(SnapshotError, match="could not restore 1 of the 3 saved trials"):
+        guard.on_step_begin(0, trials)
+    guard.on_step_begin(1, [])  # checked once: later steps run as Tune runs them
+    snapshot.expect_resumed({"z"})
+    snapshot.expect_resumed(set())  # what every launch does first
+    guard.on_step_begin(0, trials)
