@@ -33,7 +33,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import pyarrow.fs
 from ray.tune import Callback
@@ -149,15 +149,23 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 
 def _saved_together(stamps: dict[Path, tuple[int, int] | None]) -> bool:
     """The newest experiment state (this driver's) is no newer than its own session's searcher state."""
-    states = sorted(rel.name for rel in stamps if fnmatch.fnmatch(rel.name, EXPERIMENT_STATE))
-    if not states:
+    newest = _newest_state(rel.name for rel in stamps)
+    if newest is None:
         return True
-    session = states[-1][len("experiment_state-"):-len(".json")]
-    experiment = stamps[Path(states[-1])]
+    name, session = newest
+    experiment = stamps[Path(name)]
     searcher = [stamps[Path(t.format(session))] for t in SEARCHER_STATE if Path(t.format(session)) in stamps]
     if experiment is None or None in searcher:
         return False  # replaced right now
     return all(experiment[0] <= s[0] for s in searcher)
+
+
+def _newest_state(names: Iterable[str]) -> tuple[str, str] | None:
+    """(file name, session) of the newest experiment state among `names`: the one Tune resumes from."""
+    states = sorted(n for n in names if fnmatch.fnmatch(n, EXPERIMENT_STATE))
+    if not states:
+        return None
+    return states[-1], states[-1][len("experiment_state-"):-len(".json")]
 
 
 def _commit_order(rel: Path) -> tuple[int, str]:
@@ -170,17 +178,16 @@ def _commit_order(rel: Path) -> tuple[int, str]:
 def check_before_resume(experiment: str | Path) -> set[str]:
     """The trial ids of the newest snapshot in `experiment` (a folder or URI); a torn snapshot is a SnapshotError."""
     names = storage.list_files(experiment)
-    states = sorted(n for n in names if fnmatch.fnmatch(n, EXPERIMENT_STATE))  # Tune resumes from the newest name
-    if not states:
+    found = _newest_state(names)
+    if found is None:
         return set()
-    newest = states[-1]
+    newest, session = found
     try:
         trial_data = json.loads(storage.read_bytes(storage.join(experiment, newest)))["trial_data"]
         ids = {json.loads(trial_json)["trial_id"] for trial_json, _ in trial_data}
     except (UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
         raise SnapshotError(_torn(experiment, newest, f"it does not read as Tune's experiment state "
                                                       f"({type(e).__name__})")) from e
-    session = newest[len("experiment_state-"):-len(".json")]
     for template in COMPANIONS:
         name = template.format(session)
         if name in names and not _whole_pickle(storage.read_bytes(storage.join(experiment, name)) or b""):
