@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from trainers import discover  # noqa: E402
-from trainers.audit import audit_dataset, format_audit  # noqa: E402
-from trainers.duplicates import find_duplicates, hash_images  # noqa: E402
-from trainers.phash import hamming_matrix  # noqa: E402
+from trainers.audit.report import audit_dataset, format_audit  # noqa: E402
+from trainers.data.duplicates import find_duplicates, hash_images  # noqa: E402
+from trainers.data.phash import hamming_matrix  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "covid-ct-qsr" / "train"
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from trainers.data import file_sha256
+from trainers.data.discover import file_sha256
 from trainers.errors import LungsweepError
-from trainers.images import decode_image_sizes
+from trainers.data.images import decode_image_sizes
 from trainers.records import read_record_file
 
 from .folders import MANIFEST, kind_of

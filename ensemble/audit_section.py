@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from trainers.audit import AUDIT_FILE, audit_summary
+from trainers.audit.report import AUDIT_FILE, audit_summary
 
 from .report import ReportSection
 

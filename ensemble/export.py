@@ -28,8 +28,8 @@ from search.record import local_sweep, sweep_location
 from trainers import discover
 from trainers.atomic import atomic_dir
 from trainers.checkpoint import package_versions
-from trainers.data import file_sha256
-from trainers.images import PREPROCESSING_VERSION, decode_image_sizes
+from trainers.data.discover import file_sha256
+from trainers.data.images import PREPROCESSING_VERSION, decode_image_sizes
 from trainers.inference import shared_reading
 
 from .artifact import MANIFEST, MODEL_FORMAT, ArtifactError, ExportedModel, refuse_pickle
@@ -290,7 +290,7 @@ def _manifest(found: _Source, graph: EnsembleGraph, model_file: str, fmt: str) -
         "decision": f"{ref.positive} where probability >= threshold, else the other class",
         "preprocessing": {
             "decode": "any image file -> grey (16-bit scans stretched to their own range, transparency read as black); "
-                      "DICOM / NIfTI: HU, then `window`, one sample per slice kept by `slices` (trainers.medical)",
+                      "DICOM / NIfTI: HU, then `window`, one sample per slice kept by `slices` (trainers.data.medical)",
             "resize": "keep aspect ratio, bilinear, to fit image_size x image_size",
             "padding": "zero (black), centred, to a square",
             "input": "uint8 0..255, shape (batch, 1, image_size, image_size), one input per image size",
@@ -299,7 +299,7 @@ def _manifest(found: _Source, graph: EnsembleGraph, model_file: str, fmt: str) -
                         for t in graph.trial_ids},
             "implementation": "trainers.decode_image (the one used in training)",
             "version": PREPROCESSING_VERSION,
-            # DICOM / NIfTI (trainers.medical): window in HU ('auto', 'lung', 'mediastinum', 'none' or
+            # DICOM / NIfTI (trainers.data.medical): window in HU ('auto', 'lung', 'mediastinum', 'none' or
             # [width, level]) and which slices of a series or volume are samples
             "window": reading[0],
             "slices": reading[1],

@@ -15,8 +15,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from trainers.data import Dataset
-from trainers.images import decode_image_sizes, load_images
+from trainers.data.discover import Dataset
+from trainers.data.images import decode_image_sizes, load_images
 
 from .folders import FolderKind, kind_of, run_checkpoint
 
@@ -36,7 +36,7 @@ class Predictor(Protocol):
 
     @property
     def window(self) -> Any:
-        """How DICOM/NIfTI pixels are windowed (trainers.medical), as the model was trained."""
+        """How DICOM/NIfTI pixels are windowed (trainers.data.medical), as the model was trained."""
         ...
 
     @property

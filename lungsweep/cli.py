@@ -82,7 +82,7 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("audit", help="check a dataset's groups: duplicates, straddling copies, a source shortcut")
     p.add_argument("data", nargs="?", help="folder with one sub-folder per class")
     p.add_argument("--manifest", help="CSV with path,label[,group] instead of DATA")
-    p.add_argument("--out", help="audit.json to write (keys: see trainers/audit.py)")
+    p.add_argument("--out", help="audit.json to write (keys: see trainers/audit/report.py)")
     p.add_argument("--html", help="a self-contained audit.html to write")
     p.add_argument("--group-regex", help="how to read groups from file names (default: the name up to its page/slice indices)")
     p.add_argument("--positive", help="name of the positive class folder")
@@ -91,7 +91,7 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
 
 def _run_audit(args: argparse.Namespace) -> int:
     from trainers import merge_config
-    from trainers.audit import audit_config, format_audit, write_audit
+    from trainers.audit.report import audit_config, format_audit, write_audit
 
     cfg = merge_config(None, {"data": args.data, "manifest": args.manifest, "group_regex": args.group_regex,
                               "positive": args.positive})

@@ -19,7 +19,7 @@ from ray.tune.search.optuna import OptunaSearch
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from trainers import ConfigError, LungsweepError, prepare_data
-from trainers.audit import AUDIT_FILE, AUDIT_HTML, audit_config, format_audit, write_audit
+from trainers.audit.report import AUDIT_FILE, AUDIT_HTML, audit_config, format_audit, write_audit
 
 from .config import SweepConfig
 from .progress import SweepProgress

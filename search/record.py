@@ -81,7 +81,7 @@ def local_sweep(location: str | Path) -> Path:
     if not found:
         raise LungsweepError(f"{uri} holds no sweep ({SWEEP_FILE} or {RESULTS_PARQUET}); give the URI of a "
                              "launch's RUN_DIR (storage: URI in sweep.yaml, then the --out folder's name)")
-    from trainers.images import default_cache_dir
+    from trainers.data.images import default_cache_dir
 
     key = hashlib.sha256(uri.encode()).hexdigest()[:16]
     mirror = default_cache_dir() / "sweeps" / key / storage.basename(uri)

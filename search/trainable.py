@@ -32,7 +32,7 @@ def train_trial(sampled: dict[str, Any], *, base: dict[str, Any], run_dir: str |
     lives in a scratch folder on the worker; what persists is what Tune stores.
     Every trial checks that its node sees the run folder (one stat): launch checked only the
     nodes alive then, so the first trial on an autoscaled worker is where a missing mount
-    shows. That trial also decodes the node's image cache, under its file lock (trainers.images).
+    shows. That trial also decodes the node's image cache, under its file lock (trainers.data.images).
     """
     cfg = TrainConfig.from_dict({**base, **sampled}, source="trial config")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")  # into the trial's log file

@@ -12,22 +12,22 @@ from ._lazy import lazy_exports
 
 # public name -> the module that defines it: this package's table of contents
 _EXPORTS = {
-    "audit_config": "audit", "audit_dataset": "audit", "audit_summary": "audit", "write_audit": "audit",
+    "audit_config": "audit.report", "audit_dataset": "audit.report", "audit_summary": "audit.report", "write_audit": "audit.report",
     "BagResult": "bag", "FoldReport": "bag", "read_bag": "bag", "train_bag": "bag",
     "load_model": "checkpoint", "load_weights": "checkpoint", "read_meta": "checkpoint", "save_checkpoint": "checkpoint",
     "TrainConfig": "config", "load_yaml": "config", "merge_config": "config",
-    "Dataset": "data", "discover": "data", "infer_group": "data",
+    "Dataset": "data.discover", "discover": "data.discover", "infer_group": "data.discover",
     "BadImageError": "errors", "CheckpointError": "errors", "ConfigError": "errors", "DataError": "errors",
     "LungsweepError": "errors", "MetricsError": "errors", "SplitError": "errors", "WeightsError": "errors",
-    "merge_duplicate_groups": "duplicates", "group_summary": "groups",
-    "decode_image": "images", "decode_image_sizes": "images", "load_images": "images",
-    "is_medical": "medical", "read_slice": "medical",
+    "merge_duplicate_groups": "data.duplicates", "group_summary": "data.groups",
+    "decode_image": "data.images", "decode_image_sizes": "data.images", "load_images": "data.images",
+    "is_medical": "data.medical", "read_slice": "data.medical",
     "Preprocessing": "inference", "predict_margins": "inference", "sigmoid": "inference",
     "EpochReport": "loop", "TrainResult": "loop", "train": "loop",
-    "create_model": "models",
-    "PreparedData": "prepare", "prepare_data": "prepare",
-    "PretrainedInfo": "pretrained", "load_pretrained": "pretrained",
-    "Split": "splits", "split_dataset": "splits",
+    "create_model": "models.factory",
+    "PreparedData": "data.prepare", "prepare_data": "data.prepare",
+    "PretrainedInfo": "models.pretrained", "load_pretrained": "models.pretrained",
+    "Split": "data.splits", "split_dataset": "data.splits",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -26,14 +26,14 @@ from typing import Any, Callable
 import numpy as np
 
 from .atomic import atomic_dir, atomic_write_text, recover_dir
-from .audit import AUDIT_FILE, audit_config, write_audit
+from .audit.report import AUDIT_FILE, audit_config, write_audit
 from .checkpoint import META, package_versions, read_meta
 from .config import TrainConfig
 from .errors import CheckpointError, ConfigError
 from .inference import sigmoid
 from .loop import train
 from .metrics import binary_metrics
-from .prepare import PreparedData, prepare_data
+from .data.prepare import PreparedData, prepare_data
 from .records import read_record_file
 
 __all__ = [

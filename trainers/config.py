@@ -10,7 +10,7 @@ from typing import Any, Callable, Mapping
 import yaml
 
 from .errors import ConfigError
-from .medical import parse_slices, parse_window
+from .data.medical import parse_slices, parse_window
 
 __all__ = ["TrainConfig", "load_yaml", "merge_config"]
 

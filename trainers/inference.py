@@ -17,7 +17,7 @@ __all__ = ["Preprocessing", "mixed_precision_dtype", "shared_reading", "to_input
 class Preprocessing:
     """What a model expects: decode_image(path, image_size, window=window), then (x / 255 - mean) / std.
 
-    window and slices matter for DICOM / NIfTI only (trainers.medical); a checkpoint
+    window and slices matter for DICOM / NIfTI only (trainers.data.medical); a checkpoint
     written before they existed reads as the defaults, which leave PNG/JPEG unchanged.
     """
 
@@ -28,7 +28,7 @@ class Preprocessing:
     slices: str = "middle"
 
     def to_dict(self) -> dict[str, object]:
-        from .images import PREPROCESSING_VERSION
+        from .data.images import PREPROCESSING_VERSION
 
         return {
             "image_size": self.image_size,

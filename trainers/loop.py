@@ -21,16 +21,16 @@ import yaml
 from timm.scheduler import CosineLRScheduler
 
 from .atomic import atomic_write_text, recover_dir
-from .audit import AUDIT_FILE, audit_config, write_audit
+from .audit.report import AUDIT_FILE, audit_config, write_audit
 from .augment import augment_batch
 from .checkpoint import load_train_state, load_weights, package_versions, read_meta, save_checkpoint
 from .config import TrainConfig
 from .errors import CheckpointError, ConfigError
 from .inference import Preprocessing, mixed_precision_dtype, predict_margins, sigmoid, to_input
 from .metrics import binary_metrics
-from .models import create_model, optimizer_param_groups, set_trainable
-from .prepare import PreparedData, prepare_data
-from .pretrained import load_pretrained, normalisation
+from .models.factory import create_model, optimizer_param_groups, set_trainable
+from .data.prepare import PreparedData, prepare_data
+from .models.pretrained import load_pretrained, normalisation
 from .progress import progress_bar
 
 __all__ = ["EpochReport", "TrainResult", "train", "resolve_device"]

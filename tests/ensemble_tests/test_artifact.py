@@ -88,5 +88,5 @@ def test_no_pickle_on_any_load_path_in_the_source():
                     loads.append((path.relative_to(root).as_posix(), call, "weights_only=True" in code))
     assert loads == [
         ("ensemble/artifact.py", "jit.load(", False),  # TorchScript's restricted loader, after the sha256 check
-        ("trainers/pretrained.py", "torch.load(", True),  # third-party .pth state dicts only
+        ("trainers/models/pretrained.py", "torch.load(", True),  # third-party .pth state dicts only
     ]

@@ -10,7 +10,7 @@ from tests_support import tiny_config
 
 from trainers import CheckpointError, create_model, load_weights, predict_margins, read_meta, train
 from trainers.inference import Preprocessing
-from trainers.prepare import prepare_data
+from trainers.data.prepare import prepare_data
 
 
 def test_learns_generated_images_to_high_auc(tmp_path, synthetic_data):
@@ -120,7 +120,7 @@ def test_two_phase_fine_tuning_freezes_then_unfreezes(tmp_path, synthetic_data):
     changed = {k.split(".")[0] for k in backbone if not torch.equal(weights[2][k], weights[1][k])}
     assert changed and "conv1" not in changed
 
-    from trainers.models import set_trainable
+    from trainers.models.factory import set_trainable
 
     model = create_model("test_resnet")
     assert set_trainable(model, cfg, 0) == "head"

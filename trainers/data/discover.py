@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BadImageError, DataError
+from ..errors import BadImageError, DataError
 from .medical import expand, is_medical
 
 __all__ = ["Dataset", "discover", "infer_group", "default_positive"]
@@ -128,7 +128,7 @@ def discover(
     slices: str = "middle",
     skip_bad: bool = False,
 ) -> Dataset:
-    """DICOM / NIfTI files become one sample per kept slice (`slices`, trainers.medical), grouped
+    """DICOM / NIfTI files become one sample per kept slice (`slices`, trainers.data.medical), grouped
     by patient; a DICOM or NIfTI file that cannot be used is an error, or with `skip_bad` left
     out and listed in Dataset.skipped."""
     if (data is None) == (manifest is None):

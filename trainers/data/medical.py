@@ -4,7 +4,7 @@
     expand([(key, path), ...], "middle")      # slices to keep per file or DICOM series, with their groups
     read_slice(path, frame, window)           # one slice -> (H, W) uint8, the window applied
 
-The one place that reads these formats; trainers.images.decode_image_sizes calls
+The one place that reads these formats; trainers.data.images.decode_image_sizes calls
 read_slice for them, so training, evaluation, prediction and export see the same pixels.
 
 Windows: `auto` (CT and NIfTI: lung; CR/DX: the file's own VOI LUT or window tags,
@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import BadImageError
+from ..errors import BadImageError
 
 __all__ = [
     "WINDOWS", "WINDOW_NAMES", "SLICE_POLICIES", "MedicalSample", "is_dicom", "is_nifti", "is_medical",

@@ -32,18 +32,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .atomic import atomic_write_text
-from .data import Dataset, discover
-from .duplicates import HASH_IMAGE_SIZE, Duplicates, find_duplicates, hash_images, merged_groups
-from .errors import DataError, SplitError
-from .groups import group_summary, group_warnings
-from .images import DecodedImages
-from .phash import DEFAULT_MAX_DISTANCE, nearest_distances
+from ..atomic import atomic_write_text
+from ..data.discover import Dataset, discover
+from ..data.duplicates import HASH_IMAGE_SIZE, Duplicates, find_duplicates, hash_images, merged_groups
+from ..errors import DataError, SplitError
+from ..data.groups import group_summary, group_warnings
+from ..data.images import DecodedImages
+from ..data.phash import DEFAULT_MAX_DISTANCE, nearest_distances
 from .shortcut import FEATURES, SHORTCUT_WARN_AUC, format_features, shortcut_auc
-from .splits import SPLITS, split_dataset
+from ..data.splits import SPLITS, split_dataset
 
 if TYPE_CHECKING:
-    from .config import TrainConfig
+    from ..config import TrainConfig
 
 __all__ = ["AUDIT_FILE", "AUDIT_HTML", "AUDIT_VERSION", "audit_dataset", "audit_config", "audit_summary", "write_audit", "format_audit"]
 
@@ -212,6 +212,6 @@ def write_audit(report: dict[str, Any], json_path: str | Path | None = None, htm
     if json_path is not None:
         atomic_write_text(json_path, json.dumps(report, indent=1) + "\n")
     if html_path is not None:
-        from .audit_html import render_html
+        from .html import render_html
 
         atomic_write_text(html_path, render_html(report))

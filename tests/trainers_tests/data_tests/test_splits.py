@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from trainers import SplitError, discover, split_dataset
-from trainers.splits import SPLITS
+from trainers.data.splits import SPLITS
 
 
 def test_no_group_in_two_splits_and_classes_in_each(synthetic_data):

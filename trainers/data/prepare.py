@@ -7,10 +7,10 @@ import json
 import logging
 from dataclasses import dataclass
 
-from .config import TrainConfig
-from .data import Dataset, discover
+from ..config import TrainConfig
+from .discover import Dataset, discover
 from .duplicates import merge_duplicate_groups
-from .errors import DataError
+from ..errors import DataError
 from .images import DecodedImages, load_images
 from .splits import SPLITS, Split, split_dataset
 

@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 from timm.models import adapt_input_conv
 
 from trainers.errors import WeightsError
-from trainers.pretrained import load_pretrained, normalisation
+from trainers.models.pretrained import load_pretrained, normalisation
 
 NAME = "test_efficientnet"  # tiny timm model: first conv "conv_stem", classifier "classifier"
 FIRST, HEAD = "conv_stem.weight", ("classifier.weight", "classifier.bias")

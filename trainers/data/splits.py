@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from .data import Dataset
-from .errors import SplitError
+from .discover import Dataset
+from ..errors import SplitError
 
 __all__ = ["Split", "split_dataset", "SPLITS"]
 

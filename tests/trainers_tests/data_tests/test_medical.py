@@ -11,9 +11,9 @@ from medical_support import (
 )
 
 from trainers import BadImageError, ConfigError, DataError, TrainConfig, decode_image, discover, load_images
-from trainers.images import cache_key
+from trainers.data.images import cache_key
 from trainers.inference import Preprocessing
-from trainers.medical import apply_window, is_dicom, is_medical, parse_slices, parse_window, read_slice
+from trainers.data.medical import apply_window, is_dicom, is_medical, parse_slices, parse_window, read_slice
 
 LUNG_CENTRE = -600.0  # the lung window's level: mid grey (128)
 
@@ -341,7 +341,7 @@ def test_a_folder_of_only_unusable_files_says_so(tmp_path):
 
 
 def test_files_left_out_at_discovery_are_listed_with_the_run(tmp_path):
-    from trainers.prepare import prepare_data
+    from trainers.data.prepare import prepare_data
 
     root = tmp_path / "d"
     for c in ("A", "Non_A"):

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from trainers import BadImageError, DataError, decode_image, discover, infer_group, load_images
-from trainers.images import default_cache_dir
+from trainers.data.images import default_cache_dir
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,8 @@ from timm.models import group_parameters
 from timm.optim import param_groups_layer_decay, param_groups_weight_decay
 from timm.optim._param_groups import auto_group_layers
 
-from .config import TrainConfig
-from .errors import ConfigError
+from ..config import TrainConfig
+from ..errors import ConfigError
 
 __all__ = ["create_model", "head_parameters", "layer_ids", "optimizer_param_groups", "set_trainable"]
 

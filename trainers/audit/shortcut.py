@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .atomic import atomic_write_text
-from .data import Dataset
-from .images import DecodedImages, _to_grey, default_cache_dir
-from .progress import progress_bar
+from ..atomic import atomic_write_text
+from ..data.discover import Dataset
+from ..data.images import DecodedImages, _to_grey, default_cache_dir
+from ..progress import progress_bar
 
 __all__ = ["format_features", "shortcut_auc", "FEATURES", "SHORTCUT_WARN_AUC"]
 

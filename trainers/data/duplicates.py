@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from .data import Dataset, file_sha256
-from .errors import DataError
+from .discover import Dataset, file_sha256
+from ..errors import DataError
 from .groups import group_summary, group_warnings, log_group_summary
 from .images import DecodedImages, load_images
 from .phash import DEFAULT_MAX_DISTANCE, phash, near_pairs
 
 if TYPE_CHECKING:
-    from .config import TrainConfig
+    from ..config import TrainConfig
 
 __all__ = [
     "Duplicates", "HASH_IMAGE_SIZE", "find_duplicates", "hash_images", "merged_groups",

@@ -11,10 +11,10 @@ from PIL import Image, ImageEnhance
 from tests_support import lungsweep, SHARED_DATA, make_dataset, tiny_config
 
 from trainers import ConfigError, DataError, TrainConfig, decode_image, discover, prepare_data
-from trainers.audit import audit_config, audit_summary
-from trainers.duplicates import merged_groups
-from trainers.phash import DEFAULT_MAX_DISTANCE, hamming_matrix, near_pairs, nearest_distances, phash
-from trainers.shortcut import shortcut_auc
+from trainers.audit.report import audit_config, audit_summary
+from trainers.data.duplicates import merged_groups
+from trainers.data.phash import DEFAULT_MAX_DISTANCE, hamming_matrix, near_pairs, nearest_distances, phash
+from trainers.audit.shortcut import shortcut_auc
 
 
 def _scan(seed: int, h: int = 90, w: int = 120) -> np.ndarray:

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .data import Dataset
+from .discover import Dataset
 
 __all__ = ["group_summary", "group_warnings", "log_group_summary", "SINGLETON_WARN_SHARE"]
 

@@ -14,11 +14,11 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from PIL import Image, ImageOps
 
-from .data import Dataset
-from .errors import BadImageError
-from .atomic import atomic_save_npy, atomic_write_text
+from .discover import Dataset
+from ..errors import BadImageError
+from ..atomic import atomic_save_npy, atomic_write_text
 from .medical import MEDICAL_DECODE_VERSION, is_medical, parse_window, read_slice
-from .progress import progress_bar
+from ..progress import progress_bar
 
 __all__ = ["decode_image", "decode_image_sizes", "load_images", "DecodedImages", "default_cache_dir", "PREPROCESSING_VERSION",
            "cache_key"]
@@ -35,7 +35,7 @@ def decode_image(path: str | Path, image_size: int, *, frame: int | None = None,
     grey, aspect kept, zero-padded.
 
     The one implementation used by training, evaluation and prediction. `frame` and
-    `window` matter for DICOM and NIfTI only (trainers.medical).
+    `window` matter for DICOM and NIfTI only (trainers.data.medical).
     """
     return decode_image_sizes(path, (image_size,), frame=frame, window=window)[image_size]
 
@@ -45,7 +45,7 @@ def decode_image_sizes(
 ) -> dict[int, np.ndarray]:
     """decode_image at several sizes from one read of the file (ensembles of mixed sizes).
 
-    The one dispatcher by format: DICOM (by preamble) and NIfTI go to trainers.medical, the rest to Pillow.
+    The one dispatcher by format: DICOM (by preamble) and NIfTI go to trainers.data.medical, the rest to Pillow.
     """
     if is_medical(path):
         grey = Image.fromarray(read_slice(path, frame, window), mode="L")

@@ -20,7 +20,7 @@ from huggingface_hub import constants, try_to_load_from_cache
 from safetensors.torch import load_file
 from timm.models import adapt_input_conv
 
-from .errors import WeightsError
+from ..errors import WeightsError
 
 __all__ = ["PretrainedInfo", "load_pretrained", "normalisation"]
 
