@@ -37,8 +37,8 @@ from .data.prepare import PreparedData, prepare_data
 from .records import read_record_file
 
 __all__ = [
-    "BAG_JSON", "BagResult", "FoldReport", "fold_checkpoints", "fold_dirname", "is_bag", "oof_metrics", "read_bag",
-    "train_bag",
+    "BAG_JSON", "BagResult", "FoldReport", "copy_bag", "fold_checkpoints", "fold_dirname", "is_bag", "oof_metrics",
+    "read_bag", "read_model_meta", "train_bag",
 ]
 
 log = logging.getLogger(__name__)
@@ -213,3 +213,17 @@ def fold_checkpoints(bag_dir: str | Path) -> list[Path]:
         if not (folder / META).is_file():
             raise CheckpointError(f"{folder} is missing or damaged: the bag lists its fold as done")
     return folders
+
+
+def copy_bag(bag_dir: str | Path, dest: str | Path) -> None:
+    """What predicting needs of a bag, without its training runs: bag.json and the fold models done."""
+    bag_dir, dest = Path(bag_dir), Path(dest)
+    dest.mkdir(parents=True)
+    shutil.copy2(bag_dir / BAG_JSON, dest / BAG_JSON)
+    for folder in fold_checkpoints(bag_dir):
+        shutil.copytree(folder, dest / folder.name)
+
+
+def read_model_meta(folder: str | Path) -> dict[str, Any]:
+    """The record of a bag folder (bag.json) or a checkpoint folder (checkpoint.json): classes, positive, config."""
+    return read_bag(folder) if is_bag(folder) else read_meta(folder)

@@ -36,6 +36,7 @@ from ..atomic import atomic_write_text
 from ..data.discover import Dataset, discover
 from ..data.duplicates import HASH_IMAGE_SIZE, Duplicates, find_duplicates, hash_images, merged_groups
 from ..errors import DataError, SplitError
+from ..records import read_record_file
 from ..data.groups import group_summary, group_warnings
 from ..data.images import DecodedImages
 from ..data.phash import DEFAULT_MAX_DISTANCE, nearest_distances
@@ -45,7 +46,8 @@ from ..data.splits import SPLITS, split_dataset
 if TYPE_CHECKING:
     from ..config import TrainConfig
 
-__all__ = ["AUDIT_FILE", "AUDIT_HTML", "AUDIT_VERSION", "audit_dataset", "audit_config", "audit_summary", "write_audit", "format_audit"]
+__all__ = ["AUDIT_FILE", "AUDIT_HTML", "AUDIT_VERSION", "audit_dataset", "audit_config", "audit_summary", "write_audit",
+           "format_audit", "read_audit"]
 
 log = logging.getLogger(__name__)
 
@@ -215,3 +217,19 @@ def write_audit(report: dict[str, Any], json_path: str | Path | None = None, htm
         from .html import render_html
 
         atomic_write_text(html_path, render_html(report))
+
+
+REQUIRED_KEYS = ("version", "dataset", "groups", "near_duplicates", "exact_duplicates", "cross_class_duplicates",
+                 "split", "shortcut", "warnings", "errors")
+
+
+def read_audit(path: str | Path) -> dict[str, Any]:
+    """audit.json, checked for the keys its readers use: a DataError that names the file otherwise."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / AUDIT_FILE
+    report = read_record_file(path, required=REQUIRED_KEYS, error=DataError, missing=f"{path} is missing",
+                              remedy="run `lungsweep audit DATA --out audit.json` again")
+    if report["version"] > AUDIT_VERSION:
+        raise DataError(f"{path} has audit version {report['version']}; upgrade lungsweep to read it")
+    return report
