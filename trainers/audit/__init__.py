@@ -13,7 +13,8 @@ from .._lazy import lazy_exports
 
 _EXPORTS = {
     "AUDIT_FILE": "report", "AUDIT_HTML": "report", "AUDIT_VERSION": "report", "audit_config": "report",
-    "audit_dataset": "report", "audit_summary": "report", "format_audit": "report", "write_audit": "report",
+    "audit_dataset": "report", "audit_summary": "report", "format_audit": "report", "read_audit": "report",
+    "write_audit": "report",
     "FEATURES": "shortcut", "SHORTCUT_WARN_AUC": "shortcut", "format_features": "shortcut", "shortcut_auc": "shortcut",
     "render_html": "html",
 }
