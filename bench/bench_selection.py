@@ -66,12 +66,12 @@ def run_one(job: tuple[int, str, dict, str, str]) -> dict:
     started = time.perf_counter()
     cfg = TrainConfig.from_dict({**values, "data": data, "cv_folds": 1 if arm == "single" else values["cv_folds"]})
     if arm == "single":
-        result = train(cfg, folder, audit=False)
+        result = train(cfg, folder)
         meta = json.loads((folder / "best" / "checkpoint.json").read_text())
         selection = float(result.best_metrics["val_auc"])
         holdout = meta["predictions"]["holdout"]
     else:
-        bag = train_bag(cfg, folder, audit=False)
+        bag = train_bag(cfg, folder)
         selection = float(bag.metrics["oof_auc"])
         holdout = read_bag(folder)["holdout"]
     ids = sorted(holdout)

@@ -53,7 +53,10 @@ def _window_arg(value: str) -> str | list[float]:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from trainers import merge_config, train, train_bag
+    from trainers import merge_config, prepare_data, train, train_bag
+    from trainers.audit import audit_into
+    from trainers.bag import existing_bag
+    from trainers.run_folder import BEST, resume_point
 
     overrides = {
         "data": args.data, "manifest": args.manifest, "model": args.model, "image_size": args.image_size,
@@ -64,16 +67,23 @@ def _run_train(args: argparse.Namespace) -> int:
         "cv_folds": args.cv_folds, "tensorboard": args.tensorboard,
     }
     cfg = merge_config(args.config, overrides)
+    # refuse to train over a run or a bag before the data is read or anything is written
     if cfg.cv_folds > 1:
-        bag = train_bag(cfg, args.out, resume=args.resume)
+        existing_bag(args.out, resume=args.resume)
+    else:
+        resume_point(args.out, resume=args.resume)
+    data = prepare_data(cfg)
+    audit_into(args.out, cfg, data.found)  # once, at the door: the run says how honest its groups are
+    if cfg.cv_folds > 1:
+        bag = train_bag(cfg, args.out, resume=args.resume, data=data)
         print(f"bag of {bag.folds_done} fold models: out-of-fold auc {bag.metrics.get('oof_auc', float('nan')):.4f}  "
               f"accuracy {bag.metrics.get('oof_accuracy', float('nan')):.4f} -> {args.out}")
         return 0
-    result = train(cfg, args.out, resume=args.resume)
+    result = train(cfg, args.out, resume=args.resume, data=data)
     best = result.best_metrics
     print(
         f"best epoch {result.best_epoch}/{result.epochs_run}: val_auc {best.get('val_auc', float('nan')):.4f}  "
-        f"val_accuracy {best.get('val_accuracy', float('nan')):.4f}  -> {Path(args.out) / 'best'}"
+        f"val_accuracy {best.get('val_accuracy', float('nan')):.4f}  -> {Path(args.out) / BEST}"
     )
     return 0
 
@@ -91,7 +101,7 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
 
 def _run_audit(args: argparse.Namespace) -> int:
     from trainers import merge_config
-    from trainers.audit.report import audit_config, format_audit, write_audit
+    from trainers.audit import audit_config, format_audit, write_audit
 
     cfg = merge_config(None, {"data": args.data, "manifest": args.manifest, "group_regex": args.group_regex,
                               "positive": args.positive})

@@ -53,10 +53,10 @@ def train_trial(sampled: dict[str, Any], *, base: dict[str, Any], run_dir: str |
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(epoch_report.checkpoint_dir)))
 
         if restored is None:
-            train(cfg, scratch / "run", on_epoch=report, audit=False)
+            train(cfg, scratch / "run", on_epoch=report)
         else:
             with restored.as_directory() as folder:
-                train(cfg, scratch / "run", on_epoch=report, resume_from=folder, audit=False)
+                train(cfg, scratch / "run", on_epoch=report, resume_from=folder)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -76,4 +76,4 @@ def _train_bag_trial(cfg: TrainConfig, scratch: Path, restored: Any, node_id: st
         metrics = {**fold_report.metrics, "fold": fold_report.fold, "node_id": node_id, "trainer_stop": ""}
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(fold_report.bag_dir)))
 
-    train_bag(cfg, bag_dir, work_dir=scratch / "runs", on_fold=report, resume=restored is not None, audit=False)
+    train_bag(cfg, bag_dir, work_dir=scratch / "runs", on_fold=report, resume=restored is not None)

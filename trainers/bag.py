@@ -26,7 +26,6 @@ from typing import Any, Callable
 import numpy as np
 
 from .atomic import atomic_dir, atomic_write_text, recover_dir
-from .audit.report import AUDIT_FILE, audit_config, write_audit
 from .checkpoint import META, package_versions, read_meta
 from .config import TrainConfig
 from .errors import CheckpointError, ConfigError
@@ -35,9 +34,11 @@ from .loop import train
 from .metrics import binary_metrics
 from .data.prepare import PreparedData, prepare_data
 from .records import read_record_file
+from .run_folder import BEST, LAST, check_resumable
 
 __all__ = [
-    "BAG_JSON", "BagResult", "FoldReport", "copy_bag", "fold_checkpoints", "fold_dirname", "is_bag", "oof_metrics",
+    "BAG_JSON", "BagResult", "FoldReport", "copy_bag", "existing_bag", "fold_checkpoints", "fold_dirname", "is_bag",
+    "oof_metrics",
     "read_bag", "read_model_meta", "train_bag",
 ]
 
@@ -101,7 +102,6 @@ def train_bag(
     on_fold: Callable[[FoldReport], bool | None] | None = None,
     resume: bool = False,
     data: PreparedData | None = None,
-    audit: bool = True,
 ) -> BagResult:
     """Train fold 0..K-1 of `cfg` (cv_folds = K > 1) into `bag_dir`, skipping folds already there.
 
@@ -109,31 +109,27 @@ def train_bag(
     metrics so far, then `on_fold` is called; returning True stops after that fold.
     resume: continue the bag in `bag_dir` (finished folds are kept; an interrupted
     fold continues from its last epoch when its training run is in `work_dir`).
-    audit: write the data audit once (bag_dir/audit.json); a sweep audits once for all trials.
+    The data audit is the calling command's job (trainers.audit.audit_into).
     """
     if cfg.cv_folds < 2:
         raise ConfigError(f"a bag needs cv_folds >= 2, got {cfg.cv_folds}")
     cfg = cfg.replace(fold=None)
     bag_dir = Path(bag_dir)
     work_dir = Path(work_dir) if work_dir is not None else bag_dir / "runs"
-    bag = read_bag(bag_dir) if is_bag(bag_dir) else None
-    if bag is not None and not resume:
-        raise CheckpointError(f"{bag_dir} already holds a bag; pass --resume to continue it, or choose another --out")
+    bag = existing_bag(bag_dir, resume=resume)
     data = data or prepare_data(cfg)
     if bag is None:
         bag = _new_bag(cfg, data)
-    if audit and not (bag_dir / AUDIT_FILE).is_file():
-        write_audit(audit_config(cfg, fingerprint=data.fingerprint), bag_dir / AUDIT_FILE)
     else:
-        _check_same_bag(bag, cfg, data, bag_dir)
+        check_resumable(bag, cfg, data.fingerprint, bag_dir)
     stopped = False
     for k in range(cfg.cv_folds):
         if k in bag["folds_done"]:
             continue
         run = work_dir / fold_dirname(k)
         log.info("fold %d/%d of %s", k + 1, cfg.cv_folds, bag_dir)
-        train(cfg.replace(fold=k), run, data=data.for_fold(k), resume=resume or (run / "last").exists())
-        best = recover_dir(run / "best")
+        train(cfg.replace(fold=k), run, data=data.for_fold(k), resume=resume or (run / LAST).exists())
+        best = recover_dir(run / BEST)
         meta = read_meta(best)
         bag["preprocessing"] = bag["preprocessing"] or meta["preprocessing"]
         bag["pretrained"] = meta.get("pretrained")
@@ -190,18 +186,13 @@ def _pool_holdout(bag: dict[str, Any], latest: dict[str, dict[str, Any]]) -> Non
     }
 
 
-def _check_same_bag(bag: dict[str, Any], cfg: TrainConfig, data: PreparedData, bag_dir: Path) -> None:
-    if bag["data_fingerprint"] != data.fingerprint:
-        raise CheckpointError(f"cannot resume {bag_dir}: it was trained on other data (fingerprint differs)")
-    before = {k: v for k, v in bag["config"].items() if k not in ("progress", "device", "num_threads", "cache_dir")}
-    now = {k: v for k, v in cfg.to_dict().items() if k in before}
-    changed = sorted(k for k in before if before[k] != now.get(k))
-    if changed:
-        k = changed[0]
-        raise CheckpointError(
-            f"cannot resume {bag_dir}: config key {k!r} was {before[k]!r}, now {now.get(k)!r}; "
-            "resume with the same config or start a new folder"
-        )
+def existing_bag(bag_dir: str | Path, *, resume: bool) -> dict[str, Any] | None:
+    """bag.json of the bag in `bag_dir` when resuming, None for a new bag; a bag is never trained over without --resume."""
+    if not is_bag(bag_dir):
+        return None
+    if not resume:
+        raise CheckpointError(f"{bag_dir} already holds a bag; pass --resume to continue it, or choose another --out")
+    return read_bag(bag_dir)
 
 
 def fold_checkpoints(bag_dir: str | Path) -> list[Path]:

@@ -5,7 +5,6 @@
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -17,30 +16,24 @@ from typing import Any, Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from timm.scheduler import CosineLRScheduler
 
-from .atomic import atomic_write_text, recover_dir
-from .audit.report import AUDIT_FILE, audit_config, write_audit
 from .augment import augment_batch
 from .checkpoint import load_train_state, load_weights, package_versions, read_meta, save_checkpoint
 from .config import TrainConfig
-from .errors import CheckpointError, ConfigError
+from .errors import ConfigError
 from .inference import Preprocessing, mixed_precision_dtype, predict_margins, sigmoid, to_input
 from .metrics import binary_metrics
 from .models.factory import create_model, optimizer_param_groups, set_trainable
 from .data.prepare import PreparedData, prepare_data
 from .models.pretrained import load_pretrained, normalisation
 from .progress import progress_bar
+from .run_folder import (BEST, LAST, check_resumable, resume_point, write_config, write_history, write_metrics,
+                         write_skipped)
 
 __all__ = ["EpochReport", "TrainResult", "train", "resolve_device"]
 
 log = logging.getLogger(__name__)
-
-# Keys that may differ between a run and its resumption; any other difference is refused.
-RESUMABLE_CHANGES = {"epochs", "patience", "progress", "device", "num_threads", "eval_batch_size", "cache_dir",
-                     "tensorboard"}
-
 
 @dataclass(frozen=True)
 class EpochReport:
@@ -78,21 +71,16 @@ def train(
     resume: bool = False,
     resume_from: str | Path | None = None,
     data: PreparedData | None = None,
-    audit: bool = True,
 ) -> TrainResult:
-    """Train one model; write `out_dir/{config.yaml,best/,last/,history.csv,metrics.json}`.
+    """Train one model into the run folder `out_dir` (trainers.run_folder says what it holds).
 
     resume: continue from `out_dir/last` if it exists. resume_from: continue from
-    that checkpoint folder instead (a sweep's restored trial).
+    that checkpoint folder instead (a sweep's restored trial). The data audit is the
+    calling command's job (trainers.audit.audit_into), not the loop's.
     """
     out_dir = Path(out_dir)
-    last_dir, best_dir = recover_dir(out_dir / "last"), recover_dir(out_dir / "best")
-    if resume_from is None and resume and (last_dir / "train_state.json").exists():
-        resume_from = last_dir
-    if resume_from is None and (last_dir.exists() or best_dir.exists()):
-        raise CheckpointError(
-            f"{out_dir} already holds a run; pass --resume to continue it, or choose another --out"
-        )
+    resume_from = resume_point(out_dir, resume=resume, resume_from=resume_from)
+    last_dir, best_dir = out_dir / LAST, out_dir / BEST
 
     # 1. device, threads, seeds
     device = resolve_device(cfg.device)
@@ -166,14 +154,9 @@ def train(
         history, best_metrics = state["history"], state["best_metrics"]
         log.info("resuming %s after epoch %d", resume_from, start_epoch)
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    if audit and not fold_mode:  # a sweep audits once, not per trial; a bag once, not per fold
-        write_audit(audit_config(cfg, fingerprint=data.fingerprint), out_dir / AUDIT_FILE)  # from the cached decode
+    write_config(out_dir, cfg)
     if data.images.skipped:
-        atomic_write_text(
-            out_dir / "skipped.yaml",
-            yaml.safe_dump([{"id": i, "reason": r} for i, r in data.images.skipped], sort_keys=False),
-        )
+        write_skipped(out_dir, data.images.skipped)
     base_meta = {
         "config": cfg.to_dict(),
         "model": cfg.model,
@@ -280,7 +263,7 @@ def train(
         save_checkpoint(last_dir, model=model, meta=meta, train_state=train_state)
         if is_best:
             save_checkpoint(best_dir, model=model, meta=meta)
-        _write_history(out_dir, history)
+        write_history(out_dir, history)
         log.info(
             "epoch %d/%d  %s  train_loss %.4f  val_loss %.4f  val_auc %.4f  val_acc %.4f  lr %.2e  %.1fs%s",
             epoch + 1, cfg.epochs, phase, metrics["train_loss"], metrics["val_loss"], metrics["val_auc"],
@@ -303,7 +286,7 @@ def train(
         events.close()
     epochs_run = len(history)
     summary = {"best_epoch": best_epoch, "epochs_run": epochs_run, "stop_reason": stop_reason, **best_metrics}
-    atomic_write_text(out_dir / "metrics.json", _json(summary))
+    write_metrics(out_dir, summary)
     log.info("done: %s; best epoch %d, %s %.4f -> %s", stop_reason, best_epoch, cfg.monitor,
              best_metrics.get(cfg.monitor, float("nan")), best_dir)
     return TrainResult(out_dir, best_epoch, best_metrics, epochs_run, stop_reason, history)
@@ -328,17 +311,7 @@ def _by_id(ds: Any, index: np.ndarray, margin: np.ndarray) -> dict[str, dict[str
 
 def _resume(folder: Path, cfg: TrainConfig, data: PreparedData, model: torch.nn.Module,
             optimizer: torch.optim.Optimizer, gen: torch.Generator) -> dict[str, Any]:
-    meta = read_meta(folder)
-    if meta["data_fingerprint"] != data.fingerprint:
-        raise CheckpointError(f"cannot resume from {folder}: it was trained on other data (fingerprint differs)")
-    changed = sorted(k for k, v in cfg.to_dict().items()
-                     if k not in RESUMABLE_CHANGES and meta["config"].get(k) != v)
-    if changed:
-        k = changed[0]
-        raise CheckpointError(
-            f"cannot resume from {folder}: config key {k!r} was {meta['config'].get(k)!r}, now {getattr(cfg, k)!r}; "
-            "resume with the same config or start a new run folder"
-        )
+    check_resumable(read_meta(folder), cfg, data.fingerprint, folder)
     model.load_state_dict(load_weights(folder))
     state = load_train_state(folder)
     optimizer.load_state_dict(state["optimizer"])
@@ -352,13 +325,3 @@ def _gpu_memory(device: torch.device) -> dict[str, float]:
     if device.type != "cuda":
         return {}
     return {"gpu_memory_peak_mib": torch.cuda.max_memory_reserved(device) / 2**20}
-
-
-def _write_history(out_dir: Path, history: list[dict[str, float]]) -> None:
-    keys = list(dict.fromkeys(k for row in history for k in row))  # a run resumed on another device adds or drops gpu_*
-    lines = [",".join(keys)] + [",".join(f"{row.get(k, math.nan):.6g}" for k in keys) for row in history]
-    atomic_write_text(out_dir / "history.csv", "\n".join(lines) + "\n")
-
-
-def _json(obj: Any) -> str:
-    return json.dumps(obj, indent=1, default=float)

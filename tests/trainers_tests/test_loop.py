@@ -19,8 +19,7 @@ def test_learns_generated_images_to_high_auc(tmp_path, synthetic_data):
     assert result.epochs_run == 6
     for name in ("config.yaml", "history.csv", "metrics.json", "best/model.safetensors", "best/checkpoint.json"):
         assert (tmp_path / "run" / name).is_file(), name
-    audit = json.loads((tmp_path / "run" / "audit.json").read_text())  # the run says how honest its groups are
-    assert audit["dataset"]["images"] == 72 and audit["groups"]["after_merge"]["CT_COVID"]["groups"] == 12
+    assert not (tmp_path / "run" / "audit.json").exists(), "the audit is the calling command's, at its door"
 
 
 def test_same_seed_same_metrics(tmp_path, synthetic_data):
@@ -79,7 +78,10 @@ def test_resume_continues_where_it_stopped(tmp_path, synthetic_data):
 def test_resume_with_another_config_is_refused(tmp_path, synthetic_data):
     train(tiny_config(synthetic_data, epochs=1), tmp_path / "run")
     with pytest.raises(CheckpointError, match=r"config key 'lr' was 0.003, now 0.1"):
-        train(tiny_config(synthetic_data, epochs=2, lr=0.1), tmp_path / "run", resume=True)
+        train(tiny_config(synthetic_data, epochs=1, lr=0.1), tmp_path / "run", resume=True)
+    # the cosine schedule is shaped by epochs: a resumed run with another count is another run
+    with pytest.raises(CheckpointError, match=r"config key 'epochs' was 1, now 2"):
+        train(tiny_config(synthetic_data, epochs=2), tmp_path / "run", resume=True)
 
 
 def test_truncated_checkpoint_is_named(tmp_path, synthetic_data):
@@ -87,7 +89,7 @@ def test_truncated_checkpoint_is_named(tmp_path, synthetic_data):
     weights = tmp_path / "run" / "last" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
     with pytest.raises(CheckpointError, match="model.safetensors is truncated or damaged"):
-        train(tiny_config(synthetic_data, epochs=2), tmp_path / "run", resume=True)
+        train(tiny_config(synthetic_data, epochs=1), tmp_path / "run", resume=True)
     assert (tmp_path / "run" / "best" / "model.safetensors").stat().st_size > 1000, "best is untouched"
     (tmp_path / "run" / "best" / "checkpoint.json").write_text(json.dumps({"config": {}}))
     with pytest.raises(CheckpointError, match=r"lacks key\(s\) \['format_version'"):

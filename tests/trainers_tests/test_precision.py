@@ -30,7 +30,7 @@ def test_bf16_only_where_the_gpu_has_it_natively():
 @cuda
 def test_stored_margins_equal_an_fp32_recomputation(tmp_path, synthetic_data):
     cfg = tiny_config(synthetic_data, device="cuda", epochs=2)
-    train(cfg, tmp_path / "run", audit=False)
+    train(cfg, tmp_path / "run")
     meta = json.loads((tmp_path / "run" / "best" / "checkpoint.json").read_text())
     assert meta["metrics"]["gpu_memory_peak_mib"] > 0, "a CUDA run records what it held of the GPU"
     model, _ = load_model(tmp_path / "run" / "best")  # on CPU, in fp32: what export and predict compute

@@ -1,8 +1,12 @@
 """Audit a dataset's groups: duplicates, straddling copies, images labelled twice, a source shortcut.
 
-    report = audit_config(TrainConfig(data="covid-ct/train"))
-    write_audit(report, json_path="audit.json", html_path="audit.html")
-    audit_summary(report)  # the headline numbers, for an ensemble report
+    report = audit_config(TrainConfig(data="covid-ct/train"))   # `lungsweep audit`: find the data, then audit
+    report = audit_found(cfg, prepare_data(cfg).found)            # a door that prepared the data already
+    audit_into(RUN_DIR, cfg, found)   # RUN_DIR/audit.json once: `lungsweep train`, `launch` and `run` call it
+    audit_summary(read_audit(RUN_DIR / AUDIT_FILE))   # the headline numbers, for an ensemble report
+
+The audit runs at the door of a command, never inside training: train() and
+train_bag() do not import it.
 
 audit.json keys (AUDIT_VERSION 1; new keys may be added, these keep their meaning):
   version                    1
@@ -33,21 +37,22 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..atomic import atomic_write_text
-from ..data.discover import Dataset, discover
-from ..data.duplicates import HASH_IMAGE_SIZE, Duplicates, find_duplicates, hash_images, merged_groups
+from ..data.discover import Dataset
+from ..data.duplicates import HASH_IMAGE_SIZE, Duplicates, find_duplicates, merged_groups
 from ..errors import DataError, SplitError
 from ..records import read_record_file
 from ..data.groups import group_summary, group_warnings
 from ..data.images import DecodedImages
 from ..data.phash import DEFAULT_MAX_DISTANCE, nearest_distances
 from .shortcut import FEATURES, SHORTCUT_WARN_AUC, format_features, shortcut_auc
+from ..data.prepare import FoundData, find_data
 from ..data.splits import SPLITS, split_dataset
 
 if TYPE_CHECKING:
     from ..config import TrainConfig
 
-__all__ = ["AUDIT_FILE", "AUDIT_HTML", "AUDIT_VERSION", "audit_dataset", "audit_config", "audit_summary", "write_audit",
-           "format_audit", "read_audit"]
+__all__ = ["AUDIT_FILE", "AUDIT_HTML", "AUDIT_VERSION", "audit_dataset", "audit_config", "audit_found", "audit_into",
+           "audit_summary", "write_audit", "format_audit", "read_audit"]
 
 log = logging.getLogger(__name__)
 
@@ -58,18 +63,32 @@ AUDIT_FILE = "audit.json"  # beside a train run, a bag or a sweep (RUN_DIR/audit
 AUDIT_HTML = "audit.html"
 
 
-def audit_config(cfg: "TrainConfig", *, fingerprint: str | None = None) -> dict[str, Any]:
-    """Audit the dataset a training config names, with its group_regex and split settings."""
+def audit_config(cfg: "TrainConfig") -> dict[str, Any]:
+    """Audit the dataset a training config names (`lungsweep audit`): undecodable images are listed, not fatal."""
     if cfg.data is None and cfg.manifest is None:
         raise DataError("no dataset given to audit: pass a folder (DATA) or --manifest FILE")
-    dataset = discover(data=cfg.data, manifest=cfg.manifest, positive=cfg.positive, group_regex=cfg.group_regex)
-    fingerprint = fingerprint or dataset.fingerprint()
-    images = hash_images(dataset, fingerprint=fingerprint, cache_dir=cfg.cache_dir, skip_bad=True, progress=cfg.progress)
+    return audit_found(cfg, find_data(cfg, keep_going=True))
+
+
+def audit_found(cfg: "TrainConfig", found: FoundData) -> dict[str, Any]:
+    """The audit of what find_data (or prepare_data, as `.found`) discovered and hashed, with cfg's split settings."""
     return audit_dataset(
-        dataset, images, fingerprint=fingerprint, group_regex=cfg.group_regex, val_fraction=cfg.val_fraction,
-        holdout_fraction=cfg.holdout_fraction, split_seed=cfg.split_seed, cache_dir=cfg.cache_dir,
-        progress=cfg.progress,
+        found.dataset, found.hashed, fingerprint=found.fingerprint, duplicates=found.duplicates,
+        group_regex=cfg.group_regex, val_fraction=cfg.val_fraction, holdout_fraction=cfg.holdout_fraction,
+        split_seed=cfg.split_seed, cache_dir=cfg.cache_dir, progress=cfg.progress,
     )
+
+
+def audit_into(folder: str | Path, cfg: "TrainConfig", found: FoundData, *, html: bool = False) -> dict[str, Any] | None:
+    """A command's door: FOLDER/audit.json (and audit.html), once. Returns the new report, or None when the
+    folder already holds one (a resumed run, bag or sweep keeps the audit of the data it was checked to share)."""
+    folder = Path(folder)
+    if (folder / AUDIT_FILE).is_file():
+        return None
+    report = audit_found(cfg, found)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_audit(report, folder / AUDIT_FILE, folder / AUDIT_HTML if html else None)
+    return report
 
 
 def audit_dataset(
@@ -82,14 +101,20 @@ def audit_dataset(
     holdout_fraction: float = 0.15,
     split_seed: int = 0,
     max_distance: int = DEFAULT_MAX_DISTANCE,
+    duplicates: Duplicates | None = None,
     cache_dir: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """The audit report of `dataset` (groups as discovered) from its fixed-size decode `images`."""
+    """The audit report of `dataset` (groups as discovered) from its fixed-size decode `images`.
+
+    duplicates: find_duplicates' result for these images when the caller has it already.
+    """
     t0 = time.perf_counter()
     ids, classes = dataset.ids, dataset.classes
     label = [classes[k] for k in dataset.labels]
-    dups = find_duplicates(dataset, images, max_distance=max_distance)
+    if duplicates is None or duplicates.max_distance != max_distance:
+        duplicates = find_duplicates(dataset, images, max_distance=max_distance)
+    dups = duplicates
     merged = replace(dataset, groups=merged_groups(dataset.groups, dups.near))
     before, after = group_summary(dataset), group_summary(merged)
     warnings = group_warnings(after)

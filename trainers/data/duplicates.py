@@ -106,12 +106,8 @@ def check_cross_class(dataset: Dataset, duplicates: Duplicates) -> None:
     )
 
 
-def merge_duplicate_groups(dataset: Dataset, cfg: "TrainConfig", fingerprint: str) -> Dataset:
-    """prepare_data's hook: log the groups, refuse images labelled twice, merge near-duplicates' groups."""
-    images = hash_images(
-        dataset, fingerprint=fingerprint, cache_dir=cfg.cache_dir, skip_bad=cfg.skip_bad, progress=cfg.progress
-    )
-    duplicates = find_duplicates(dataset, images)
+def merge_duplicate_groups(dataset: Dataset, duplicates: Duplicates, cfg: "TrainConfig") -> Dataset:
+    """prepare_data's step: log the groups, refuse images labelled twice, merge near-duplicates' groups."""
     check_cross_class(dataset, duplicates)
     before = group_summary(dataset)
     log_group_summary(before, label="groups")

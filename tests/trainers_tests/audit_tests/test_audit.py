@@ -198,3 +198,28 @@ def test_audit_smoke_on_a_handful_of_real_covid_ct_images(tmp_path):
     summary = audit_summary(report)
     assert set(summary["groups_per_class"]) == {"CT_COVID", "CT_NonCOVID"}
     assert summary["near_duplicate_pairs"] >= 1  # 1099/1100/1101.png are neighbouring slices of one scan
+
+
+def test_lungsweep_train_audits_its_data_once_at_the_door(tmp_path, synthetic_data):
+    """`lungsweep train` writes RUN/audit.json before training (a run or a bag); a resumed run keeps it."""
+    import yaml
+
+    from lungsweep.cli import main
+    from trainers.audit import AUDIT_FILE, read_audit
+
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump({k: v for k, v in tiny_config(synthetic_data, epochs=1).to_dict().items()
+                                      if v is not None}))
+    run = tmp_path / "run"
+    assert main(["-q", "train", "--config", str(config), "--out", str(run)]) == 0
+    audit = read_audit(run / AUDIT_FILE)  # the run says how honest its groups are
+    assert audit["dataset"]["images"] == 72 and audit["groups"]["after_merge"]["CT_COVID"]["groups"] == 12
+    written = (run / AUDIT_FILE).stat().st_mtime_ns
+    assert main(["-q", "train", "--config", str(config), "--out", str(run)]) == 2, "no --resume: refused"
+    assert main(["-q", "train", "--config", str(config), "--out", str(run), "--resume"]) == 0
+    assert (run / AUDIT_FILE).stat().st_mtime_ns == written, "audited once, not on every resume"
+
+    bag = tmp_path / "bag"
+    assert main(["-q", "train", "--config", str(config), "--out", str(bag), "--cv-folds", "3"]) == 0
+    assert read_audit(bag / AUDIT_FILE)["dataset"]["fingerprint"] == audit["dataset"]["fingerprint"]
+    assert not any(bag.glob(f"runs/*/{AUDIT_FILE}")), "no fold audits its data again"
