@@ -1,4 +1,4 @@
-"""The dataset audit on the real COVID-CT training images (issue 12).
+"""The dataset audit on the real COVID-CT training images.
 
 Prints, for the old default grouping (the file stem before '%') and the new one
 (crops of one paper page form one group):
@@ -37,7 +37,7 @@ DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "covid-ct-qsr" / "train"
 
 
 def old_default_group(sample_id: str) -> str:
-    """The grouping before issue 12's predecessor: the file stem before any '%'."""
+    """The first default grouping: the file stem before any '%'."""
     return Path(sample_id).stem.split("%", 1)[0]
 
 

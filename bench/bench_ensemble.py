@@ -2,7 +2,7 @@
 
 Every figure is cross-fitted on the sweep's holdout split (ensemble/build.py): a
 pipeline fitted on K-1 folds of holdout patients scores the remaining fold. The
-goal (issue 4): the calibrated ensemble beats the best single member on AUC and has
+goal: the calibrated ensemble beats the best single member on AUC and has
 ECE at most 0.03.
 
     .venv/bin/python bench/bench_ensemble.py runs/bench_search/tpe_asha --out runs/bench_ensemble

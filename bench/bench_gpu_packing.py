@@ -15,7 +15,6 @@ the first (warm-up) when there are more.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import subprocess
 import sys
@@ -54,13 +53,15 @@ def train_command(args: argparse.Namespace, data: Path, out: Path) -> list[str]:
             "--epochs", str(args.epochs), "--device", args.device, "--no-pretrained"]
 
 
-def steady_state(history: Path) -> tuple[float, float]:
-    """(images/s over every epoch but the first, peak GPU MiB) from a run's history.csv."""
-    rows = list(csv.DictReader(history.open()))
+def steady_state(run_dir: Path) -> tuple[float, float]:
+    """(images/s over every epoch but the first, peak GPU MiB) from a run's history."""
+    from trainers.run_folder import read_history
+
+    rows = read_history(run_dir)
     timed = rows[1:] or rows
-    images = sum(float(r["train_images_per_second"]) * float(r["train_seconds"]) for r in timed)
-    seconds = sum(float(r["train_seconds"]) for r in timed)
-    peak = max(float(r.get("gpu_memory_peak_mib") or "nan") for r in rows)
+    images = sum(r["train_images_per_second"] * r["train_seconds"] for r in timed)
+    seconds = sum(r["train_seconds"] for r in timed)
+    peak = max(r.get("gpu_memory_peak_mib", float("nan")) for r in rows)
     return images / seconds, peak
 
 
@@ -82,7 +83,7 @@ def run_pack(args: argparse.Namespace, data: Path, out: Path, n: int) -> dict[st
         if code != 0:
             sys.exit(f"run {k} of the pack of {n} failed; see {out / f'pack{n}_run{k}.log'}")
     wall = time.perf_counter() - started
-    per_run = [steady_state(out / f"pack{n}" / f"run{k}" / "history.csv") for k in range(n)]
+    per_run = [steady_state(out / f"pack{n}" / f"run{k}") for k in range(n)]
     rates = [r for r, _ in per_run]
     return {"n": n, "per_run": sum(rates) / n, "per_device": sum(rates), "peak_mib": max(p for _, p in per_run),
             "wall": wall}

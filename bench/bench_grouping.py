@@ -13,7 +13,6 @@ was inflated by crops of one figure on both sides of the split.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,12 @@ import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-OLD_GROUP_REGEX = r"^(.*?)(?:%\d+)?\.(?:png|jpg|jpeg)$"  # the stem before '%': the grouping before issue 12
+sys.path.insert(0, str(ROOT))
+from trainers.checkpoint import read_meta  # noqa: E402
+from trainers.run_folder import BEST  # noqa: E402
+
+# the stem before '%': the grouping used before trailing slice and crop indices were read
+OLD_GROUP_REGEX = r"^(.*?)(?:%\d+)?\.(?:png|jpg|jpeg)$"
 
 
 def main() -> None:
@@ -44,7 +48,7 @@ def main() -> None:
                                    str(run), "--resume"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         if done.returncode != 0:
             sys.exit(f"arm {name} failed; see {out / f'arm{n}.log'}")
-        meta = json.loads((run / "best" / "checkpoint.json").read_text())
+        meta = read_meta(run / BEST)
         m = holdout_metrics(meta)
         print(f"{name:58s} {m['groups']:14d} {m['auc']['value']:9.3f} [{m['auc']['ci_low']:.3f}, "
               f"{m['auc']['ci_high']:.3f}] {meta['metrics']['val_auc']:8.3f}")

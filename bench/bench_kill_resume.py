@@ -4,7 +4,7 @@ Each round starts `lungsweep launch` (a local Ray under the driver), waits a ran
 time in [--kill-min, --kill-max] seconds, then SIGKILLs the driver's process group and
 every process under it (as `kill -9 -PGID` does after a crash) and launches the same
 command again, which resumes. When a round ends by itself the sweep is done. Printed:
-the kills, the resumes that met a checkpoint deleted before the crash (issue 14), any
+the kills, the resumes that met a checkpoint deleted before the crash, any
 trial that could not be restored, any resume whose snapshot Tune could not load (it
 would start the sweep over) or that was refused, and the final status of every trial.
 

@@ -77,7 +77,9 @@ def single_model_metrics(checkpoint: Path) -> dict:
     from ensemble.metrics import bootstrap_metrics
     from trainers.inference import sigmoid
 
-    holdout = json.loads((checkpoint / "checkpoint.json").read_text())["predictions"]["holdout"]
+    from trainers.checkpoint import read_meta
+
+    holdout = read_meta(checkpoint)["predictions"]["holdout"]
     ids = sorted(holdout)
     y = np.array([holdout[i]["label"] for i in ids])
     p = sigmoid(np.array([holdout[i]["logit"] for i in ids]))

@@ -15,7 +15,7 @@ With --sizes, it also times k untrained copies of the members' architecture at
 other image sizes (speed does not depend on the weights), to show how the decoding
 share falls as the members grow.
 
-Goal (issue 5): the ensemble costs at most k x one member + 10%, and decoding is
+Goal: the ensemble costs at most k x one member + 10%, and decoding is
 under 10% of the time.
 
     .venv/bin/python bench/bench_predict.py runs/bench_search/tpe_asha --members 5

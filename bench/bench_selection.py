@@ -56,8 +56,9 @@ def run_one(job: tuple[int, str, dict, str, str]) -> dict:
     index, arm, values, data, out = job
     import torch
 
-    from trainers import TrainConfig, read_bag, train, train_bag
+    from trainers import TrainConfig, read_bag, read_meta, train, train_bag
     from trainers.metrics import binary_metrics
+    from trainers.run_folder import BEST
     from trainers.inference import sigmoid
 
     torch.set_num_threads(1)
@@ -67,7 +68,7 @@ def run_one(job: tuple[int, str, dict, str, str]) -> dict:
     cfg = TrainConfig.from_dict({**values, "data": data, "cv_folds": 1 if arm == "single" else values["cv_folds"]})
     if arm == "single":
         result = train(cfg, folder)
-        meta = json.loads((folder / "best" / "checkpoint.json").read_text())
+        meta = read_meta(folder / BEST)
         selection = float(result.best_metrics["val_auc"])
         holdout = meta["predictions"]["holdout"]
     else:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks of issue 14 as one command, for a session lent a GPU machine by the `device` tool:
+# The GPU checks as one command, for a session lent a GPU machine by the `device` tool:
 #
 #     run(command="bash bench/gpu_check.sh", timeout_s=540)      # figures in $OUT; an estimated ~5 min
 #                                                                 # on one H200 (not yet run on a GPU)

@@ -15,7 +15,7 @@ __all__ = ["phash", "hamming_matrix", "nearest_distances", "near_pairs", "HASH_S
 HASH_SIZE = 32  # side of the thumbnail the DCT runs on
 _LOW = 8  # 8 x 8 low frequencies: 64 bits
 # Two images whose hashes differ in at most this many of the 64 bits are near-duplicates.
-# Chosen on the COVID-CT training images (BENCHMARKS.md, issue 12): CT slices share their low
+# Chosen on the COVID-CT training images (BENCHMARKS.md, the audit): CT slices share their low
 # frequencies, so past 4 bits the hash starts pairing different patients (cross-class pairs: 1 at 4, 5 at 6, 29 at 8).
 DEFAULT_MAX_DISTANCE = 4
 
