@@ -48,6 +48,13 @@ def _figure(report: dict[str, Any]) -> str:
     return f'<img alt="nearest-neighbour distances" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
 
+def _rule(rule: dict[str, str] | None) -> str:
+    if not rule:  # an audit.json written before groups.rule
+        return ""
+    return (f"<p>Rule <code>{html.escape(rule['rule'])}</code>: {html.escape(rule['description'])}. "
+            f"Why: {html.escape(rule['reason'])}.</p>")
+
+
 def render_html(report: dict[str, Any]) -> str:
     ds, nd, sp, sc = report["dataset"], report["near_duplicates"], report["split"], report["shortcut"]
     before, after = report["groups"]["before_merge"], report["groups"]["after_merge"]
@@ -69,6 +76,7 @@ def render_html(report: dict[str, Any]) -> str:
             ["shortcut AUC, format features only (warn above 0.7)", auc],
         ]),
         "<h2>Groups per class</h2>",
+        _rule(report["groups"].get("rule")),
         _table(["class", "images", "groups as named", "groups after merging", "singleton share", "largest group"], [
             [c, s["images"], before[c]["groups"], s["groups"], f"{s['singleton_share']:.0%}",
              f"{s['largest_group']} ({s['largest_group_size']})"] for c, s in after.items()

@@ -12,6 +12,8 @@ audit.json keys (AUDIT_VERSION 1; new keys may be added, these keep their meanin
   version                    1
   dataset                    root, images, classes, positive, fingerprint, group_regex
   settings                   max_distance (pHash bits), hash_image_size, val_fraction, holdout_fraction, split_seed
+  groups.rule                how the groups were formed (trainers.data.discover.Grouping): rule ("group_regex",
+                             "manifest", "dicom", "name", "name+K", "stem", "given"), description, reason
   groups.before_merge        per class: images, groups, singletons, singleton_share, largest_group, largest_group_size
   groups.after_merge         the same after merging near-duplicates' groups
   near_duplicates            count, cross_class, groups_merged, pairs: [{a, b, distance, same_group, cross_class}],
@@ -159,7 +161,7 @@ def audit_dataset(
                     "positive": dataset.positive, "fingerprint": fingerprint, "group_regex": group_regex},
         "settings": {"max_distance": max_distance, "hash_image_size": HASH_IMAGE_SIZE, "val_fraction": val_fraction,
                      "holdout_fraction": holdout_fraction, "split_seed": split_seed},
-        "groups": {"before_merge": before, "after_merge": after},
+        "groups": {"rule": dataset.grouping.as_dict(), "before_merge": before, "after_merge": after},
         "near_duplicates": {"count": len(near), "cross_class": n_cross_near,
                             "groups_merged": len(set(dataset.groups)) - len(set(merged.groups)), "pairs": near,
                             "nearest_histogram": _nearest_histogram(dups)},
@@ -206,6 +208,7 @@ def _straddling(
 def audit_summary(report: dict[str, Any]) -> dict[str, Any]:
     """The headline numbers of an audit, for a report section (e.g. the ensemble's)."""
     return {
+        "group_rule": report["groups"].get("rule", {}).get("rule"),  # None in an audit.json from before the key
         "groups_per_class": {c: s["groups"] for c, s in report["groups"]["after_merge"].items()},
         "groups_per_class_before_merge": {c: s["groups"] for c, s in report["groups"]["before_merge"].items()},
         "singleton_share": {c: s["singleton_share"] for c, s in report["groups"]["after_merge"].items()},
@@ -222,6 +225,9 @@ def audit_summary(report: dict[str, Any]) -> dict[str, Any]:
 def format_audit(report: dict[str, Any]) -> str:
     """A few lines for a terminal."""
     lines = [f"audit of {report['dataset']['root']}: {report['dataset']['images']} images"]
+    rule = report["groups"].get("rule")
+    if rule:
+        lines.append(f"  groups by rule {rule['rule']!r}: {rule['description']} ({rule['reason']})")
     for c, s in report["groups"]["after_merge"].items():
         b = report["groups"]["before_merge"][c]
         lines.append(f"  {c}: {b['groups']} groups as named, {s['groups']} after merging near-duplicates; "

@@ -14,7 +14,8 @@ from __future__ import annotations
 from .._lazy import lazy_exports
 
 _EXPORTS = {
-    "Dataset": "discover", "discover": "discover", "infer_group": "discover", "default_positive": "discover",
+    "Dataset": "discover", "Grouping": "discover", "discover": "discover", "infer_group": "discover",
+    "default_positive": "discover",
     "IMAGE_SUFFIXES": "discover", "file_sha256": "discover",
     "Duplicates": "duplicates", "HASH_IMAGE_SIZE": "duplicates", "find_duplicates": "duplicates",
     "hash_images": "duplicates", "merge_duplicate_groups": "duplicates", "merged_groups": "duplicates",

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BadImageError, DataError
+from .groups import SWALLOW_MIN_IMAGES, SWALLOW_SHARE, Swallowed, swallowed
 from .medical import expand, is_medical
 
-__all__ = ["Dataset", "discover", "infer_group", "default_positive"]
+__all__ = ["Dataset", "Grouping", "discover", "infer_group", "default_positive"]
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,26 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _NEGATIVE_PREFIXES = ("non", "normal")
 _SEPARATORS = re.compile(r"([-_.])")
 _LETTER = re.compile(r"[A-Za-z]")
+_REMEDY = ("give group_regex (its first capture group on each file name is the group) or a manifest CSV with a "
+           "group column; README.md, 'Groups on common public layouts', has recipes")
+
+
+@dataclass(frozen=True)
+class Grouping:
+    """How a dataset's groups were formed.
+
+    rule: "group_regex", "manifest", "dicom" (PatientID / StudyInstanceUID; a NIfTI volume is its own
+    group), "given" (a Dataset built by hand), or a reading of the file names: "name" (without the
+    '%N' crop suffix and the trailing numeric indices), "name+K" (keeping K more trailing indices),
+    "stem" (the whole stem before '%': one group per file, crops of one figure together).
+    """
+
+    rule: str = "given"
+    description: str = "groups given with the dataset"
+    reason: str = "set by whoever built the Dataset"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"rule": self.rule, "description": self.description, "reason": self.reason}
 
 
 @dataclass(frozen=True)
@@ -39,6 +60,7 @@ class Dataset:
     # file; None overall when every sample is a PNG/JPEG. Slice ids read `relpath#index`.
     frames: tuple[int | None, ...] | None = None
     skipped: tuple[tuple[str, str], ...] = ()  # (id, reason) of DICOM/NIfTI files left out with skip_bad
+    grouping: Grouping = Grouping()  # how `groups` were formed (not part of the fingerprint: the groups are)
 
     def frame(self, i: int) -> int | None:
         return None if self.frames is None else self.frames[i]
@@ -72,14 +94,16 @@ class Dataset:
         return digest.hexdigest()
 
 
-def infer_group(name: str, group_regex: str | None = None) -> str:
+def infer_group(name: str, group_regex: str | None = None, *, keep: int = 0) -> str:
     """The group (patient, paper page or source figure) of a file name.
 
     Default: the stem before any '%' (`63%1.jpg` -> `63`), then without the trailing
     slice or crop indices: purely numeric parts after '-', '_' or '.' that follow the
     last part holding a letter (`2020.01.24.919183-p27-132.png` -> `2020.01.24.919183-p27`,
     `...-p6-52%3.png` -> `...-p6`). A name with no letter at all (`1029.png`) keeps its
-    stem. With a regex, its first capture group, or the whole match.
+    stem. `keep`: keep that many of the trailing indices (`IM-0115-0001.jpeg`: 0 -> `IM`,
+    1 -> `IM-0115`, 2 or more -> the stem). With a regex, its first capture group, or the
+    whole match (`keep` is not used).
     """
     if group_regex is not None:
         match = _compiled(group_regex).search(name)
@@ -89,13 +113,68 @@ def infer_group(name: str, group_regex: str | None = None) -> str:
                 "file name only (not its folder): fix the pattern, or give a manifest with a group column"
             )
         return match.group(1) if match.groups() else match.group(0)
-    stem = Path(name).stem.split("%", 1)[0]
-    parts = _SEPARATORS.split(stem)  # [word, separator, word, separator, ...]
-    words = parts[0::2]
-    with_letter = [i for i, word in enumerate(words) if _LETTER.search(word)]
-    if not with_letter:
-        return stem
-    return "".join(parts[: 2 * with_letter[-1] + 1])
+    parts, last_letter = _parts(name)
+    if last_letter is None:
+        return "".join(parts)
+    return "".join(parts[: 2 * min(last_letter + keep, len(parts) // 2) + 1])
+
+
+def _parts(name: str) -> tuple[list[str], int | None]:
+    """The stem before '%' cut as [word, separator, word, ...], and the index (among words) of the last word
+    holding a letter (None: no letter)."""
+    parts = _SEPARATORS.split(Path(name).stem.split("%", 1)[0])
+    with_letter = [i for i, word in enumerate(parts[0::2]) if _LETTER.search(word)]
+    return parts, (with_letter[-1] if with_letter else None)
+
+
+def _trailing_indices(name: str) -> int:
+    """How many trailing indices the default reading drops from `name` (0: its group is its stem)."""
+    parts, last_letter = _parts(name)
+    return 0 if last_letter is None else len(parts) // 2 - last_letter
+
+
+def _reading(keep: int, finest: int) -> str:
+    return "stem" if keep == finest and keep > 0 else "name" if keep == 0 else f"name+{keep}"
+
+
+_READINGS = {
+    "name": "the file name without its '%N' crop suffix and the trailing numeric slice or crop indices after "
+            "its last part holding a letter",
+    "stem": "the file name before any '%' (one group per file; crops '63%1', '63%2' of one figure stay together)",
+}
+
+
+def _default_groups(names: list[str], labels: list[str]) -> tuple[list[str], Grouping]:
+    """The coarsest reading of the file names under which no class is swallowed by one group.
+
+    Readings, coarsest first: "name" (infer_group), then keeping 1, 2, ... more trailing indices, up to
+    the stem before '%'. A class is swallowed when one group holds over SWALLOW_SHARE of it and it has
+    SWALLOW_MIN_IMAGES images or more (trainers.data.groups.swallowed). One reading for the whole dataset.
+    """
+    finest = max((_trailing_indices(n) for n in names), default=0)
+    rejected: list[tuple[str, Swallowed]] = []
+    for keep in range(finest + 1):
+        groups = [infer_group(n, keep=keep) for n in names]
+        worst = swallowed(labels, groups)
+        rule = _reading(keep, finest)
+        if worst is None or keep == finest:
+            break
+        rejected.append((rule, worst))
+    example = next((n for n in names if _trailing_indices(n) > keep), names[0])
+    description = _READINGS.get(rule) or (
+        f"the file name without its '%N' crop suffix, keeping {keep} more trailing index(es) than 'name' "
+        f"({example!r} -> {infer_group(example, keep=keep)!r})")
+    if worst is None and not rejected:
+        return groups, Grouping(rule, description, f"no group holds over {SWALLOW_SHARE:.0%} of a class of "
+                                                   f"{SWALLOW_MIN_IMAGES}+ images")
+    reasons = [f"under the coarser reading {coarser!r}, {why.sentence()}" for coarser, why in rejected[-1:]]
+    if worst is not None:
+        reasons.append(f"even under {rule!r}, the finest reading, {worst.sentence()}: these groups are not "
+                       "patients, and splits, folds and intervals on them are not to be trusted")
+    reason = "; ".join(reasons)
+    log.warning("groups: file names read as %r (%s) because %s. If one patient or figure really holds that many "
+                "images, or the names carry the patient elsewhere, %s", rule, description, reason, _REMEDY)
+    return groups, Grouping(rule, description, reason)
 
 
 @functools.lru_cache(maxsize=8)
@@ -134,6 +213,7 @@ def discover(
     if (data is None) == (manifest is None):
         raise DataError("give a dataset: either a folder (--data DIR) or a CSV manifest (manifest: FILE)")
     rows = _scan_folder(Path(data)) if data is not None else _read_manifest(Path(manifest))
+    listed = {path for _, path, _, group in rows if group}  # files grouped by the manifest's group column
     rows, frames, skipped = _expand_medical(rows, slices, skip_bad)
     root = str(Path(data if data is not None else Path(manifest).parent).resolve())
     classes = tuple(sorted({label for _, _, label, _ in rows}))
@@ -151,23 +231,46 @@ def discover(
         positive = default_positive(classes)
     elif positive not in classes:
         raise DataError(f"positive class {positive!r} is not one of the classes {list(classes)}")
-    ids, paths, labels, groups = [], [], [], []
-    for sample_id, path, label, group in rows:
-        ids.append(sample_id)
-        paths.append(path)
-        labels.append(classes.index(label))
-        groups.append(group if group else infer_group(Path(sample_id).name, group_regex))
+    ids = tuple(sample_id for sample_id, _, _, _ in rows)
+    groups, grouping = _groups(rows, group_regex, listed)
     return Dataset(
         root=root,
-        ids=tuple(ids),
-        paths=tuple(paths),
-        labels=np.asarray(labels, dtype=np.int64),
+        ids=ids,
+        paths=tuple(path for _, path, _, _ in rows),
+        labels=np.asarray([classes.index(label) for _, _, label, _ in rows], dtype=np.int64),
         groups=tuple(groups),
         classes=classes,
         positive=positive,
         frames=frames,
         skipped=skipped,
+        grouping=grouping,
     )
+
+
+def _groups(rows: list, group_regex: str | None, listed: set[str]) -> tuple[list[str], Grouping]:
+    """Each row's group, and how they were formed: a given group (manifest column, DICOM header) wins,
+    then group_regex, then the coarsest reading of the file names that swallows no class."""
+    named = [i for i, (_, _, _, group) in enumerate(rows) if not group]
+    groups = [group for _, _, _, group in rows]
+    from_manifest = sum(1 for _, path, _, _ in rows if path in listed)
+    from_header = len(rows) - len(named) - from_manifest
+    sources = [f"{n} image(s) grouped by the {source}" for n, source in (
+        (from_manifest, "manifest's group column"), (from_header, "DICOM PatientID (a NIfTI volume: itself)")) if n]
+    if not named:
+        rule = "manifest" if from_manifest else "dicom"
+        return groups, Grouping(rule, f"groups given: {', '.join(sources)}", "a given group always wins")
+    names = [Path(rows[i][0]).name for i in named]
+    if group_regex is not None:
+        found = [infer_group(name, group_regex) for name in names]
+        grouping = Grouping("group_regex", f"the first capture group (or the whole match) of {group_regex!r} "
+                                           "on each file name", "group_regex was given")
+    else:
+        found, grouping = _default_groups(names, [rows[i][2] for i in named])
+    for i, group in zip(named, found):
+        groups[i] = group
+    if sources:  # a manifest with some group cells empty, or DICOM files beside PNGs
+        grouping = Grouping(grouping.rule, f"{grouping.description}; {', '.join(sources)}", grouping.reason)
+    return groups, grouping
 
 
 def _expand_medical(rows: list, slices: str, skip_bad: bool) -> tuple[list, tuple | None, tuple]:
