@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainers.errors import LungsweepError
+from trainers.errors import ConfigError, LungsweepError
 from trainers.records import read_record_file
 
 from . import storage
@@ -35,7 +35,7 @@ __all__ = [
     "BEST_CONFIG", "RESULTS_CSV", "RESULTS_PARQUET", "SWEEP_FILE", "SWEEP_ID", "USABLE_STATUSES",
     "is_sweep", "new_sweep_id", "read_record", "read_results", "read_sweep", "read_sweep_id", "study_name",
     "sweep_record", "trial_dir", "trial_dirname", "trial_status", "write_sweep", "local_sweep", "fetch_checkpoint",
-    "sweep_location",
+    "sweep_location", "check_same_sweep",
 ]
 
 SWEEP_FILE = "lungsweep_sweep.json"
@@ -134,7 +134,7 @@ def new_sweep_id() -> str:
 
 
 def read_sweep_id(run_dir: str | Path) -> str | None:
-    """The sweep id recorded at the first launch; None for a folder without a record (or an older one)."""
+    """The sweep id recorded at the first launch; None for a folder without a record, or a record without an id."""
     try:
         value = read_record(run_dir).get(SWEEP_ID)
     except LungsweepError:
@@ -154,6 +154,33 @@ def read_record(run_dir: str | Path) -> dict[str, Any]:
         missing=f"{run_dir} holds no lungsweep sweep ({SWEEP_FILE} is missing); give the --out of a launch",
         remedy="launch the sweep again into a new --out", read_bytes=storage.read_bytes,
     )
+
+
+def check_same_sweep(cfg: SweepConfig, run_dir: str | Path) -> None:
+    """Before a resume: refuse a config that would make the sweep in `run_dir` another search; note a new budget."""
+    try:
+        before = read_record(run_dir)
+    except LungsweepError:
+        return  # a sweep whose record was never written: Tune's own state decides
+    now = sweep_record(cfg)
+    for key in ("train", "space", "metric", "mode", "asha"):
+        if before.get(key) != now.get(key):
+            raise LungsweepError(
+                f"{run_dir} holds a sweep with another {key!r}; resume it with the same config, "
+                "or launch into a new --out folder"
+            )
+    # TPE's samples follow the seed and its random start: a change would make one sweep two searches
+    for key in ("seed", "startup_trials"):
+        if key in before and before[key] != now[key]:
+            raise ConfigError(
+                f"{run_dir} was launched with {key} {before[key]!r}, this launch asks for {now[key]!r}; "
+                f"resume with {key}: {before[key]!r}, or launch into a new --out folder"
+            )
+    # Tune restores its own trial budget: a new count cannot be applied, but it harms nothing
+    if "num_samples" in before and before["num_samples"] != now["num_samples"]:
+        print(f"note: {run_dir} was launched with num_samples {before['num_samples']}; the resumed sweep keeps "
+              f"that budget (Tune restores it), not {now['num_samples']}. For more trials, launch a new --out "
+              "folder (with first_trials: to start from the best configs)", flush=True)
 
 
 def read_sweep(run_dir: str | Path) -> SweepConfig:

@@ -4,7 +4,7 @@ Tune deletes a trial's surplus checkpoints (`keep_checkpoints`) the moment a new
 is registered, but writes its experiment snapshot later (every few seconds, or every
 num_to_keep checkpoints). A driver killed in between leaves a snapshot whose "latest
 checkpoint" is gone, and the restored trial fails twice with "Could not recover from
-checkpoint as it does not exist on storage anymore" (issue 14).
+checkpoint as it does not exist on storage anymore".
 
 `RecoverCheckpoints` runs before the first trial of a resumed sweep starts: for each
 unfinished trial with a recorded checkpoint that is missing (the latest, which Tune

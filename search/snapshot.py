@@ -4,7 +4,8 @@ Tune saves its snapshot (the trials, the searcher, the sample counter, the callb
 state) to a staging folder and then copies that folder into the run folder, writing
 each file in place. A driver killed mid-copy leaves a file cut short; the resumed
 Tune then fails to load it, logs "Restarting experiment" and starts a new sweep with
-the old sample counter: one fresh trial where five were kept (issue 14, seen in CI).
+the old sample counter: the finished trials are dropped, and only the samples not yet
+drawn run afresh.
 
 Three guards, all in the driver:
 - `install()` routes that copy through `upload_whole` on a local or shared filesystem

@@ -7,8 +7,7 @@ import pytest
 from tests_support import sweep_yaml
 
 from search import load_sweep_config
-from search.launch import _check_same_sweep
-from search.record import write_sweep
+from search.record import check_same_sweep, write_sweep
 from trainers import ConfigError, LungsweepError
 
 
@@ -27,15 +26,15 @@ def launched(tmp_path, synthetic_data):
 def test_a_resume_that_changes_the_search_is_refused(launched, change, message):
     cfg, run_dir = launched
     with pytest.raises(LungsweepError, match=message) as raised:
-        _check_same_sweep(dataclasses.replace(cfg, **change), run_dir)
+        check_same_sweep(dataclasses.replace(cfg, **change), run_dir)
     if "seed" in change or "startup_trials" in change:
         assert isinstance(raised.value, ConfigError)
 
 
 def test_another_num_samples_is_accepted_with_a_note(launched, capsys):
     cfg, run_dir = launched
-    _check_same_sweep(dataclasses.replace(cfg, num_samples=cfg.num_samples + 4), run_dir)
+    check_same_sweep(dataclasses.replace(cfg, num_samples=cfg.num_samples + 4), run_dir)
     out = capsys.readouterr().out
     assert f"was launched with num_samples {cfg.num_samples}; the resumed sweep keeps that budget" in out
-    _check_same_sweep(cfg, run_dir)  # the same config: silent
+    check_same_sweep(cfg, run_dir)  # the same config: silent
     assert capsys.readouterr().out == ""
