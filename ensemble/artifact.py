@@ -6,9 +6,12 @@
 
 MODEL_DIR/manifest.json lists every other file with its sha256 and size; a file
 that is missing, truncated or altered is refused before any runtime opens it.
+This module owns MODEL_DIR's names and its manifest (`write_manifest`, `read_manifest`);
+ensemble.export writes the rest of the folder through them.
 """
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from dataclasses import dataclass
@@ -22,13 +25,12 @@ from trainers.errors import LungsweepError
 from trainers.data.images import decode_image_sizes
 from trainers.records import read_record_file
 
-from .folders import MANIFEST, kind_of
-
 __all__ = [
-    "ArtifactError", "ExportedModel", "MANIFEST", "MODEL_FORMAT", "REQUIRED_KEYS",
-    "refuse_pickle", "PICKLE_SUFFIXES",
+    "ArtifactError", "ExportedModel", "MANIFEST", "MODEL_FORMAT", "REQUIRED_KEYS", "is_model_folder",
+    "read_manifest", "refuse_pickle", "verify_files", "write_manifest", "PICKLE_SUFFIXES",
 ]
 
+MANIFEST = "manifest.json"
 MODEL_FORMAT = "lungsweep-model/1"
 REQUIRED_KEYS = (
     "format", "model_file", "model_format", "inputs", "output", "classes", "positive", "threshold",
@@ -69,7 +71,7 @@ class ExportedModel:
         self.positive: str = manifest["positive"]
         self.negative = next(c for c in self.classes if c != self.positive)
         self.threshold = float(manifest["threshold"])
-        # DICOM / NIfTI reading as trained; a manifest from before these keys held PNG/JPEG models
+        # DICOM / NIfTI reading as trained; a manifest without these keys holds a PNG/JPEG model
         self.window = manifest["preprocessing"].get("window", "auto")
         self.slices: str = manifest["preprocessing"].get("slices", "middle")
 
@@ -113,7 +115,17 @@ class ExportedModel:
         return np.asarray(self._run(feeds), dtype=np.float64).reshape(-1)
 
 
+def is_model_folder(path: str | Path) -> bool:
+    return (Path(path) / MANIFEST).is_file()
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1))
+
+
 def read_manifest(folder: Path) -> dict[str, Any]:
+    from .folders import kind_of  # folders asks this module what a MODEL_DIR is
+
     path = folder / MANIFEST
     if not folder.is_dir():
         raise ArtifactError(f"{folder} is not a folder; give the MODEL_DIR that `lungsweep export` wrote")

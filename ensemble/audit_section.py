@@ -3,11 +3,11 @@ headline numbers (read from the sweep's RUN_DIR/audit.json, written once per swe
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 from typing import Any
 
-from trainers.audit.report import AUDIT_FILE, audit_summary
+from trainers.audit import AUDIT_FILE, audit_summary, read_audit
+from trainers.errors import DataError
 
 from .report import ReportSection
 
@@ -30,12 +30,13 @@ def audit_block(sweep_dir: Path | None, config: dict[str, Any]) -> dict[str, Any
     path = Path(sweep_dir) / AUDIT_FILE if sweep_dir is not None else None
     if path is not None and path.is_file():
         try:
-            block.update(audit_summary(json.loads(path.read_text())))
-            block["warnings_text"] = json.loads(path.read_text()).get("warnings", [])
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            report = read_audit(path)
+            block.update(audit_summary(report))
+            block["warnings_text"] = report.get("warnings", [])
+        except (DataError, KeyError, TypeError) as e:
             block["audit"] = f"{path} could not be read ({e}); run `lungsweep audit` on the data"
     else:
-        block["audit"] = "no audit.json beside the sweep; run `lungsweep audit DATA` to check groups and shortcuts"
+        block["audit"] = f"no {AUDIT_FILE} beside the sweep; run `lungsweep audit DATA` to check groups and shortcuts"
     return block
 
 

@@ -14,13 +14,11 @@ Data discipline, by the kind of sweep:
   the remaining fold).
 
 `fit_ensemble` does the fitting and scoring and returns a FittedEnsemble;
-`write_ensemble` writes it; `build_ensemble` is the two.
+`build_ensemble` fits and writes it (ensemble.ensemble_folder owns ENS_DIR).
 """
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -32,43 +30,29 @@ from scipy.special import expit
 
 from search.record import local_sweep, sweep_location
 from trainers import Preprocessing, TrainConfig, load_model, prepare_data
-from trainers.atomic import atomic_dir
-from trainers.bag import BAG_JSON, fold_dirname
 from trainers.checkpoint import package_versions
 from trainers.loop import resolve_device
 
 from .audit_section import audit_block, audit_section
 from .crossfit import check_crossfit, crossfit_splits
+from .ensemble_folder import is_ensemble_folder, write_ensemble
 from .errors import EnsembleError
-from .members import Member, StoredPredictions, holdout_predictions, oof_predictions, pick_members
+from .members import Member, StoredPredictions, holdout_predictions, oof_predictions, select_members
 from .metrics import bootstrap_metrics
-from .model import ENSEMBLE_JSON, model_margins
+from .model import model_margins
 from .pipeline import EnsemblePipeline
-from .report import ReportData, write_report
+from .report import ReportData
+from .settings import EnsembleSettings
 from .threshold import choose_threshold
 
-__all__ = ["EnsembleSettings", "FittedEnsemble", "build_ensemble", "fit_ensemble", "write_ensemble"]
+__all__ = ["EnsembleSettings", "FittedEnsemble", "build_ensemble", "fit_ensemble"]
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class EnsembleSettings:
-    method: str = "greedy"
-    calibration: str = "temperature"
-    members: int = 5
-    trials: tuple[str, ...] = ()
-    tta: bool = False
-    target_sensitivity: float | None = None
-    n_splits: int = 5
-    n_boot: int = 1000
-    seed: int = 0
-    device: str = "auto"
-
-
 @dataclass
 class FittedEnsemble:
-    """Everything `write_ensemble` puts in ENS_DIR."""
+    """Everything ensemble_folder.write_ensemble puts in ENS_DIR."""
 
     members: list[Member]
     pipeline: EnsemblePipeline
@@ -80,7 +64,7 @@ class FittedEnsemble:
 
 def build_ensemble(run_dir: str | Path, out: str | Path, settings: EnsembleSettings) -> dict[str, Any]:
     out = Path(out)
-    if out.exists() and not (out / ENSEMBLE_JSON).is_file() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and not is_ensemble_folder(out) and (not out.is_dir() or any(out.iterdir())):
         raise EnsembleError(f"--out {out} exists and is not an ensemble folder; give a new folder (it would be replaced)")
     fitted = fit_ensemble(run_dir, settings)
     write_ensemble(fitted, out)
@@ -89,7 +73,7 @@ def build_ensemble(run_dir: str | Path, out: str | Path, settings: EnsembleSetti
 
 def fit_ensemble(run_dir: str | Path, settings: EnsembleSettings) -> FittedEnsemble:
     run_dir = local_sweep(run_dir)  # a sweep at a URI is read from a local mirror
-    members = pick_members(run_dir, top=settings.members, trials=list(settings.trials) or None)
+    members, candidates = select_members(run_dir, top=settings.members, trials=list(settings.trials) or None)
     log.info("members: %s", ", ".join(f"{m.trial_id} (rank {m.rank}, {m.metric:.4f})" for m in members))
     bags = members[0].is_bag
     fit_on = oof_predictions(members) if bags else holdout_predictions(members)
@@ -170,7 +154,7 @@ def fit_ensemble(run_dir: str | Path, settings: EnsembleSettings) -> FittedEnsem
                  "ensemble_uncalibrated": metrics["uncalibrated"], "members": metrics["members"]},
         class_names=(negative, positive),
         provenance={**provenance, "numbers": metrics["data"]},
-        sweep_dir=run_dir,
+        sweep=candidates,
         sections=(audit_section(metrics["data_audit"]),),
     )
     return FittedEnsemble(members=members, pipeline=final, manifest=manifest, metrics=metrics,
@@ -178,30 +162,6 @@ def fit_ensemble(run_dir: str | Path, settings: EnsembleSettings) -> FittedEnsem
 
 
 _NOT_HEADLINE = ("uncalibrated", "members", "data", "development_crossfit", "fitted_on", "data_audit")
-
-
-def write_ensemble(fitted: FittedEnsemble, out: str | Path) -> None:
-    """ENS_DIR, written whole or not at all: members, ensemble.json, metrics.json, predictions, report."""
-    out = Path(out)
-    with atomic_dir(out) as tmp:
-        for m in fitted.members:
-            _copy_member(m, tmp / "members" / m.trial_id)
-        (tmp / ENSEMBLE_JSON).write_text(json.dumps(fitted.manifest, indent=1, default=_plain))
-        (tmp / "metrics.json").write_text(json.dumps(fitted.metrics, indent=1, default=_plain))
-        fitted.predictions.to_csv(tmp / "holdout_predictions.csv", index=False)
-        write_report(tmp / "report.html", fitted.report)
-    log.info("wrote %s", out)
-
-
-def _copy_member(member: Member, dest: Path) -> None:
-    """A checkpoint folder as it is; a bag without its training runs (bag.json and the fold models)."""
-    if not member.is_bag:
-        shutil.copytree(member.checkpoint, dest)
-        return
-    dest.mkdir(parents=True)
-    shutil.copy2(member.checkpoint / BAG_JSON, dest / BAG_JSON)
-    for k in member.meta["folds_done"]:
-        shutil.copytree(member.checkpoint / fold_dirname(k), dest / fold_dirname(k))
 
 
 def cross_fit(
@@ -361,10 +321,3 @@ def _weights(pipe: EnsemblePipeline) -> list[float] | None:
     weights = getattr(pipe.combiner_, "weights_", None)
     return None if weights is None else [float(w) for w in weights]
 
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")

@@ -10,7 +10,6 @@ onnxruntime on real holdout images and compared with the in-process ensemble.
 """
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -32,7 +31,8 @@ from trainers.data.discover import file_sha256
 from trainers.data.images import PREPROCESSING_VERSION, decode_image_sizes
 from trainers.inference import shared_reading
 
-from .artifact import MANIFEST, MODEL_FORMAT, ArtifactError, ExportedModel, refuse_pickle
+from .artifact import MODEL_FORMAT, ArtifactError, ExportedModel, is_model_folder, refuse_pickle, write_manifest
+from .ensemble_folder import member_dir, metrics_path, read_metrics, report_path
 from .graph import EnsembleGraph, GraphMember
 from .folders import FolderKind, kind_of, run_checkpoint
 from .members import Member, load_member_meta, pick_members, split_predictions
@@ -82,7 +82,7 @@ def export_model(
         raise ArtifactError(f"{source} does not exist or is not a folder; give an ENS_DIR, a sweep RUN_DIR or a run folder")
     if out.resolve() == source.resolve():
         raise ArtifactError(f"--out {out} is the source folder; give a new folder for the exported model")
-    if out.exists() and not (out / MANIFEST).is_file() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and not is_model_folder(out) and (not out.is_dir() or any(out.iterdir())):
         raise ArtifactError(f"--out {out} exists and is not a MODEL_DIR; give a new folder (it would be replaced)")
     found = _read_source(source, trial, n_boot)
     ref = found.reference
@@ -105,7 +105,7 @@ def export_model(
             p.name: {"sha256": file_sha256(p), "bytes": p.stat().st_size} for p in sorted(tmp.iterdir()) if p.is_file()
         }
         # Verify what a user will load: the folder as written, through the loader predict uses.
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        write_manifest(tmp, manifest)
         got = ExportedModel.load(tmp).predict_proba(images["arrays"])
         diff = float(np.max(np.abs(got - expected))) if len(got) else 0.0
         if not diff <= PARITY_TOLERANCE:
@@ -116,7 +116,7 @@ def export_model(
         manifest["parity"] = {
             "images": len(got), "source": images["source"], "max_abs_diff": diff, "tolerance": PARITY_TOLERANCE,
         }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        write_manifest(tmp, manifest)
     log.info("parity with the in-process ensemble on %d %s: max |dp| = %.1e", len(got), images["source"], diff)
     return manifest
 
@@ -128,14 +128,13 @@ def _read_source(source: Path, trial: str | None, n_boot: int) -> _Source:
     if kind is FolderKind.ENSEMBLE:
         reference = EnsembleModel.load(source, device="cpu")
         manifest = reference.manifest
-        metrics_path = source / "metrics.json"
-        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+        metrics = read_metrics(source) if metrics_path(source).is_file() else {}
         first = manifest["provenance"]["members"][0]
-        first_meta = load_member_meta(source / "members" / first["trial_id"])
+        first_meta = load_member_meta(member_dir(source, first["trial_id"]))
         return _Source(
             kind="ensemble", reference=reference, metrics=metrics,
             provenance={"ensemble_dir": str(source.resolve()), **manifest["provenance"]},
-            copies=[p for p in (metrics_path, source / "report.html") if p.is_file()],
+            copies=[p for p in (metrics_path(source), report_path(source)) if p.is_file()],
             holdout=(first["config"].get("data"), sorted(_holdout_rows(first_meta))),
         )
     if kind is FolderKind.SWEEP:

@@ -6,16 +6,15 @@
 Figures use matplotlib's object-oriented API (`Figure`, rendered by Agg when saved to
 PNG), so no pyplot state or GUI backend is touched. A figure that cannot be drawn from
 what is there raises FigureSkipped, whose message says why; the page shows it instead.
-The sweep folder is read through search.record only (`open_sweep`).
+The sweep's record and results come as picking members read them (ensemble.members.Candidates);
+only each trial's progress.csv is read here, for the history.
 """
 from __future__ import annotations
 
 import base64
 import io
 import math
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
@@ -25,16 +24,18 @@ from matplotlib.lines import Line2D
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
-from search.config import oof_name
-from search.record import read_record, read_results, trial_dir
+from search.record import trial_dir
 from search.space import ParamSpec, distribution
-from trainers.errors import ConfigError, LungsweepError
+from trainers.errors import ConfigError
 
 from .metrics import N_ECE_BINS, expected_calibration_error
 
+if TYPE_CHECKING:
+    from .members import Candidates
+
 __all__ = [
-    "ALT", "CAPTIONS", "DPI", "FigureSkipped", "Sweep", "TITLES", "confusion_caption", "confusion_figure",
-    "history_figure", "importance_figure", "open_sweep", "png_data_uri", "reliability_figure", "roc_figure",
+    "ALT", "CAPTIONS", "DPI", "FigureSkipped", "TITLES", "confusion_caption", "confusion_figure",
+    "history_figure", "importance_figure", "png_data_uri", "reliability_figure", "roc_figure",
 ]
 
 DPI = 110
@@ -145,43 +146,21 @@ def confusion_figure(y: np.ndarray, decisions: np.ndarray, class_names: tuple[st
 
 
 # --- sweep figures -----------------------------------------------------------------
+# Each takes the sweep as picking members read it (with its record), or a str that says why there is none.
 
 
-@dataclass(frozen=True)
-class Sweep:
-    dir: Path
-    record: dict  # the sweep record (search.record.read_record)
-    table: pd.DataFrame  # the ranked results (search.record.read_results)
-
-    @property
-    def metric(self) -> str:
-        """The column trials were ranked by: val_auc, or oof_auc in a k-fold sweep."""
-        return oof_name(self.record["metric"]) if self.record.get("cv_folds", 1) > 1 else self.record["metric"]
-
-
-def open_sweep(sweep_dir: Path | None) -> Sweep | str:
-    """The sweep's record and results table, or why they cannot be shown."""
-    if sweep_dir is None:
-        return "no sweep folder was given."
-    sweep_dir = Path(sweep_dir)
-    try:
-        return Sweep(sweep_dir, read_record(sweep_dir), read_results(sweep_dir))
-    except LungsweepError as e:  # search.record's message names the missing file and the command that writes it
-        return f"{e}."
-
-
-def _need_sweep(sweep: Sweep | str) -> Sweep:
+def _need_sweep(sweep: Candidates | str) -> Candidates:
     if isinstance(sweep, str):
         raise FigureSkipped(sweep)
     return sweep
 
 
-def history_figure(sweep: Sweep | str, member_ids: list[str]) -> Figure:
+def history_figure(sweep: Candidates | str, member_ids: list[str]) -> Figure:
     sweep = _need_sweep(sweep)
     metric = sweep.metric
     curves = []
     for row in sweep.table.itertuples():
-        path = trial_dir(sweep.dir, row.trial_id) / "progress.csv"
+        path = trial_dir(sweep.run_dir, row.trial_id) / "progress.csv"
         if not path.is_file():
             continue
         try:
@@ -194,7 +173,7 @@ def history_figure(sweep: Sweep | str, member_ids: list[str]) -> Figure:
         if len(frame):
             curves.append((row.trial_id, row.status, frame["timestamp"].to_numpy(), frame[metric].to_numpy()))
     if not curves:
-        raise FigureSkipped(f"no trial folder of {sweep.dir} holds a progress.csv with timestamp and {metric}.")
+        raise FigureSkipped(f"no trial folder of {sweep.run_dir} holds a progress.csv with timestamp and {metric}.")
     t0 = min(t[0] for _, _, t, _ in curves)
     span = max(t[-1] for _, _, t, _ in curves) - t0
     unit, scale = ("s", 1.0) if span < 120 else ("min", 60.0) if span < 7200 else ("h", 3600.0)
@@ -269,7 +248,7 @@ def _study(record: dict, specs: tuple[ParamSpec, ...], table: pd.DataFrame) -> o
     return study
 
 
-def importance_figure(sweep: Sweep | str) -> Figure:
+def importance_figure(sweep: Candidates | str) -> Figure:
     sweep = _need_sweep(sweep)
     specs = _specs(sweep.record)
     verbosity = optuna.logging.get_verbosity()

@@ -2,7 +2,7 @@
 an ensemble or an exported model.
 
 Each kind's own module owns its file names (trainers.checkpoint, trainers.bag,
-search.record, ensemble.model, ensemble.artifact); this module only asks them.
+search.record, ensemble.ensemble_folder, ensemble.artifact); this module only asks them.
 """
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from trainers.bag import is_bag
 from trainers.checkpoint import META
 from trainers.errors import LungsweepError
 
-__all__ = ["FolderKind", "kind_of", "ENSEMBLE_JSON", "MANIFEST"]
+from .artifact import is_model_folder
+from .ensemble_folder import is_ensemble_folder
 
-ENSEMBLE_JSON = "ensemble.json"  # ENS_DIR, written by `lungsweep ensemble` (ensemble.build)
-MANIFEST = "manifest.json"  # MODEL_DIR, written by `lungsweep export` (ensemble.export)
+__all__ = ["FolderKind", "kind_of", "run_checkpoint"]
 
 
 class FolderKind(Enum):
@@ -34,9 +34,9 @@ def kind_of(path: str | Path) -> FolderKind:
     path = Path(path)
     if not path.is_dir():
         raise LungsweepError(f"{path} does not exist or is not a folder")
-    if (path / MANIFEST).is_file():
+    if is_model_folder(path):
         return FolderKind.MODEL
-    if (path / ENSEMBLE_JSON).is_file():
+    if is_ensemble_folder(path):
         return FolderKind.ENSEMBLE
     if is_sweep(path):
         return FolderKind.SWEEP

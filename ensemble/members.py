@@ -2,26 +2,33 @@
 
 A member is a trial's best checkpoint (single-split sweep) or its bag of fold models
 (k-fold sweep, `cv_folds` > 1). Reads only what `lungsweep launch` / `results` wrote
-(results.parquet and the trial folders); never imports Ray.
+(through search.record: the results table, the sweep record and the trial folders); never
+imports Ray. What it read of the sweep comes back as `Candidates`, for the report.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from search.record import USABLE_STATUSES, fetch_checkpoint, read_results, read_sweep, trial_dir
+from search.config import oof_name
+from search.record import USABLE_STATUSES, fetch_checkpoint, read_record, read_results, read_sweep, trial_dir
 from trainers import LungsweepError, read_meta
 from trainers.bag import fold_checkpoints, is_bag, read_bag
+from trainers.checkpoint import META
 
 from .errors import EnsembleError
+from .settings import EnsembleSettings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
-    "Member", "StoredPredictions", "HoldoutPredictions", "check_compatible", "check_member_count", "holdout_predictions", "load_member_meta",
-    "oof_predictions", "pick_members", "split_predictions",
+    "Candidates", "Member", "StoredPredictions", "check_compatible", "check_member_count", "holdout_predictions",
+    "load_member_meta", "oof_predictions", "pick_members", "read_candidates", "select_members", "split_predictions",
 ]
 
 log = logging.getLogger(__name__)
@@ -56,22 +63,41 @@ class StoredPredictions:
     margins: np.ndarray  # (n_samples, n_members) logit margins
 
 
-HoldoutPredictions = StoredPredictions  # the name older code imports
+@dataclass(frozen=True)
+class Candidates:
+    """The sweep as picking members read it: its ranked results and, when readable, its record.
+
+    The report draws the sweep's history, importances and member ranks from this, so the
+    sweep's record and results are read once.
+    """
+
+    run_dir: Path
+    table: pd.DataFrame  # the ranked results (search.record.read_results)
+    record: dict[str, Any] | None  # the sweep record as written (search.record.read_record); None: see record_error
+    record_error: str | None  # why there is no record: search.record's message, naming the file and the remedy
+    cross_validated: bool  # a k-fold sweep, whose members are bags
+
+    @property
+    def metric(self) -> str:
+        """The column trials were ranked by: val_auc, or oof_auc in a k-fold sweep."""
+        assert self.record is not None, self.record_error
+        return oof_name(self.record["metric"]) if self.record.get("cv_folds", 1) > 1 else self.record["metric"]
 
 
-# what a member's meta must hold for the ensemble step, beyond what every checkpoint reader needs
-MEMBER_KEYS = {"checkpoint.json": ("split", "predictions"), "bag.json": ()}  # bag.json: read_bag checks its own
+# what a checkpoint's meta must hold for the ensemble step, beyond what read_meta checks (read_bag checks a bag's)
+CHECKPOINT_MEMBER_KEYS = ("split", "predictions")
 
 
 def load_member_meta(folder: Path) -> dict[str, Any]:
-    """bag.json for a bag folder, else checkpoint.json, with the split and stored predictions ensembling reads."""
-    name = "bag.json" if is_bag(folder) else "checkpoint.json"
-    meta = read_bag(folder) if is_bag(folder) else read_meta(folder)
-    missing = [k for k in MEMBER_KEYS[name] if k not in meta]
+    """A bag's record (read_bag), else a checkpoint's meta with the split and stored predictions ensembling reads."""
+    if is_bag(folder):
+        return read_bag(folder)
+    meta = read_meta(folder)
+    missing = [k for k in CHECKPOINT_MEMBER_KEYS if k not in meta]
     if missing:
         raise EnsembleError(
-            f"{folder / name} lacks {', '.join(map(repr, missing))}: it was written by an older lungsweep or edited; "
-            "run the sweep again (or leave this trial out with --trials)"
+            f"{folder / META} lacks {', '.join(map(repr, missing))}: it was written by another lungsweep version or "
+            "edited; run the sweep again (or leave this trial out with --trials)"
         )
     return meta
 
@@ -84,19 +110,24 @@ def check_member_count(top: Any) -> int:
 
 
 def pick_members(run_dir: str | Path, *, top: int | None = None, trials: list[str] | None = None) -> list[Member]:
-    """The top `top` usable trials by the sweep's metric, or exactly the `trials` named.
+    """The top `top` usable trials by the sweep's metric (default: EnsembleSettings.members), or exactly the
+    `trials` named.
 
     In a k-fold sweep only trials that finished every fold are usable: a bag stopped
     by ASHA after one fold has out-of-fold predictions for part of the pool only.
     """
-    run_dir = Path(run_dir)
+    return select_members(run_dir, top=top, trials=trials)[0]
+
+
+def select_members(
+    run_dir: str | Path, *, top: int | None = None, trials: list[str] | None = None,
+) -> tuple[list[Member], Candidates]:
+    """pick_members, and the sweep as it was read to pick them (for the report)."""
     if not trials:
-        top = check_member_count(5 if top is None else top)  # before reading anything
-    try:
-        table = read_results(run_dir)
-    except LungsweepError as e:
-        raise EnsembleError(str(e)) from e
-    usable = ("completed",) if _cross_validated(run_dir) else USABLE_STATUSES
+        top = check_member_count(EnsembleSettings().members if top is None else top)  # before reading anything
+    sweep = read_candidates(run_dir)
+    run_dir, table = sweep.run_dir, sweep.table
+    usable = ("completed",) if sweep.cross_validated else USABLE_STATUSES
     if trials:
         unknown = [t for t in trials if t not in set(table.trial_id)]
         if unknown:
@@ -125,14 +156,28 @@ def pick_members(run_dir: str | Path, *, top: int | None = None, trials: list[st
         folder = _local_checkpoint(run_dir, row.trial_id, row.checkpoint)
         members.append(Member(row.trial_id, folder, load_member_meta(folder), int(row.rank), float(row.best_metric)))
     check_compatible(members)
-    return members
+    return members, sweep
+
+
+def read_candidates(run_dir: str | Path) -> Candidates:
+    """The sweep's ranked results (a named EnsembleError without them) and its record, where readable."""
+    run_dir = Path(run_dir)
+    try:
+        table = read_results(run_dir)
+    except LungsweepError as e:
+        raise EnsembleError(str(e)) from e
+    try:
+        record, record_error = read_record(run_dir), None
+    except LungsweepError as e:  # search.record's message names the missing file and the command that writes it
+        record, record_error = None, f"{e}."
+    return Candidates(run_dir, table, record, record_error, record is not None and _cross_validated(run_dir))
 
 
 def _cross_validated(run_dir: Path) -> bool:
     try:
         return read_sweep(run_dir).cross_validated
     except LungsweepError:
-        return False  # a results table without its record (older or hand-made): single split
+        return False  # a results table without a valid record (hand-made or edited): single split
 
 
 def _local_checkpoint(run_dir: Path, trial_id: str, recorded: str) -> Path:
@@ -214,7 +259,7 @@ def _stored(member: Member, split: str) -> dict[str, dict[str, Any]]:
     stored = member.meta["predictions"]
     if not isinstance(stored, dict) or not isinstance(stored.get(split), dict):
         raise EnsembleError(
-            f"{member.checkpoint / 'checkpoint.json'} has no stored {split!r} predictions (predictions.{split}); "
-            "it was written by an older lungsweep or edited: run the sweep again, or leave this trial out with --trials"
+            f"{member.checkpoint / META} has no stored {split!r} predictions (predictions.{split}); it was written "
+            "by another lungsweep version or edited: run the sweep again, or leave this trial out with --trials"
         )
     return stored[split]

@@ -1,8 +1,8 @@
 """An ensemble folder (or one trial's checkpoint or bag) loaded for prediction in this process.
 
-ENS_DIR/ensemble.json holds the combiner, calibrator and threshold as plain numbers;
-ENS_DIR/members/<trial>/ holds each member: a checkpoint folder (safetensors weights and
-checkpoint.json), or a bag folder (bag.json and one checkpoint folder per fold).
+ENS_DIR (ensemble.ensemble_folder) holds the combiner, calibrator and threshold as plain numbers,
+and each member: a checkpoint folder (safetensors weights and checkpoint.json), or a bag folder
+(bag.json and one checkpoint folder per fold).
 """
 from __future__ import annotations
 
@@ -15,15 +15,15 @@ import numpy as np
 import torch
 
 from trainers import CheckpointError, Preprocessing, load_model, predict_margins
-from trainers.bag import fold_checkpoints, is_bag
+from trainers.bag import BAG_JSON, fold_checkpoints, is_bag, read_model_meta
+from trainers.checkpoint import META
 from trainers.inference import shared_reading
-from trainers.records import read_record_file
 
+from .ensemble_folder import ENSEMBLE_JSON, is_ensemble_folder, member_dir, read_ensemble_json
 from .errors import EnsembleError
-from .folders import ENSEMBLE_JSON
 from .pipeline import EnsemblePipeline
 
-__all__ = ["LoadedMember", "EnsembleModel", "load_member", "member_margins", "model_margins", "ENSEMBLE_JSON"]
+__all__ = ["LoadedMember", "EnsembleModel", "load_member", "member_margins", "model_margins"]
 
 
 @dataclass
@@ -102,9 +102,9 @@ class EnsembleModel:
 
     @classmethod
     def _load(cls, folder: Path) -> "EnsembleModel":
-        if (folder / ENSEMBLE_JSON).is_file():
-            manifest = _read_ensemble_json(folder / ENSEMBLE_JSON)
-            members = [load_member(folder / "members" / t, t) for t in manifest["members"]]
+        if is_ensemble_folder(folder):
+            manifest = read_ensemble_json(folder)
+            members = [load_member(member_dir(folder, t), t) for t in manifest["members"]]
             try:
                 pipeline = EnsemblePipeline.from_dict(manifest["pipeline"])
             except (KeyError, TypeError, ValueError) as e:
@@ -114,15 +114,15 @@ class EnsembleModel:
                                     "run `lungsweep ensemble` again") from e
             return cls(members=members, pipeline=pipeline, tta=manifest["tta"], classes=manifest["classes"],
                        positive=manifest["positive"], manifest=manifest)
-        if (folder / "checkpoint.json").is_file() or is_bag(folder):
+        if (folder / META).is_file() or is_bag(folder):
             member = load_member(folder, folder.name)
-            meta = json.loads((folder / ("bag.json" if is_bag(folder) else "checkpoint.json")).read_text())
+            meta = read_model_meta(folder)
             pipeline = EnsemblePipeline.single_member()
             return cls(members=[member], pipeline=pipeline, tta=False, classes=meta["classes"],
                        positive=meta["positive"], manifest={"kind": "checkpoint", "checkpoint": str(folder)})
         raise EnsembleError(
-            f"{folder} is neither an ensemble folder ({ENSEMBLE_JSON}), a bag (bag.json) nor a checkpoint folder "
-            "(checkpoint.json)"
+            f"{folder} is neither an ensemble folder ({ENSEMBLE_JSON}), a bag ({BAG_JSON}) nor a checkpoint folder "
+            f"({META})"
         )
 
     def margins_for_images(self, arrays: dict[int, np.ndarray], *, device: torch.device) -> np.ndarray:
@@ -139,14 +139,6 @@ class EnsembleModel:
     def proba_from_margins(self, margins: np.ndarray) -> np.ndarray:
         """The fitted pipeline on (N, n_members) member margins."""
         return self.pipeline.predict_proba(margins)
-
-
-ENSEMBLE_KEYS = ("members", "pipeline", "tta", "classes", "positive")  # what loading an ENS_DIR reads
-
-
-def _read_ensemble_json(path: Path) -> dict[str, Any]:
-    return read_record_file(path, required=ENSEMBLE_KEYS, error=EnsembleError, missing=f"{path} is missing",
-                            remedy="run `lungsweep ensemble` again to rewrite it")
 
 
 def load_member(folder: Path, trial_id: str) -> LoadedMember:

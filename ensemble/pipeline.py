@@ -29,9 +29,11 @@ from .combine import COMBINERS, StackingEnsemble, combiner_from_dict, make_combi
 from .errors import EnsembleError
 from .threshold import check_target_sensitivity, choose_threshold
 
-__all__ = ["FORMAT", "EnsemblePipeline"]
+__all__ = ["AUTO", "CALIBRATIONS", "FORMAT", "EnsemblePipeline"]
 
 FORMAT = "lungsweep-ensemble/1"
+AUTO = "auto"  # not a calibrator: the pipeline picks one by cross-fitted log-loss (select_calibrator)
+CALIBRATIONS = (*CALIBRATORS, AUTO)  # what `calibration` accepts
 
 
 class EnsemblePipeline(BaseEstimator):
@@ -65,9 +67,9 @@ class EnsemblePipeline(BaseEstimator):
     def _check_params(self) -> None:
         if self.method not in COMBINERS:
             raise EnsembleError(f"unknown ensemble method {self.method!r}; choose one of {sorted(COMBINERS)}")
-        if self.calibration != "auto" and self.calibration not in CALIBRATORS:
+        if self.calibration not in CALIBRATIONS:
             raise EnsembleError(
-                f"unknown calibration {self.calibration!r}; choose one of {sorted(CALIBRATORS) + ['auto']}"
+                f"unknown calibration {self.calibration!r}; choose one of {sorted(CALIBRATORS) + [AUTO]}"
             )
         if self.target_sensitivity is not None:
             check_target_sensitivity(self.target_sensitivity)
@@ -91,7 +93,7 @@ class EnsemblePipeline(BaseEstimator):
         else:
             margins = self.combiner_.predict_margin(X)
         self.calibration_scores_: dict[str, float] | None = None
-        if self.calibration == "auto":
+        if self.calibration == AUTO:
             self.calibration_, self.calibration_scores_ = select_calibrator(
                 margins, y, groups, n_splits=self.n_splits, seed=self.seed
             )

@@ -1,13 +1,13 @@
 """report.html: one self-contained page that shows what the ensemble is worth and where it came from.
 
-    write_report(ENS_DIR / "report.html", ReportData(...))
+    write_report(report_path(ENS_DIR), ReportData(...))     # ensemble.ensemble_folder names the file
 
 The page holds, in order: a headline table (every metric of METRIC_NAMES with
 its 95% interval, for the calibrated ensemble, the ensemble before calibration
 and each member) under a plain statement of which data produced the numbers;
 ROC curves; a reliability diagram before and after calibration; the confusion
 matrix of the out-of-fold decisions; the sweep's history and the Optuna
-hyperparameter importances (both read from the sweep folder); a members table;
+hyperparameter importances (both from the sweep as picking members read it); a members table;
 any extra ReportSection the caller adds; and the provenance record.
 
 The figures themselves are drawn in ensemble/figures.py; this module lays out the page.
@@ -31,13 +31,15 @@ import numpy as np
 from . import figures
 from ._checks import check_labels, check_member_matrix, check_probabilities
 from .errors import EnsembleError
-from .figures import ALT, CAPTIONS, TITLES, FigureSkipped, Sweep, open_sweep, png_data_uri
+from .figures import ALT, CAPTIONS, TITLES, FigureSkipped, png_data_uri
 from .metrics import METRIC_NAMES
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from matplotlib.figure import Figure
+
+    from .members import Candidates
 
 __all__ = ["FIGURE_IDS", "ReportData", "ReportSection", "write_report"]
 
@@ -78,7 +80,9 @@ class ReportData:
     metrics: dict  # {"ensemble": bootstrap layout, "ensemble_uncalibrated": ..., "members": {id: ...}}
     class_names: tuple[str, str]  # (negative, positive)
     provenance: dict  # sweep dir, fingerprint, versions, holdout size; "numbers": which data produced them
-    sweep_dir: Path | None  # for history and importance; None skips those two figures with a note
+    # the sweep as ensemble.members read it (select_members, read_candidates), for history, importance and
+    # member ranks; a str says why there is none, None that none was given: both skip those figures with a note
+    sweep: Candidates | str | None
     sections: tuple[ReportSection, ...] = ()  # extra sections, in order, before the provenance
 
 
@@ -86,7 +90,7 @@ def write_report(path: Path, data: ReportData) -> Path:
     """Write the HTML report to `path` and return it."""
     _check(data)
     path = Path(path)
-    sweep = open_sweep(data.sweep_dir)
+    sweep = _shown_sweep(data.sweep)
     calibrated, uncalibrated = data.ensemble_calibrated, data.ensemble_uncalibrated
     sections = [
         _headline_section(data),
@@ -144,6 +148,15 @@ def _check_sections(sections: tuple[ReportSection, ...]) -> None:
             raise EnsembleError(f"section {section.title!r} has id {section.id!r}, which the page already uses; "
                                 "give it another id")
         taken.add(section.id)
+
+
+def _shown_sweep(sweep: Candidates | str | None) -> Candidates | str:
+    """The sweep the sweep figures draw, or the note shown instead: why there is none."""
+    if sweep is None:
+        return "no sweep folder was given."
+    if not isinstance(sweep, str) and sweep.record_error is not None:  # results without a readable record
+        return sweep.record_error
+    return sweep
 
 
 # --- page parts --------------------------------------------------------------------
@@ -239,9 +252,9 @@ def _compact(v: Any) -> str:
     return str(v)
 
 
-def _members_section(data: ReportData, sweep: Sweep | str) -> str:
+def _members_section(data: ReportData, sweep: Candidates | str) -> str:
     rank, metric = _member_scores(data, sweep)
-    metric_name = sweep.metric if isinstance(sweep, Sweep) else "sweep metric"
+    metric_name = "sweep metric" if isinstance(sweep, str) else sweep.metric
     keys = list(dict.fromkeys(k for cfg in data.member_configs for k in cfg))
     head = ["trial", "rank", metric_name] + (["weight"] if data.member_weights is not None else []) + keys
     rows = []
@@ -258,9 +271,9 @@ def _members_section(data: ReportData, sweep: Sweep | str) -> str:
     )
 
 
-def _member_scores(data: ReportData, sweep: Sweep | str) -> tuple[dict, dict]:
+def _member_scores(data: ReportData, sweep: Candidates | str) -> tuple[dict, dict]:
     """Rank and best sweep metric per member: from the sweep's results, else from provenance["members"]."""
-    if isinstance(sweep, Sweep):
+    if not isinstance(sweep, str):
         table = sweep.table.set_index("trial_id")
         return table["rank"].to_dict(), table["best_metric"].to_dict()
     listed = [m for m in data.provenance.get("members", []) if isinstance(m, dict) and "trial_id" in m]

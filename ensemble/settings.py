@@ -1,0 +1,24 @@
+"""EnsembleSettings: how `lungsweep ensemble` (and `lungsweep run`) fits an ensemble, and every default it has.
+
+The command line, `lungsweep run` and `pick_members` take their defaults from here, so each is said once.
+A module of its own, free of torch, so that building the command line or naming a job imports nothing heavy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["EnsembleSettings"]
+
+
+@dataclass(frozen=True)
+class EnsembleSettings:
+    method: str = "greedy"  # one of ensemble.combine.COMBINERS
+    calibration: str = "temperature"  # one of ensemble.pipeline.CALIBRATIONS
+    members: int = 5  # the top N usable trials (ignored when `trials` names them)
+    trials: tuple[str, ...] = ()
+    tta: bool = False
+    target_sensitivity: float | None = None
+    n_splits: int = 5
+    n_boot: int = 1000
+    seed: int = 0
+    device: str = "auto"
