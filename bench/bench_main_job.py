@@ -26,6 +26,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from ensemble.ensemble_folder import read_metrics  # noqa: E402
+
 DATA = ROOT.parent / "shared" / "datasets" / "covid-ct-qsr" / "train"
 LUNGSWEEP = [sys.executable, "-m", "lungsweep"]
 
@@ -57,7 +60,7 @@ def main() -> None:
                         out / "main.log")
     else:
         seconds = float("nan")
-    metrics = json.loads((out / "main" / "ensemble" / "metrics.json").read_text())
+    metrics = read_metrics(out / "main" / "ensemble")
     rows["main job (lungsweep run --quick)" if args.job == "quick" else "main job (lungsweep run)"] = (metrics, seconds)
 
     seconds = timed([*LUNGSWEEP, "train", "--config", "configs/quickstart.yaml", "--out", str(out / "single"),

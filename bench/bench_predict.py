@@ -36,8 +36,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ensemble.artifact import ExportedModel  # noqa: E402
+from ensemble.artifact import ExportedModel, is_model_folder  # noqa: E402
 from ensemble.build import EnsembleSettings, build_ensemble  # noqa: E402
+from ensemble.ensemble_folder import is_ensemble_folder  # noqa: E402
 from ensemble.export import export_model, write_onnx  # noqa: E402
 from ensemble.graph import EnsembleGraph, GraphMember  # noqa: E402
 from ensemble.members import pick_members  # noqa: E402
@@ -85,14 +86,14 @@ def main() -> None:
     members = pick_members(args.sweep, top=args.members)
     k = len(members)
     ens_dir, model_dir = out / f"ens_mean_k{k}", out / f"model_mean_k{k}"
-    if not (ens_dir / "ensemble.json").is_file():
+    if not is_ensemble_folder(ens_dir):
         build_ensemble(args.sweep, ens_dir, EnsembleSettings(method="mean", members=k, n_boot=200))
-    if not (model_dir / "manifest.json").is_file():
+    if not is_model_folder(model_dir):
         export_model(ens_dir, model_dir)
     singles = []
     for m in members:
         single_dir = out / f"model_{m.trial_id}"
-        if not (single_dir / "manifest.json").is_file():
+        if not is_model_folder(single_dir):
             export_model(args.sweep, single_dir, trial=m.trial_id, n_boot=100)
         singles.append(ExportedModel.load(single_dir))
 
