@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from trainers import TrainConfig, load_yaml
-from trainers.config import MONITOR_METRICS, check_overridden
+from trainers.config import MONITOR_METRICS, SPLIT_KEYS, check_overridden
 from trainers.errors import ConfigError
 
 from .space import ParamSpec, parse_space
@@ -175,6 +175,9 @@ def parse_sweep_config(raw: Mapping[str, Any], *, source: str = "sweep config") 
     scalars = {k: raw[k] for k in _SCALARS if k in raw}
     for k, v in scalars.items():
         _check_type(source, k, v)
+    if isinstance(raw.get("space"), Mapping):
+        for key in raw["space"]:
+            _refuse_split_key(source, f"space.{key}", key)
     space = parse_space(raw.get("space") or {}, fixed=train)
     cfg = SweepConfig(
         train=train,
@@ -196,6 +199,7 @@ def _first_trials(raw: Any, space: tuple[ParamSpec, ...], train: Mapping[str, An
     names = {s.name: s for s in space}
     for n, trial in enumerate(raw):
         for key, value in trial.items():
+            _refuse_split_key(source, f"first_trials[{n}].{key}", key)
             if key not in names:
                 raise ConfigError(
                     f"{source}: first_trials[{n}].{key} is not a parameter of the space; "
@@ -205,6 +209,19 @@ def _first_trials(raw: Any, space: tuple[ParamSpec, ...], train: Mapping[str, An
                 raise ConfigError(f"{source}: first_trials[{n}].{key} = {value!r} is outside its space {names[key].values!r}")
         TrainConfig.from_dict({**train, **trial}, source=f"{source}: first_trials[{n}]")
     return tuple(dict(t) for t in raw)
+
+
+def _refuse_split_key(source: str, where: str, key: str) -> None:
+    """A setting that changes the images, their labels or the split has one value for the whole sweep."""
+    if key not in SPLIT_KEYS:
+        return
+    remedy = {"cv_folds": "set it once with the top-level cv_folds",
+              "fold": "remove it (every trial trains every fold)"}.get(key, "set it once under train: instead")
+    raise ConfigError(
+        f"{source}: {where}: {key!r} cannot be searched (it changes which images there are or where they fall): "
+        "trials must share one split so they are ranked on the same out-of-fold set and judged on the same "
+        f"holdout; {remedy}"
+    )
 
 
 def _check_type(source: str, key: str, value: Any) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,10 @@ __all__ = ["TrainConfig", "load_yaml", "merge_config"]
 OPTIMIZERS = ("adamw", "sgd")
 MONITOR_METRICS = ("val_auc", "val_loss", "val_accuracy", "val_f1")
 UNFREEZE = ("all", "top")
+# What decides which images there are, what they are labelled, and which split or fold each one falls in:
+# one value for every model that is compared or combined (a sweep's trials, an ensemble's members).
+SPLIT_KEYS = ("data", "manifest", "positive", "skip_bad", "slices", "group_regex", "merge_duplicates",
+              "val_fraction", "holdout_fraction", "split_seed", "cv_folds", "fold")
 
 
 @dataclass(frozen=True)
@@ -96,11 +101,18 @@ class TrainConfig:
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping from any readable path: a file, or a pipe such as the shell's <(...), read once."""
     path = Path(path)
-    if not path.is_file():
+    if not os.path.exists(path):
         raise ConfigError(f"config file {path} does not exist")
+    if os.path.isdir(path):
+        raise ConfigError(f"config file {path} is a folder; give the YAML file itself")
     try:
-        loaded = yaml.safe_load(path.read_text())
+        raw = path.read_bytes()  # once: a pipe cannot be read again; YAML finds its own encoding
+    except OSError as e:
+        raise ConfigError(f"config file {path} cannot be read ({e.strerror or e})") from e
+    try:
+        loaded = yaml.safe_load(raw)
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
     if loaded is None:

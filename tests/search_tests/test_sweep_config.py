@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import dataclasses
+
 import optuna
 import pytest
 
 from search import load_sweep_config, parse_sweep_config, smoke_test, suggest
-from trainers import ConfigError
+from trainers import ConfigError, TrainConfig
+from trainers.config import SPLIT_KEYS
 
 EXAMPLE = "configs/sweep_covid_ct.yaml"
 
@@ -67,3 +70,23 @@ def test_define_by_run_samples_conditionals_only_when_they_apply():
         assert params["unfreeze_blocks"] in (1, 2, 3)
         study.tell(trial, 0.0)
     assert {p["optimizer"] for p in seen} == {"adamw", "sgd"}
+
+
+@pytest.mark.parametrize("key", SPLIT_KEYS)
+def test_a_setting_that_changes_the_split_cannot_be_searched(key):
+    remedy = {"cv_folds": "the top-level cv_folds", "fold": r"remove it \(every trial trains every fold\)"}.get(
+        key, "set it once under train: instead")
+    with pytest.raises(ConfigError, match=rf"s\.yaml: space\.{key}: '{key}' cannot be searched .*trials must share one "
+                                          rf"split .*same out-of-fold set and judged on the same holdout; .*{remedy}"):
+        parse_sweep_config({"space": {"lr": {"loguniform": [1e-4, 1e-2]}, key: {"choice": [0, 1]}}}, source="s.yaml")
+    with pytest.raises(ConfigError, match=rf"first_trials\[1\]\.{key}: '{key}' cannot be searched .*{remedy}"):
+        parse_sweep_config({"space": {"lr": {"loguniform": [1e-4, 1e-2]}},
+                            "first_trials": [{"lr": 1e-3}, {"lr": 1e-3, key: 1}]}, source="s.yaml")
+
+
+def test_split_settings_are_fixed_under_train_and_name_real_training_settings():
+    assert set(SPLIT_KEYS) <= {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = parse_sweep_config({"train": {"split_seed": 3, "val_fraction": 0.2, "merge_duplicates": False},
+                              "space": {"lr": {"loguniform": [1e-4, 1e-2]}}, "first_trials": [{"lr": 1e-3}]})
+    base = cfg.base_train_config()
+    assert (base.split_seed, base.val_fraction, base.merge_duplicates) == (3, 0.2, False)

@@ -12,11 +12,13 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
+from PIL import Image
 
 from .discover import Dataset, file_sha256
 from ..errors import DataError
 from .groups import group_summary, group_warnings, log_group_summary
-from .images import DecodedImages, load_images
+from .images import DecodedImages, decode_image, load_images
+from .medical import is_medical, read_slice
 from .phash import DEFAULT_MAX_DISTANCE, phash, near_pairs
 
 if TYPE_CHECKING:
@@ -36,7 +38,7 @@ HASH_IMAGE_SIZE = 64  # fixed: the groups, and so the split, must not depend on 
 class Duplicates:
     hashes: np.ndarray  # (N,) uint64 pHash of each image
     near: tuple[tuple[int, int, int], ...]  # (i, j, bit distance), i < j, within max_distance
-    exact: tuple[tuple[int, int, str], ...]  # (i, j, "bytes" | "pixels"): identical file or decoded pixels
+    exact: tuple[tuple[int, int, str], ...]  # (i, j, "bytes" | "pixels"): same file and slice, or full-size pixels
     usable: np.ndarray  # bool (N,): images that decoded
     max_distance: int
 
@@ -59,20 +61,67 @@ def find_duplicates(
     array = np.asarray(images.array)
     hashes = phash(array)
     near = near_pairs(hashes, max_distance, usable=images.keep)
-    exact: list[tuple[int, int, str]] = []
-    for kind, keys in (("bytes", [file_sha256(p) for p in dataset.paths]),
-                       ("pixels", [hashlib.sha256(a.tobytes()).hexdigest() for a in array])):
-        first: dict[str, int] = {}
-        for i, key in enumerate(keys):
-            if not images.keep[i]:
-                continue
-            j = first.setdefault(key, i)
-            if j != i and not any((a, b) == (j, i) for a, b, _ in exact):
-                exact.append((j, i, kind))
+    # a file's bytes, and the slice taken from it: two slices of one volume are not copies of each other
+    files = [f"{file_sha256(p)}#{dataset.frame(i)}" for i, p in enumerate(dataset.paths)]
+    same_bytes = {(j, i) for i, j in _first_of_each(files, images.keep)}
+    same_thumbnail = [hashlib.sha256(a.tobytes()).hexdigest() for a in array]
+    same_pixels = {(j, i) for i, j in _identical_at_full_resolution(dataset, files, same_thumbnail, images.keep)}
+    exact = [(j, i, "bytes") for j, i in same_bytes] + [(j, i, "pixels") for j, i in same_pixels - same_bytes]
     return Duplicates(
         hashes=hashes, near=tuple(near), exact=tuple(sorted(exact)), usable=np.asarray(images.keep, dtype=bool),
         max_distance=max_distance,
     )
+
+
+def _first_of_each(keys: Sequence[str], keep: np.ndarray) -> list[tuple[int, int]]:
+    """(i, j) for every usable image i whose key an earlier usable image j has (j: the first with it)."""
+    first: dict[str, int] = {}
+    pairs = []
+    for i, key in enumerate(keys):
+        if keep[i]:
+            j = first.setdefault(key, i)
+            if j != i:
+                pairs.append((i, j))
+    return pairs
+
+
+def _identical_at_full_resolution(
+    dataset: Dataset, files: Sequence[str], thumbnails: Sequence[str], keep: np.ndarray
+) -> list[tuple[int, int]]:
+    """(i, j): image i has the same pixels as the earlier image j, at the images' own resolution.
+
+    Equal 64 px thumbnails are only candidates: two different scans can average to the same
+    thumbnail. Only candidates from two or more different files are decoded again, at full
+    size, one file at a time; each is compared with the distinct images of its thumbnail seen
+    so far (j: the first of them).
+    """
+    candidates: dict[str, dict[str, list[int]]] = {}  # thumbnail -> file -> its images
+    for i, key in enumerate(thumbnails):
+        if keep[i]:
+            candidates.setdefault(key, {}).setdefault(files[i], []).append(i)
+    pairs = []
+    for copies in candidates.values():
+        if len(copies) < 2:
+            continue  # copies of one file: "bytes" pairs already, nothing to decode
+        distinct: list[tuple[int, np.ndarray]] = []  # (first image, its full decode)
+        for same in copies.values():
+            pixels = _full_decode(dataset, same[0])
+            j = next((k for k, seen in distinct if np.array_equal(seen, pixels)), None)
+            if j is None:
+                j = same[0]
+                distinct.append((j, pixels))
+            pairs.extend((i, j) for i in same if i != j)
+    return pairs
+
+
+def _full_decode(dataset: Dataset, i: int) -> np.ndarray:
+    """Image i as the hash decode reads it (grey; DICOM and NIfTI lung-windowed by `auto`), at its own size."""
+    path, frame = dataset.paths[i], dataset.frame(i)
+    if is_medical(path):
+        return read_slice(path, frame, "auto")
+    with Image.open(path) as img:
+        side = max(img.size)
+    return decode_image(path, side)  # its own longest side: no resampling, a non-square image zero-padded
 
 
 def merged_groups(groups: Sequence[str], pairs: Sequence[tuple[int, int, object]]) -> tuple[str, ...]:

@@ -17,7 +17,9 @@ ungrouped slice would leak a patient across splits); a NIfTI volume is its own g
 from __future__ import annotations
 
 import functools
+import os
 import re
+import struct
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,19 +182,64 @@ def expand(
 
 
 def _dicom_header(path: str) -> Any:
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    try:
-        head = pydicom.dcmread(path, stop_before_pixels=True)
-    except (InvalidDicomError, OSError, ValueError, EOFError) as e:
-        raise BadImageError(path, f"not a readable DICOM file ({e})") from e
+    head = _dcmread(path, stop_before_pixels=True)
     if "Rows" not in head or "Columns" not in head:
+        cut = _cut_short(path, head)
+        if cut:
+            raise BadImageError(path, cut)
         raise BadImageError(
             path, f"DICOM holds no image (Modality {head.get('Modality', '?')}, no Rows/Columns or pixel data); "
             "a structured report or other non-image object cannot be a sample"
         )
     return head
+
+
+_TRUNCATED = "DICOM file is truncated: {where}; it is an incomplete copy (cut short), so copy it again from its source"
+
+
+def _dcmread(path: str, **kwargs: Any) -> Any:
+    """pydicom.dcmread, its errors as BadImageError naming the file."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        return pydicom.dcmread(path, **kwargs)
+    except struct.error as e:  # an element's tag or length field is short: the file ends inside it
+        raise BadImageError(path, _TRUNCATED.format(
+            where=f"it ends after {_size(path)} bytes, inside a data element's header ({e})")) from e
+    except (InvalidDicomError, OSError, ValueError, EOFError) as e:
+        raise BadImageError(path, f"not a readable DICOM file ({e})") from e
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return -1
+
+
+def _cut_short(path: str, ds: Any) -> str | None:
+    """The truncation message when `path` ends before the elements read from it do, else None.
+
+    pydicom reads a cut file without complaint: it stops at the end of the file and keeps
+    the last value short. The lengths it read say where the file should end: the file meta
+    group length, and each top-level element's offset plus its declared length.
+    """
+    from pydicom.dataelem import RawDataElement
+
+    declared = 0
+    meta = getattr(ds, "file_meta", None)
+    group_length = meta.get("FileMetaInformationGroupLength") if meta is not None else None
+    if getattr(ds, "preamble", None) is not None:  # preamble and 'DICM', then at least one element's header
+        declared = 128 + 4 + (8 if group_length is None else 12 + int(group_length))
+    for elem in ds.elements():  # raw elements keep their offset and declared length (converted ones do not)
+        if isinstance(elem, RawDataElement) and elem.length != 0xFFFFFFFF:
+            declared = max(declared, elem.value_tell + elem.length)
+    size = _size(path)
+    if 0 <= size < declared:
+        return _TRUNCATED.format(
+            where=f"it ends after {size} bytes, but its header says it runs to at least byte {declared}")
+    return None
 
 
 def _dicom_group(head: Any, path: str, need_group: bool) -> str | None:
@@ -319,15 +366,14 @@ def _gz_volume(path: str, mtime_ns: int, size: int) -> np.ndarray:
 
 
 def _dicom_slice(path: str, frame: int | None, win: tuple[float, float] | str | None) -> np.ndarray:
-    import pydicom
-    from pydicom.errors import InvalidDicomError
     from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
 
-    try:
-        ds = pydicom.dcmread(path)
-    except (InvalidDicomError, OSError, ValueError, EOFError) as e:
-        raise BadImageError(path, f"not a readable DICOM file ({e})") from e
+    ds = _dcmread(path)
+    cut = _cut_short(path, ds)  # before any element is converted: it reads the raw elements' lengths
     if not any(t in ds for t in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        if cut or ("Rows" in ds and "Columns" in ds):  # an image's header, then the file ends before its pixels
+            raise BadImageError(path, cut or _TRUNCATED.format(
+                where="its header names an image (Rows, Columns) but the file ends before the pixel data"))
         raise BadImageError(
             path, f"DICOM holds no pixel data (Modality {ds.get('Modality', '?')}); a structured report or "
             "other non-image object cannot be a sample"
@@ -338,6 +384,8 @@ def _dicom_slice(path: str, frame: int | None, win: tuple[float, float] | str | 
     try:
         raw = pixel_array(ds, index=index) if frames > 1 else ds.pixel_array
     except (RuntimeError, NotImplementedError, ValueError) as e:
+        if cut:  # pydicom: "the number of bytes of pixel data is less than expected", or a codec's own error
+            raise BadImageError(path, cut) from e
         package = _DECODERS.get(syntax)
         if package and ("missing" in str(e) or "plugin" in str(e) or "support" in str(e)):
             name = getattr(ds.file_meta.TransferSyntaxUID, "name", syntax)

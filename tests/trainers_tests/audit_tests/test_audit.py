@@ -107,6 +107,49 @@ def test_an_image_in_two_classes_is_a_named_error(tmp_path):
     assert audit_summary(report)["cross_class_duplicates"] == 1
 
 
+def _twins_at_64px(root: Path, *, identical: bool) -> tuple[str, str]:
+    """A 256 px scan in one class and, in the other, a file whose 64 px hash decode equals it: the same
+    pixels (re-encoded, so the bytes differ) or four pixels one level brighter, which the downscale averages away."""
+    scan = _scan(11, 256, 256)
+    other = scan.copy()
+    if not identical:
+        other[100:104:2, 60:64:2] += 1
+    Image.fromarray(scan).save(root / "CT_COVID" / "twin%0.png")
+    Image.fromarray(other).save(root / "CT_NonCOVID" / "twin%0.png", compress_level=1)
+    a, b = root / "CT_COVID" / "twin%0.png", root / "CT_NonCOVID" / "twin%0.png"
+    assert a.read_bytes() != b.read_bytes()
+    np.testing.assert_array_equal(decode_image(a, 64), decode_image(b, 64))  # the hashes cannot tell them apart
+    return "CT_COVID/twin%0.png", "CT_NonCOVID/twin%0.png"
+
+
+def test_images_alike_only_at_64px_are_not_identical_pixels(tmp_path):
+    from trainers.data.duplicates import find_duplicates, hash_images
+
+    root = make_dataset(tmp_path / "train", groups_per_class=6, per_group=2)
+    a, b = _twins_at_64px(root, identical=False)
+    prepare_data(tiny_config(root))  # not refused as one image labelled twice
+    report = audit_config(tiny_config(root))
+    assert not report["errors"] and report["cross_class_duplicates"] == []
+    assert not any({p["a"], p["b"]} == {a, b} for p in report["exact_duplicates"]["pairs"])
+    assert any({p["a"], p["b"]} == {a, b} and p["cross_class"] for p in report["near_duplicates"]["pairs"])
+    ds = discover(data=root)
+    dups = find_duplicates(ds, hash_images(ds, fingerprint=ds.fingerprint(), progress=False))
+    assert (ds.ids.index(a), ds.ids.index(b)) in {(i, j) for i, j, _ in dups.near}  # still a near-duplicate pair
+    assert dups.exact == ()
+
+
+def test_identical_pixels_in_two_files_of_two_classes_are_still_refused(tmp_path):
+    root = make_dataset(tmp_path / "train", groups_per_class=6, per_group=2)
+    a, b = _twins_at_64px(root, identical=True)
+    with pytest.raises(DataError, match=r"twin%0\.png \(CT_COVID\) and .*twin%0\.png \(CT_NonCOVID\) hold identical "
+                                        r"pixels: one image labelled twice"):
+        prepare_data(tiny_config(root))
+    report = audit_config(tiny_config(root))
+    assert report["cross_class_duplicates"] == [{"a": a, "b": b, "label_a": "CT_COVID", "label_b": "CT_NonCOVID",
+                                                 "kind": "pixels"}]
+    assert report["errors"] and "twin%0.png" in report["errors"][0]
+
+
 def _format_dataset(root: Path, *, shortcut: bool, n: int = 40) -> Path:
     """Same kind of pixels in both classes; with `shortcut`, positives are large RGB JPEGs, negatives small grey PNGs."""
     rng = np.random.default_rng(3)

@@ -85,6 +85,28 @@ def test_multiframe_dicom_is_a_volume_of_slices(tmp_path):
     assert discover(data=root, slices="middle").ids == ("A/a.dcm#2", "Non_A/b.dcm#2")
 
 
+def test_dicom_copies_are_found_slice_by_slice_and_confirmed_at_full_resolution(tmp_path):
+    """A byte copy of a volume pairs slice k with slice k (never two slices of one file); a volume 10 HU
+    brighter in four pixels per slice has the same 64 px hash decode but is no copy at full resolution."""
+    import shutil
+
+    from trainers.data.duplicates import find_duplicates, hash_images
+
+    root = tmp_path / "d"
+    volume = np.stack([marked_slice(v, 256) for v in (-1000.0, -800.0, LUNG_CENTRE)])
+    twin = volume.copy()
+    twin[:, 100:104:2, 60:64:2] += 10.0
+    write_dicom(root / "A" / "a.dcm", volume, patient="pa", frames=True)
+    shutil.copyfile(root / "A" / "a.dcm", root / "A" / "copy.dcm")
+    write_dicom(root / "Non_A" / "b.dcm", twin, patient="pb", frames=True)
+    ds = discover(data=root, slices="all")
+    b = ds.ids.index("Non_A/b.dcm#1")
+    np.testing.assert_array_equal(decode_image(ds.paths[1], 64, frame=1), decode_image(ds.paths[b], 64, frame=1))
+    dups = find_duplicates(ds, hash_images(ds, fingerprint=ds.fingerprint(), progress=False))
+    assert [(ds.ids[i], ds.ids[j], kind) for i, j, kind in dups.exact] == [
+        (f"A/a.dcm#{k}", f"A/copy.dcm#{k}", "bytes") for k in range(3)]
+
+
 @pytest.mark.parametrize("enhanced", ["shared", "per-frame"])
 def test_enhanced_multiframe_rescale_comes_from_its_functional_groups(tmp_path, enhanced):
     """An enhanced CT keeps Rescale Slope/Intercept in (per-frame or shared) functional groups, not at the top."""
@@ -283,6 +305,11 @@ def _anonymous(root):
     write_dicom(root / "A" / "anon.dcm", marked_slice(0.0), patient="", study=None)
 
 
+def _cut_short(root):  # preamble and 'DICM' intact, the file meta header cut
+    (root / "A").mkdir(parents=True, exist_ok=True)
+    (root / "A" / "cut.dcm").write_bytes(shipped("CT_small.dcm").read_bytes()[:150])
+
+
 @pytest.mark.parametrize(
     "build, culprit, match",
     [
@@ -291,6 +318,7 @@ def _anonymous(root):
         (_nifti_5d, "five.nii.gz", r"\(5-D\)"),
         (_mixed_sizes, "m1.dcm", r"series 1.2.3.77 mixes slice sizes \[\(24, 24\), \(32, 32\)\]"),
         (_anonymous, "anon.dcm", r"neither PatientID nor StudyInstanceUID"),
+        (_cut_short, "cut.dcm", r"DICOM file is truncated: it ends after 150 bytes.*copy it again"),
     ],
 )
 def test_unusable_files_are_named_or_skipped_and_listed(tmp_path, build, culprit, match):
@@ -325,6 +353,32 @@ def test_a_structured_report_named_explicitly_fails_at_decode(tmp_path):
     path = copy_shipped("test-SR.dcm", tmp_path / "sr.dcm")
     with pytest.raises(BadImageError, match=r"sr.dcm: DICOM holds no pixel data \(Modality SR\)"):
         decode_image(path, 32)
+
+
+def _pixel_offset() -> int:
+    import pydicom
+
+    return int(pydicom.dcmread(shipped("CT_small.dcm"))["PixelData"].file_tell)
+
+
+@pytest.mark.parametrize("cut", [
+    lambda px: 132,  # nothing after 'DICM'
+    lambda px: 150,  # inside the file meta header
+    lambda px: 1500,  # inside the dataset's header
+    lambda px: px - 12,  # between elements: the header names an image, the pixel data never starts
+    lambda px: px - 2,  # inside the pixel data element's length field
+    lambda px: px + 10,  # just inside the pixel data
+    lambda px: px + 20000,  # in the middle of the pixel data
+], ids=["after-DICM", "file-meta", "dataset-header", "before-pixels", "pixel-length", "pixels-start", "pixels-middle"])
+def test_a_dicom_cut_short_is_called_truncated_wherever_the_cut_falls(tmp_path, cut):
+    data = shipped("CT_small.dcm").read_bytes()
+    path = tmp_path / "cut.dcm"
+    path.write_bytes(data[:cut(_pixel_offset())])
+    with pytest.raises(BadImageError, match=r"cut.dcm: DICOM file is truncated: .*incomplete copy.*copy it again") as e:
+        decode_image(path, 32)
+    assert "structured report" not in str(e.value)
+    path.write_bytes(data)  # the whole file decodes
+    assert decode_image(path, 32).shape == (32, 32)
 
 
 def test_png_folders_are_untouched_by_the_medical_path(synthetic_data):
