@@ -65,8 +65,10 @@ def main() -> None:
 
 
 def _row(model: str, calibration: str, m: dict, seconds: float | None) -> dict:
+    from ensemble.metrics import metric_text
+
     def fmt(key: str) -> str:
-        return f"{m[key]['value']:.3f} [{m[key]['ci_low']:.3f}, {m[key]['ci_high']:.3f}]"
+        return metric_text(m, key)
 
     return {
         "model": model, "calibration": calibration,

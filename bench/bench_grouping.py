@@ -22,6 +22,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from ensemble.metrics import metric_text  # noqa: E402
 from trainers.checkpoint import read_meta  # noqa: E402
 from trainers.run_folder import BEST  # noqa: E402
 
@@ -50,8 +51,7 @@ def main() -> None:
             sys.exit(f"arm {name} failed; see {out / f'arm{n}.log'}")
         meta = read_meta(run / BEST)
         m = holdout_metrics(meta)
-        print(f"{name:58s} {m['groups']:14d} {m['auc']['value']:9.3f} [{m['auc']['ci_low']:.3f}, "
-              f"{m['auc']['ci_high']:.3f}] {meta['metrics']['val_auc']:8.3f}")
+        print(f"{name:58s} {m['groups']:14d} {metric_text(m, 'auc'):>24s} {meta['metrics']['val_auc']:8.3f}")
 
 
 def holdout_metrics(meta: dict) -> dict:

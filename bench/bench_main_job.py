@@ -28,6 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from ensemble.ensemble_folder import read_metrics  # noqa: E402
+from ensemble.metrics import metric_text  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "datasets" / "covid-ct-qsr" / "train"
 LUNGSWEEP = [sys.executable, "-m", "lungsweep"]
@@ -69,9 +70,8 @@ def main() -> None:
 
     print(f"{'model':34s} {'holdout AUC [95% CI]':26s} {'accuracy [95% CI]':26s} {'n':>4s} {'wall':>8s}")
     for name, (m, seconds) in rows.items():
-        auc, acc = m["auc"], m["accuracy"]
-        print(f"{name:34s} {auc['value']:.3f} [{auc['ci_low']:.3f}, {auc['ci_high']:.3f}]      "
-              f"{acc['value']:.3f} [{acc['ci_low']:.3f}, {acc['ci_high']:.3f}]      {m['n']:4d} {seconds / 60:6.1f} min")
+        print(f"{name:34s} {metric_text(m, 'auc'):26s} {metric_text(m, 'accuracy'):26s} {m['n']:4d} "
+              f"{seconds / 60:6.1f} min")
     (out / "summary.json").write_text(json.dumps({k: {"metrics": v[0], "seconds": v[1]} for k, v in rows.items()},
                                                  indent=1, default=float))
 

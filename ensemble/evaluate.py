@@ -27,9 +27,11 @@ def evaluate(
     group_regex: str | None = None,
     device: str = "auto",
 ) -> dict[str, Any]:
-    """metrics.json keys (value and 95% group-bootstrap interval) of the model on `data`.
+    """metrics.json keys (value and 95% bootstrap interval) of the model on `data`.
 
     The same keys whether `model_dir` is MODEL_DIR (run by onnxruntime), ENS_DIR, a bag or a checkpoint.
+    Intervals resample groups only where every class has enough of them (ensemble.metrics.interval_unit);
+    metrics["interval"] says which and why, metrics["data"] how the groups were formed.
     """
     model = load_predictor(model_dir, device=device)
     data_classes = sorted(p.name for p in Path(data).iterdir() if p.is_dir()) if Path(data).is_dir() else []
@@ -43,8 +45,8 @@ def evaluate(
     p = proba_for_dataset(model, dataset)
     metrics = bootstrap_metrics(dataset.binary_labels, p, dataset.groups, model.threshold, n_boot=n_boot)
     metrics["data"] = (
-        f"{len(dataset)} images in {dataset.root} ({len(set(dataset.groups))} groups); threshold "
-        f"{model.threshold:.4f} from the model; 95% intervals from {n_boot} bootstrap resamples of groups"
+        f"{len(dataset)} images in {dataset.root} ({len(set(dataset.groups))} groups: "
+        f"{dataset.grouping.description}); threshold {model.threshold:.4f} from the model"
     )
     if out is not None:
         atomic_write_text(out, json.dumps(metrics, indent=1, default=float))
@@ -52,10 +54,24 @@ def evaluate(
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:
-    lines = [f"{'metric':<18} {'value':>7}   95% interval"]
+    """The metrics table for a terminal: a metric without an interval shows why instead (metrics["interval"])."""
+    interval = metrics.get("interval", {})
+    missing = interval.get("missing", {})
+    lines = [f"{'metric':<21} {'value':>7}   {interval.get('confidence', 0.95):.0%} interval"]
     for name in METRIC_NAMES:
         m = metrics[name]
-        lines.append(f"{name:<18} {m['value']:7.4f}   [{m['ci_low']:.4f}, {m['ci_high']:.4f}]")
-    lines.append(f"{'threshold':<18} {metrics['threshold']:7.4f}")
-    lines.append(f"{'n':<18} {metrics['n']:7d}")
+        shown = (f"[{m['ci_low']:.4f}, {m['ci_high']:.4f}]" if m.get("ci_low") is not None
+                 else f"no interval: {missing.get(name, 'not computed')}")
+        lines.append(f"{name:<21} {m['value']:7.4f}   {shown}")
+    if metrics.get("threshold") is not None:
+        lines.append(f"{'threshold':<21} {metrics['threshold']:7.4f}")
+    lines.append(f"{'n':<21} {metrics['n']:7d}")
+    if "statement" in interval:
+        lines.append(interval["statement"])
+    measures = metrics.get("calibration_measures")
+    if measures:
+        lines.append(f"ece over {measures['ece_bins']} {measures['ece_bin_rule']}; calibration slope and intercept: "
+                     f"{measures['slope_and_intercept']}.")
+    if "operating_point" in metrics:
+        lines.append(metrics["operating_point"]["statement"])
     return "\n".join(lines)

@@ -184,7 +184,7 @@ def _single_model(folder: Path, name: str, n_boot: int, where: dict[str, Any], *
         named = {"holdout": "holdout split", "val": "validation split", "oof": "out-of-fold predictions"}[split]
         metrics["data"] = (
             f"{described} on its {named}{caveat}: {len(y)} images, {len(set(groups))} groups; its own "
-            f"probability, threshold 0.5; 95% intervals from {n_boot} bootstrap resamples of groups"
+            "probability, threshold 0.5"
         )
     return _Source(
         kind="single", reference=reference, metrics=metrics,

@@ -28,14 +28,14 @@ from search.record import trial_dir
 from search.space import ParamSpec, distribution
 from trainers.errors import ConfigError
 
-from .metrics import N_ECE_BINS, expected_calibration_error
+from .metrics import CALIBRATION_LINE, ECE_BIN_RULE, clinical_metrics, ece_bin_count, ece_bins, ece_edges, metric_text
 
 if TYPE_CHECKING:
     from .members import Candidates
 
 __all__ = [
     "ALT", "CAPTIONS", "DPI", "FigureSkipped", "TITLES", "confusion_caption", "confusion_figure",
-    "history_figure", "importance_figure", "png_data_uri", "reliability_figure", "roc_figure",
+    "history_figure", "importance_figure", "png_data_uri", "reliability_caption", "reliability_figure", "roc_figure",
 ]
 
 DPI = 110
@@ -48,12 +48,10 @@ ALT = {
     "history": "Sweep history: the sweep metric of every trial against wall time",
     "importance": "Hyperparameter importance (fANOVA) from the sweep's trials",
 }
-# What each figure shows, next to the code that draws it (the confusion caption needs the threshold).
+# What each figure shows, next to the code that draws it (the confusion and reliability captions need numbers).
 CAPTIONS = {
     "roc": ("ROC of each member (thin) and of the ensemble (bold) on the holdout, from the same probabilities "
             "as the headline table. A monotone calibrator (temperature, platt) leaves the ROC unchanged."),
-    "reliability": (f"Observed positive rate against mean predicted P(positive) in {N_ECE_BINS} equal-width "
-                    "bins; marker area is proportional to the bin's count; empty bins are not drawn."),
     "history": ("The sweep metric at every epoch report of every trial, against wall time since the sweep's "
                 "first report (progress.csv timestamps)."),
     "importance": ("fANOVA importance (Optuna, seed 0) of the sampled hyperparameters for each trial's best "
@@ -66,6 +64,19 @@ def confusion_caption(threshold: float) -> str:
     return (f"Counts of the out-of-fold decisions (each holdout fold thresholded by the pipeline fitted without it); "
             f"the deployed ensemble's threshold is {threshold:.4f}. Row percentages: specificity (top) "
             "and sensitivity (bottom) on the diagonal.")
+
+
+def reliability_caption(n: int, calibrated: dict[str, Any], uncalibrated: dict[str, Any]) -> str:
+    """The reliability figure's bins and the calibration slope and intercept, with intervals, from the
+    bootstrap_metrics blocks of the calibrated and uncalibrated ensemble (the figure's probabilities)."""
+    bins = ece_bin_count(n)
+    line = " ".join(
+        f"{label}: slope {metric_text(block, 'calibration_slope', 2)}, intercept "
+        f"{metric_text(block, 'calibration_intercept', 2)}, ECE {metric_text(block, 'ece')}."
+        for label, block in (("After calibration", calibrated), ("Before", uncalibrated)))
+    return (f"Observed positive rate against mean predicted P(positive) in {bins} bins of about {n // bins} of the "
+            f"{n} images ({ECE_BIN_RULE}); the ECE sums over the same bins; marker area is proportional to the "
+            f"bin's count. Calibration slope and intercept: the {CALIBRATION_LINE}. {line}")
 
 
 class FigureSkipped(Exception):
@@ -106,22 +117,25 @@ def roc_figure(y: np.ndarray, member_ids: list[str], member_probs: np.ndarray, c
 
 
 def reliability_figure(y: np.ndarray, calibrated: np.ndarray, uncalibrated: np.ndarray, calibration: str) -> Figure:
+    """Reliability diagram over the ECE's own equal-mass bins (trainers.metrics: ECE_BIN_RULE)."""
     fig = Figure(figsize=(6.4, 5.6))
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=1, label="perfect calibration")
-    edges = np.linspace(0.0, 1.0, N_ECE_BINS + 1)
+    n_bins = ece_bin_count(len(y))
     for p, label, color, marker in ((uncalibrated, "before calibration", "#d62728", "s"),
                                     (calibrated, f"after ({calibration})", "black", "o")):
-        observed, predicted = calibration_curve(y, p, n_bins=N_ECE_BINS, strategy="uniform")
+        observed, predicted = calibration_curve(y, p, n_bins=n_bins, strategy="quantile")
         # the counts of calibration_curve's own bins (it returns only the non-empty ones)
-        counts = np.bincount(np.searchsorted(edges[1:-1], p), minlength=N_ECE_BINS)
+        counts = np.bincount(ece_bins(p, ece_edges(p, n_bins)), minlength=n_bins)
         counts = counts[counts > 0]
-        ece = expected_calibration_error(y, p)
+        point = clinical_metrics(y, p, 0.5)  # the threshold plays no part in these three
         ax.plot(predicted, observed, color=color, lw=1.2, alpha=0.7)
         ax.scatter(predicted, observed, s=12 + 400 * counts / counts.max(), color=color, marker=marker,
-                   alpha=0.75, edgecolors="white", label=f"{label}, ECE {ece:.3f}")
+                   alpha=0.75, edgecolors="white",
+                   label=f"{label}, ECE {point['ece']:.3f}, slope {point['calibration_slope']:.2f}, "
+                         f"intercept {point['calibration_intercept']:.2f}")
     ax.set(xlabel="mean predicted P(positive) in bin", ylabel="observed fraction positive",
-           title=f"Reliability ({N_ECE_BINS} equal-width bins)", xlim=(0, 1), ylim=(-0.02, 1.02), aspect="equal")
+           title=f"Reliability ({n_bins} equal-mass bins)", xlim=(0, 1), ylim=(-0.02, 1.02), aspect="equal")
     ax.legend(loc="upper left", fontsize=8, markerscale=0.6)
     fig.tight_layout()
     return fig

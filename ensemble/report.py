@@ -3,9 +3,13 @@
     write_report(report_path(ENS_DIR), ReportData(...))     # ensemble.ensemble_folder names the file
 
 The page holds, in order: a headline table (every metric of METRIC_NAMES with
-its 95% interval, for the calibrated ensemble, the ensemble before calibration
-and each member) under a plain statement of which data produced the numbers;
-ROC curves; a reliability diagram before and after calibration; the confusion
+its 95% interval, or a numbered note saying why it has none, for the calibrated
+ensemble, the ensemble before calibration and each member) under a plain
+statement of which data produced the numbers, how the intervals were computed
+(metrics "interval": group or image bootstrap, and why) and what sensitivity the
+threshold promises on new data (metrics "operating_point"); ROC curves; a
+reliability diagram before and after calibration, whose caption gives its bins
+and the calibration slope and intercept with their intervals; the confusion
 matrix of the out-of-fold decisions; the sweep's history and the Optuna
 hyperparameter importances (both from the sweep as picking members read it); a members table;
 any extra ReportSection the caller adds; and the provenance record.
@@ -32,7 +36,7 @@ from . import figures
 from ._checks import check_labels, check_member_matrix, check_probabilities
 from .errors import EnsembleError
 from .figures import ALT, CAPTIONS, TITLES, FigureSkipped, png_data_uri
-from .metrics import METRIC_NAMES
+from .metrics import METRIC_NAMES, metric_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -45,8 +49,10 @@ __all__ = ["FIGURE_IDS", "ReportData", "ReportSection", "write_report"]
 
 FIGURE_IDS = ("fig-roc", "fig-reliability", "fig-confusion", "fig-history", "fig-importance")
 LOWER_IS_BETTER = ("brier", "nll", "ece")
+BEST_AT = {"calibration_slope": 1, "calibration_intercept": 0}  # neither higher nor lower is better
 # ids the page itself uses; an added section must not take one
-_PAGE_IDS = {"headline", "members", *FIGURE_IDS, *(f"note-{i.removeprefix('fig-')}" for i in FIGURE_IDS)}
+_PAGE_IDS = {"headline", "members", "no-interval", "interval-rule", "operating-point", *FIGURE_IDS,
+             *(f"note-{i.removeprefix('fig-')}" for i in FIGURE_IDS)}
 _ID = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 
 
@@ -99,7 +105,8 @@ def write_report(path: Path, data: ReportData) -> Path:
         _figure("roc", figures.roc_figure, data.y, data.member_ids, data.member_probs, calibrated, uncalibrated,
                 data.calibration, caption=CAPTIONS["roc"]),
         _figure("reliability", figures.reliability_figure, data.y, calibrated, uncalibrated, data.calibration,
-                caption=CAPTIONS["reliability"]),
+                caption=figures.reliability_caption(len(data.y), data.metrics["ensemble"],
+                                                    data.metrics["ensemble_uncalibrated"])),
         "</div>",
         _figure("confusion", figures.confusion_figure, data.y, data.decisions, data.class_names,
                 caption=figures.confusion_caption(data.threshold), narrow=True),
@@ -202,28 +209,55 @@ def _headline_section(data: ReportData) -> str:
     columns += [(f"member-{m}", f"member {m}", data.metrics["members"][m])
                 for m in data.member_ids if m in data.metrics["members"]]
     head = "".join(f'<th scope="col" data-key="{_esc(key)}">{_esc(label)}</th>' for key, label, _ in columns)
+    notes: dict[str, int] = {}  # why a cell has no interval -> its note number
     rows = []
     for name in METRIC_NAMES:
-        hint = " (lower is better)" if name in LOWER_IS_BETTER else ""
-        cells = "".join(f"<td>{_metric_cell(m.get(name))}</td>" for _, _, m in columns)
+        hint = (" (lower is better)" if name in LOWER_IS_BETTER else
+                f" ({BEST_AT[name]} is perfect)" if name in BEST_AT else "")
+        cells = "".join(f"<td>{_metric_cell(m, name, notes)}</td>" for _, _, m in columns)
         rows.append(f'<tr><th scope="row" title="{_esc(name + hint)}">{_esc(name)}</th>{cells}</tr>')
     for name in ("threshold", "n"):
         cells = "".join(f"<td>{_scalar_cell(m.get(name))}</td>" for _, _, m in columns)
         rows.append(f'<tr class="extra"><th scope="row">{_esc(name)}</th>{cells}</tr>')
+    why = "".join(f'<li value="{k}">{_esc(reason)}</li>' for reason, k in notes.items())
     return (
         "<h2>Headline metrics</h2>\n"
-        f'<div class="statement">{_statement(data.provenance)}'
-        "<p>Each cell: value [95% interval]. brier, nll and ece: lower is better; every other metric: higher "
-        "is better. threshold: the one each model deploys (cross-fitted decisions used each fold's own).</p></div>\n"
+        f'<div class="statement">{_statement(data.provenance)}{_how_measured(data.metrics["ensemble"])}'
+        "<p>Each cell: value [95% interval]; a numbered note where there is no interval says why. brier, nll and "
+        "ece: lower is better; calibration_slope: 1 is perfect; calibration_intercept: 0 is perfect; every other "
+        "metric: higher is better. threshold: the one each model deploys (cross-fitted decisions used each fold's "
+        "own).</p></div>\n"
         f'<div class="scroll"><table id="headline"><thead><tr><th scope="col">metric</th>{head}</tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table></div>"
+        + (f'<ol id="no-interval" class="why">{why}</ol>' if why else "")
     )
 
 
-def _metric_cell(m: Any) -> str:
+def _how_measured(block: dict) -> str:
+    """How the headline column's intervals were computed, and what its threshold promises on new data."""
+    parts = []
+    interval = block.get("interval")
+    if isinstance(interval, dict) and interval.get("statement"):
+        parts.append(f'<p id="interval-rule">{_esc(interval["statement"])}</p>')
+    point = block.get("operating_point")
+    if isinstance(point, dict) and point.get("statement"):
+        measured = f" Sensitivity where these numbers were measured: {metric_text(block, 'sensitivity')}."
+        parts.append(f'<p id="operating-point">{_esc(point["statement"] + measured)}</p>')
+    return "".join(parts)
+
+
+def _metric_cell(block: Any, name: str, notes: dict[str, int]) -> str:
+    m = block.get(name) if isinstance(block, dict) else None
     if not isinstance(m, dict):
         return "—"
-    value, low, high = (_fmt(m.get(k)) for k in ("value", "ci_low", "ci_high"))
+    value = _fmt(m.get("value"))
+    if m.get("ci_low") is None:
+        reason = block.get("interval", {}).get("missing", {}).get(name)
+        if reason is None:
+            return value
+        k = notes.setdefault(reason, len(notes) + 1)
+        return f'{value} <span class="ci" title="{_esc(reason)}">(no interval: note {k})</span>'
+    low, high = _fmt(m.get("ci_low")), _fmt(m.get("ci_high"))
     return f'{value} <span class="ci">[{low}, {high}]</span>'
 
 
@@ -320,6 +354,7 @@ figure { margin: 12px 0; }
 figure.narrow { max-width: 640px; }
 img { display: block; max-width: 100%; height: auto; }
 figcaption { font-size: 13px; color: #444; margin-top: 4px; }
+.why { font-size: 13px; color: #555; margin: 6px 0 0; }
 .note { color: #7a4d00; background: #fff6e0; border-left: 4px solid #e0a000; padding: 8px 12px; }
 pre { background: #f6f6f6; padding: 12px; font-size: 12px; overflow-x: auto; white-space: pre-wrap; }
 """

@@ -6,15 +6,21 @@ import time
 
 import numpy as np
 import pytest
+from scipy.special import expit
 from sklearn import metrics as skm
+from sklearn.calibration import calibration_curve
 
 from ensemble.errors import EnsembleError
 from trainers.metrics import binary_metrics
 from ensemble.metrics import (
     METRIC_NAMES,
+    MIN_GROUPS_PER_CLASS,
     _weighted_metrics,
     bootstrap_metrics,
     clinical_metrics,
+    ece_bin_count,
+    ece_bins,
+    ece_edges,
     expected_calibration_error,
 )
 
@@ -52,14 +58,48 @@ def test_every_metric_equals_sklearn(threshold: float) -> None:
 
 
 def test_ece_hand_computed() -> None:
-    # bins of width 1/15: {0.10, 0.12} in bin 1, {0.50, 0.52} in bin 7, {0.99, 1.0} in the last (closed) bin
+    # ECE definition changed on purpose (equal-width 15 bins -> equal-mass bins, round(sqrt(n)/2) in [2, 15]).
     y = np.array([0, 0, 1, 1, 1, 0])
     p = np.array([0.10, 0.12, 0.50, 0.52, 0.99, 1.0])
-    # (2/6)|0 - 0.11| + (2/6)|1 - 0.51| + (2/6)|0.5 - 0.995|
-    assert expected_calibration_error(y, p) == pytest.approx((0.11 + 0.49 + 0.495) / 3)
-    assert clinical_metrics(y, p, 0.5)["ece"] == pytest.approx(0.365)
+    # 6 samples: 2 bins split at the median 0.51: {0.10, 0.12, 0.50} and {0.52, 0.99, 1.0}
+    # (3/6)|1/3 - 0.24| + (3/6)|2/3 - 2.51/3| = (0.28 + 0.51) / 6
+    assert expected_calibration_error(y, p) == pytest.approx((0.28 + 0.51) / 6)
+    assert clinical_metrics(y, p, 0.5)["ece"] == pytest.approx(0.79 / 6)
+    # 3 bins at the 33rd and 67th percentiles: {0.10, 0.12}, {0.50, 0.52}, {0.99, 1.0}
+    assert expected_calibration_error(y, p, 3) == pytest.approx((0.11 + 0.49 + 0.495) / 3)
     # perfectly calibrated within each bin
     assert expected_calibration_error(np.array([0, 1, 0, 1]), np.array([0.5, 0.5, 0.5, 0.5])) == 0.0
+
+
+@pytest.mark.parametrize(("n", "bins"), [(1, 2), (6, 2), (36, 3), (78, 4), (203, 7), (900, 15), (10_000, 15)])
+def test_ece_bin_count_rule(n: int, bins: int) -> None:
+    assert ece_bin_count(n) == bins
+
+
+def test_ece_bins_are_the_reliability_curves_bins() -> None:
+    """The ECE sums over the bins scikit-learn's calibration_curve(strategy="quantile") plots."""
+    y, p = _data(n=150, seed=3)
+    n_bins = ece_bin_count(len(y))
+    observed, predicted = calibration_curve(y, p, n_bins=n_bins, strategy="quantile")
+    counts = np.bincount(ece_bins(p, ece_edges(p)), minlength=n_bins)
+    counts = counts[counts > 0]
+    assert expected_calibration_error(y, p) == pytest.approx(np.sum(counts * np.abs(observed - predicted)) / len(y))
+
+
+def test_calibration_slope_and_intercept() -> None:
+    """The logistic recalibration of y on logit(p): (0, 1) for calibrated p, slope < 1 for over-confident p."""
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 1.5, 20_000)
+    y = (rng.random(len(z)) < expit(z)).astype(int)
+    calibrated = clinical_metrics(y, expit(z), 0.5)
+    assert calibrated["calibration_slope"] == pytest.approx(1, abs=0.05)
+    assert calibrated["calibration_intercept"] == pytest.approx(0, abs=0.05)
+    over = clinical_metrics(y, expit(2 * z + 0.5), 0.5)  # twice too extreme, shifted up
+    assert over["calibration_slope"] == pytest.approx(0.5, abs=0.03)
+    assert over["calibration_intercept"] == pytest.approx(-0.25, abs=0.05)
+    # classes that p separates have no finite fit
+    separated = clinical_metrics(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.3, 0.9]), 0.5)
+    assert np.isnan(separated["calibration_slope"]) and np.isnan(separated["calibration_intercept"])
 
 
 def test_single_class_gives_nan_ranking_metrics() -> None:
@@ -94,10 +134,14 @@ def test_weighted_metrics_equal_materialised_resamples() -> None:
     W = rng.multinomial(40, np.full(40, 1 / 40), size=25).astype(float)
     batch = _weighted_metrics(y, p, W, 0.5)
     for row, w in enumerate(W.astype(int)):
-        expected = clinical_metrics(np.repeat(y, w), np.repeat(p, w), 0.5)
+        y_rep, p_rep = np.repeat(y, w), np.repeat(p, w)
+        expected = clinical_metrics(y_rep, p_rep, 0.5)
+        expected["ece"] = expected_calibration_error(y_rep, p_rep, edges=ece_edges(p))  # over the sample's bins
         for name in METRIC_NAMES:
             if np.isfinite(batch[name][row]):
-                assert batch[name][row] == pytest.approx(expected[name], abs=1e-10), name
+                # the calibration line: Newton here, scikit-learn's lbfgs (tol 1e-10) there
+                tol = 1e-6 if name.startswith("calibration_") else 1e-10
+                assert batch[name][row] == pytest.approx(expected[name], rel=tol, abs=tol), name
 
 
 def test_undefined_metrics_are_nan_in_a_resample() -> None:
@@ -114,15 +158,67 @@ def test_bootstrap_layout_and_point_values(members) -> None:
     X, y, groups = members
     p = 1 / (1 + np.exp(-X[:, 0]))
     out = bootstrap_metrics(y, p, groups, 0.5, n_boot=300)
-    json.dumps(out)
-    assert set(out) == set(METRIC_NAMES) | {"threshold", "n"}
+    json.dumps(out, allow_nan=False)
+    assert set(out) == set(METRIC_NAMES) | {"threshold", "n", "interval", "calibration_measures"}
     assert out["threshold"] == 0.5 and out["n"] == len(y)
+    assert out["interval"]["unit"] == "group" and out["interval"]["missing"] == {}
+    assert out["calibration_measures"]["ece_bins"] == ece_bin_count(len(y))
     point = clinical_metrics(y, p, 0.5)
     for name in METRIC_NAMES:
         entry = out[name]
         assert set(entry) == {"value", "ci_low", "ci_high"}
         assert entry["value"] == point[name]
-        assert entry["ci_low"] <= entry["value"] <= entry["ci_high"], name
+        assert entry["ci_low"] < entry["value"] < entry["ci_high"], name
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize(("n", "scale"), [(78, 1.0), (78, 2.5), (203, 0.6), (40, 4.0)])
+def test_every_interval_contains_its_estimate(seed: int, n: int, scale: float) -> None:
+    """BCa, and no interval where it would miss: ECE's upward bias no longer puts the estimate at the edge."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 2, n)
+    y = (rng.random(n) < expit(z)).astype(int)
+    p = expit(scale * z + rng.normal(0, 0.3, n))
+    out = bootstrap_metrics(y, p, np.arange(n), 0.5, n_boot=300, seed=seed)
+    for name in METRIC_NAMES:
+        entry = out[name]
+        if entry["ci_low"] is None:
+            assert entry["ci_high"] is None and out["interval"]["missing"][name], name
+        else:
+            assert entry["ci_low"] <= entry["value"] <= entry["ci_high"], name
+            assert entry["ci_low"] < entry["ci_high"], name
+
+
+def test_few_groups_resample_images_and_say_why() -> None:
+    """The issue: 203 images in 2 groups gave [0.6847, 0.6847] and [0.0000, 0.9050] without a word."""
+    y, p = _data(n=203, seed=5)
+    groups = np.where(y == 1, "covid", "normal")
+    out = bootstrap_metrics(y, p, groups, 0.5, n_boot=500)
+    interval = out["interval"]
+    assert interval["unit"] == "image" and interval["groups_per_class"] == {"negative": 1, "positive": 1}
+    assert "the positive class has only 1 group" in interval["why"]
+    assert f"needs at least {MIN_GROUPS_PER_CLASS} in each class" in interval["why"] and "too narrow" in interval["why"]
+    assert "500 resamples of images within each class" in interval["statement"]
+    for name in ("balanced_accuracy", "auc", "f1", "ece"):
+        entry = out[name]
+        assert 0 < entry["ci_low"] < entry["value"] < entry["ci_high"] < 1, name
+        assert entry["ci_high"] - entry["ci_low"] < 0.3, name
+    enough = np.arange(len(y)) % 30  # 30 groups, each holding both classes
+    assert bootstrap_metrics(y, p, enough, 0.5, n_boot=50)["interval"]["unit"] == "group"
+    assert bootstrap_metrics(y, p, None, 0.5, n_boot=50)["interval"]["why"].startswith("no groups were given")
+
+
+def test_zero_width_and_undefined_intervals_are_not_given() -> None:
+    y = np.r_[np.ones(30, dtype=int), np.zeros(30, dtype=int)]
+    p = np.r_[np.linspace(0.6, 0.95, 30), np.linspace(0.05, 0.7, 30)]
+    out = bootstrap_metrics(y, p, None, 0.5, n_boot=200)
+    # every positive is called positive in every resample: [1, 1] would look like certainty
+    assert out["sensitivity"] == {"value": 1.0, "ci_low": None, "ci_high": None}
+    assert "100% of resamples give exactly 1: a zero-width interval" in out["interval"]["missing"]["sensitivity"]
+    # a model that separates the classes has no finite calibration slope
+    sep = bootstrap_metrics(y, np.r_[np.full(30, 0.9), np.full(30, 0.2)], None, 0.5, n_boot=100)
+    assert sep["calibration_slope"]["ci_low"] is None
+    assert "no finite slope" in sep["interval"]["missing"]["calibration_slope"]
 
 
 def test_bootstrap_narrows_with_more_groups(make_members) -> None:
@@ -141,7 +237,7 @@ def test_bootstrap_resamples_groups_not_samples() -> None:
     single = bootstrap_metrics(y, p, groups, 0.5, n_boot=200, seed=7)
     # every patient imaged 5 times with the same prediction: a group bootstrap sees the same 60 patients
     rep = bootstrap_metrics(np.repeat(y, 5), np.repeat(p, 5), np.repeat(groups, 5), 0.5, n_boot=200, seed=7)
-    for name in METRIC_NAMES:
+    for name in set(METRIC_NAMES) - {"ece"}:  # the ECE's bin count grows with the images: another statistic
         assert rep[name]["ci_low"] == pytest.approx(single[name]["ci_low"]), name
         assert rep[name]["ci_high"] == pytest.approx(single[name]["ci_high"]), name
     # ... while resampling images treats 300 copies as 300 patients and is over-confident

@@ -1,12 +1,13 @@
-"""choose_threshold: Youden's J is the brute-force maximum; a target sensitivity is met on the fitting data."""
+"""choose_threshold: Youden's J is the brute-force maximum; a target sensitivity is met with 95% confidence."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.stats import beta, norm
 from sklearn.metrics import recall_score
 
 from ensemble.errors import EnsembleError
-from ensemble.threshold import choose_threshold
+from ensemble.threshold import choose_threshold, sensitivity_bound, sensitivity_lower_bound
 
 
 def _scores(n: int = 157, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -35,30 +36,79 @@ def test_youden_equals_brute_force(seed: int) -> None:
 
 @pytest.mark.parametrize("target", [0.8, 0.9, 0.95, 1.0])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_target_sensitivity_met_on_fitting_data(target: float, seed: int) -> None:
+def test_target_sensitivity_met_with_confidence_on_fitting_data(target: float, seed: int) -> None:
+    # Rule changed on purpose: the lower confidence bound of sensitivity, not sensitivity itself, meets the target.
     y, p = _scores(seed=seed)
+    n_pos = int(y.sum())
     t = choose_threshold(y, p, target_sensitivity=target)
     assert 0 <= t <= 1
+
+    def bound(c: float) -> float:
+        return float(sensitivity_lower_bound(int(((p >= c) & (y == 1)).sum()), n_pos))
+
     sens, spec = _sens_spec(y, p, t)
-    assert recall_score(y, (p >= t).astype(int)) == sens >= target
-    # the highest such threshold: the next observed score above the lowest one called positive misses
-    higher = np.unique(p[p > p[p >= t].min()])
-    if len(higher):
-        assert _sens_spec(y, p, higher[0])[0] < target
-    # so no qualifying threshold has better specificity
-    for c in np.unique(p):
-        s, sp = _sens_spec(y, p, c)
-        if s >= target:
-            assert sp <= spec
+    assert recall_score(y, (p >= t).astype(int)) == sens
+    if bound(t) >= target:
+        # the highest such threshold: the next observed score above the lowest one called positive falls short
+        higher = np.unique(p[p > p[p >= t].min()])
+        if len(higher):
+            assert bound(higher[0]) < target
+        # so no qualifying threshold has better specificity
+        for c in np.unique(p):
+            if bound(c) >= target:
+                assert _sens_spec(y, p, c)[1] <= spec
+    else:  # out of reach even calling every positive: the highest threshold that does
+        lowest = p[y == 1].min()
+        assert sens == 1.0 and bound(0.0) < target and p[p < lowest].max() < t <= lowest
 
 
-def test_target_met_exactly_at_a_count_boundary() -> None:
-    # 19 of 20 positives is a sensitivity of exactly 0.95, which must count as meeting 0.95
+def test_clopper_pearson_lower_bound() -> None:
+    # k = n has the closed form alpha ** (1 / n); none called positive bounds nothing
+    assert sensitivity_lower_bound(20, 20) == pytest.approx(0.05 ** (1 / 20))
+    assert sensitivity_lower_bound(0, 20) == 0.0
+    assert sensitivity_lower_bound(np.array([18, 19]), 20) == pytest.approx(beta.ppf(0.05, [18, 19], [3, 2]))
+    # 57 of 60 is 0.95 exactly, yet its bound is 0.876: the old rule's choice promises 0.95 half the time
+    y = np.r_[np.ones(60, dtype=int), np.zeros(60, dtype=int)]
+    p = np.r_[np.linspace(0.5, 0.99, 60), np.linspace(0.01, 0.6, 60)]
+    t = choose_threshold(y, p, target_sensitivity=0.85)
+    called = int((p[y == 1] >= t).sum())
+    assert sensitivity_lower_bound(called, 60) >= 0.85 > sensitivity_lower_bound(called - 1, 60)
+
+
+def test_a_target_sensitivity_holds_on_new_data() -> None:
+    """On fresh data from the same distribution the chosen threshold meets the target >= 90% of the time.
+
+    Positives score z ~ N(1.5, 1) on the logit scale, so a threshold t has true sensitivity
+    P(z >= logit(t)), exactly. The old rule (the highest threshold that just reaches the target on
+    the fitting data) meets it about half the time.
+    """
+    target, reps = 0.9, 300
+    rng = np.random.default_rng(0)
+    met, met_naive = [], []
+    for _ in range(reps):
+        y = np.r_[np.ones(150, dtype=int), np.zeros(150, dtype=int)]
+        z = np.r_[rng.normal(1.5, 1, 150), rng.normal(-1.5, 1, 150)]
+        p = 1 / (1 + np.exp(-z))
+        t = choose_threshold(y, p, target_sensitivity=target)
+        met.append(norm.sf(np.log(t / (1 - t)) - 1.5) >= target)
+        naive = np.sort(z[y == 1])[::-1][int(np.ceil(target * 150)) - 1]  # the lowest positive it must call
+        met_naive.append(norm.sf(naive - 1.5) >= target)
+        assert sensitivity_bound(y, p, t, target_sensitivity=target)["target_met"]
+    assert np.mean(met) >= 0.9
+    assert np.mean(met_naive) < 0.7
+
+
+def test_sensitivity_bound_says_what_to_expect() -> None:
     y = np.r_[np.ones(20, dtype=int), np.zeros(20, dtype=int)]
     p = np.r_[np.linspace(0.5, 0.99, 20), np.linspace(0.01, 0.6, 20)]
     t = choose_threshold(y, p, target_sensitivity=0.95)
-    assert p[p < p[1]].max() < t <= p[1]  # calls p[1] and up positive, halfway to the next score
-    assert _sens_spec(y, p, t)[0] == 0.95
+    out = sensitivity_bound(y, p, t, target_sensitivity=0.95)
+    # 20 positives cannot promise 0.95: every positive is called and the bound is 0.05 ** (1/20) = 0.861
+    assert out["called_positive"] == out["positives"] == 20 and out["sensitivity"] == 1.0
+    assert out["sensitivity_lower_bound"] == pytest.approx(0.8609, abs=1e-4) and out["target_met"] is False
+    assert "cannot be promised with 95% confidence from 20 positives" in out["statement"]
+    youden = sensitivity_bound(y, p, choose_threshold(y, p))
+    assert "target_met" not in youden and "Youden" in youden["rule"] and "at least" in youden["statement"]
 
 
 @pytest.mark.parametrize(
