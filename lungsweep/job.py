@@ -8,15 +8,24 @@
 
 Run it again after an interruption: the sweep continues from its finished folds, and
 a stage whose output is already there is not redone (delete it to redo it).
+
+Before any Ray process starts, the job checks what the sweep needs: group k-fold bags
+(cv_folds >= 2), and data that discovers and splits into that many folds.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ensemble.settings import EnsembleSettings
+from trainers.errors import ConfigError
+
+if TYPE_CHECKING:
+    from search import SweepConfig
 
 __all__ = ["MainJob", "run_main_job"]
 
@@ -28,8 +37,9 @@ _ENSEMBLE = EnsembleSettings()  # the ensemble's defaults, said once there
 
 @dataclass(frozen=True)
 class MainJob:
-    data: str
     out: Path
+    data: str | None = None  # a folder with one sub-folder per class, or
+    manifest: str | None = None  # a CSV with path,label[,group]: exactly one of the two
     config: str | None = None  # a sweep.yaml, or a bundled sweep's name; None: the bundled default
     members: int = _ENSEMBLE.members
     method: str = _ENSEMBLE.method
@@ -39,6 +49,18 @@ class MainJob:
 
 def run_main_job(job: MainJob) -> str:
     """Run or resume every stage; returns a summary for the terminal."""
+    from search import load_sweep_config
+
+    # every input is named before Ray starts; the config and the data before torch is even imported
+    started = time.monotonic()
+    cfg = _with_dataset(load_sweep_config(job.config), data=job.data, manifest=job.manifest)
+    _check_k_fold(cfg, job.config)
+    _check_data(cfg)  # a missing folder, one class or too few groups: named here, not after Ray has started
+
+    from ensemble.members import check_member_count
+
+    check_member_count(job.members)  # a bad --members must not wait for the whole sweep to be named
+
     from ensemble.artifact import is_model_folder
     from ensemble.build import build_ensemble
     from ensemble.ensemble_folder import (is_ensemble_folder, read_holdout_predictions, read_metrics,
@@ -47,13 +69,9 @@ def run_main_job(job: MainJob) -> str:
     from ensemble.export import export_model
     from ensemble.predict import predict
     from ensemble.predictor import load_predictor
-    from ensemble.members import check_member_count
-    from search import launch, load_sweep_config
+    from search import launch
 
-    check_member_count(job.members)  # a bad --members must not wait for the whole sweep to be named
-    started = time.monotonic()
     sweep, ens, model = job.out / "sweep", job.out / "ensemble", job.out / "model"
-    cfg = load_sweep_config(job.config, {"data": job.data})
     log.info("[1/4] sweep: %d trials x %d folds -> %s", cfg.num_samples, cfg.cv_folds, sweep)
     launch(cfg, sweep, address=job.address)
 
@@ -89,3 +107,38 @@ def run_main_job(job: MainJob) -> str:
         f"report: {report_path(ens)}",
         f"done in {minutes:.1f} min",
     ])
+
+
+def _with_dataset(cfg: SweepConfig, *, data: str | None, manifest: str | None) -> SweepConfig:
+    """The sweep on the job's dataset: --data or --manifest replaces whichever train: names."""
+    if (data is None) == (manifest is None):
+        raise ConfigError("give the dataset once: either --data DIR (one sub-folder per class) or --manifest CSV "
+                          "(path,label[,group])")
+    train = {k: v for k, v in cfg.train.items() if k not in ("data", "manifest")}
+    # as the sweep config resolves its own paths: trials run in their own folders, on any node
+    key, path = ("data", data) if data is not None else ("manifest", manifest)
+    return dataclasses.replace(cfg, train={**train, key: str(Path(str(path)).expanduser().resolve())})
+
+
+def _check_k_fold(cfg: SweepConfig, config: str | None) -> None:
+    """The ensemble is fitted on the bags' out-of-fold predictions: a single-split sweep has none."""
+    if not cfg.cross_validated:
+        raise ConfigError(
+            f"{config or 'the bundled default sweep'}: cv_folds is {cfg.cv_folds}, but the main job fits its "
+            "ensemble on the out-of-fold predictions of group k-fold bags, so it needs cv_folds >= 2 (e.g. "
+            "cv_folds: 3); or run a single-split sweep with `lungsweep launch` and combine it with "
+            "`lungsweep ensemble`"
+        )
+
+
+def _check_data(cfg: SweepConfig) -> None:
+    """Discover the sweep's data and split it as every trial will (two classes, images, cv_folds groups per
+    class), without starting Ray; the hashes computed here are cached, so the sweep reuses them."""
+    from trainers.data import find_data, merge_duplicate_groups, split_dataset
+
+    base = cfg.base_train_config()  # progress off, as in every trial
+    found = find_data(base)
+    dataset = merge_duplicate_groups(found.dataset, found.duplicates, base)
+    split_dataset(dataset, val_fraction=base.val_fraction, holdout_fraction=base.holdout_fraction,
+                  seed=base.split_seed, usable=found.hashed.keep, cv_folds=base.cv_folds,
+                  describe=False)  # each trial describes its own split

@@ -138,3 +138,40 @@ def test_running_the_job_again_resumes_and_redoes_nothing(job):
     assert "resuming the sweep" in done.stdout
     assert "ensemble: already in" in done.stderr and "export: already in" in done.stderr
     assert time.monotonic() - started < job["seconds"]
+
+
+@pytest.fixture(scope="module")
+def manifest_job(tmp_path_factory, isolated_cache_dir):
+    """The main job on a CSV of path,label,group (the groups are patient ids the file names do not carry),
+    with a sweep.yaml whose train: names a data folder that --manifest replaces; as small as a job gets."""
+    root = tmp_path_factory.mktemp("manifest-job")
+    images = make_dataset(root / "images", groups_per_class=10, per_group=2, seed=9)
+    rows = ["path,label,group"] + [
+        f"{p.relative_to(root).as_posix()},{p.parent.name},patient-{p.parent.name}-{p.stem.split('%')[0]}"
+        for p in sorted(images.rglob("*.*"))
+    ]
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    config = sweep_yaml(
+        root / "s.yaml", root / "not-the-data", metric="val_auc", mode="max", cv_folds=2, num_samples=2,
+        max_concurrent=2, asha={"max_epochs": 1, "grace_period": 2, "reduction_factor": 2},
+        space={"lr": {"loguniform": [1e-3, 1e-2]}},
+    )
+    out = root / "out"
+    env = {**__import__("os").environ, "LUNGSWEEP_CACHE": str(isolated_cache_dir)}
+    done = subprocess.run([sys.executable, "-m", "lungsweep", "run", "--config", str(config), "--manifest",
+                           str(root / "labels.csv"), "--out", str(out), "--members", "2"],
+                          capture_output=True, text=True, env=env, timeout=600, cwd=root)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return {"root": root, "out": out}
+
+
+def test_the_main_job_runs_on_a_manifest(manifest_job):
+    root, out = manifest_job["root"], manifest_job["out"]
+    train = read_sweep(out / "sweep").train
+    assert train["manifest"] == str((root / "labels.csv").resolve()) and "data" not in train, "--manifest replaces train.data"
+    audit = json.loads((out / "sweep" / "audit.json").read_text())
+    assert audit["groups"]["rule"]["rule"] == "manifest", "the patients are the manifest's group column"
+    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    assert rows and all(Path(r["path"]).is_file() and not r["error"] for r in rows), \
+        "the example images are found relative to the manifest's folder"
+    assert all(Path(r["path"]).is_relative_to(root / "images") for r in rows)
