@@ -5,6 +5,7 @@
     metrics = evaluate("runs/ens", "new_patients/")
     export_model("runs/ens", "runs/model")              # one ONNX graph + manifest.json
     model = ExportedModel.load("runs/model")            # verified by sha256, run by onnxruntime
+    explain(load_explainable("runs/ens"), samples, "runs/explain")   # where the models look (Grad-CAM)
 
 Each folder has one owner of its names, writing and reading: ensemble_folder (ENS_DIR),
 artifact (MODEL_DIR); folders tells the kinds apart by asking the owners.
@@ -29,6 +30,9 @@ _EXPORTS = {
     "report_path": "ensemble_folder", "write_ensemble": "ensemble_folder",
     "EnsembleError": "errors",
     "evaluate": "evaluate",
+    "ExplainError": "cam", "EnsembleCam": "cam",
+    "MassShares": "border", "content_box": "border", "mass_shares": "border",
+    "explain": "explain", "load_explainable": "explain", "explain_section": "explain_section",
     "export_model": "export",
     "EnsembleGraph": "graph",
     "Candidates": "members", "Member": "members", "pick_members": "members", "select_members": "members",

@@ -34,16 +34,18 @@ from trainers.checkpoint import package_versions
 from trainers.loop import resolve_device
 
 from .audit_section import audit_block, audit_section
+from .combine import StackingEnsemble
 from .crossfit import check_crossfit, crossfit_splits
 from .ensemble_folder import is_ensemble_folder, write_ensemble
 from .errors import EnsembleError
+from .explain_section import explain_section
 from .members import Member, StoredPredictions, holdout_predictions, oof_predictions, select_members
 from .metrics import bootstrap_metrics
 from .model import model_margins
 from .pipeline import EnsemblePipeline
 from .report import ReportData
 from .settings import EnsembleSettings
-from .threshold import choose_threshold
+from .threshold import choose_threshold, sensitivity_bound
 
 __all__ = ["EnsembleSettings", "FittedEnsemble", "build_ensemble", "fit_ensemble"]
 
@@ -110,6 +112,8 @@ def fit_ensemble(run_dir: str | Path, settings: EnsembleSettings) -> FittedEnsem
         p_cal, p_unc, thresholds = crossfit["calibrated"], crossfit["uncalibrated"], crossfit["threshold"]
         metrics = crossfitted
         metrics["data"] = _statement_crossfit(fit_on, settings, bags)
+    metrics["operating_point"] = sensitivity_bound(fit_on.y, _threshold_proba(final, fit_on), final.threshold_,
+                                                   target_sensitivity=settings.target_sensitivity)
     metrics["fitted_on"] = {
         "combiner, calibrator, threshold": data_name,
         "images": len(fit_on.y), "groups": int(len(set(fit_on.groups))),
@@ -155,7 +159,7 @@ def fit_ensemble(run_dir: str | Path, settings: EnsembleSettings) -> FittedEnsem
         class_names=(negative, positive),
         provenance={**provenance, "numbers": metrics["data"]},
         sweep=candidates,
-        sections=(audit_section(metrics["data_audit"]),),
+        sections=(audit_section(metrics["data_audit"]), explain_section(members, scored_on, p_cal, thresholds, final, settings)),
     )
     return FittedEnsemble(members=members, pipeline=final, manifest=manifest, metrics=metrics,
                           predictions=predictions, report=report)
@@ -191,7 +195,7 @@ def cross_fit(
 
 
 class _Scorer:
-    """metrics.json blocks: every metric with its group-bootstrap interval."""
+    """metrics.json blocks: every metric with its bootstrap interval (ensemble.metrics.bootstrap_metrics)."""
 
     def __init__(self, settings: EnsembleSettings) -> None:
         self.settings = settings
@@ -265,6 +269,15 @@ def _with_tta(members: list[Member], preds: StoredPredictions, split: str, devic
     return StoredPredictions(ids=preds.ids, y=preds.y, groups=preds.groups, margins=np.stack(columns, axis=1))
 
 
+def _threshold_proba(final: EnsemblePipeline, preds: StoredPredictions) -> np.ndarray:
+    """The calibrated probabilities the deployed threshold was chosen on (EnsemblePipeline.fit, step 3)."""
+    if isinstance(final.combiner_, StackingEnsemble):
+        margins = final.combiner_.out_of_fold_predict_margin(preds.margins, preds.y, preds.groups)
+    else:
+        margins = final.combiner_.predict_margin(preds.margins)
+    return final.calibrator_.predict_proba(margins)
+
+
 def _statement_kfold(fit_on: StoredPredictions, holdout: StoredPredictions, settings: EnsembleSettings) -> str:
     return (
         f"Headline numbers: the deployed ensemble on the holdout split ({len(holdout.y)} images, "
@@ -273,9 +286,9 @@ def _statement_kfold(fit_on: StoredPredictions, holdout: StoredPredictions, sett
         f"predictions over the development pool ({len(fit_on.y)} images, {len(set(fit_on.groups))} groups): each "
         "image scored by the fold model that never saw its patient. Each member (a bag of fold models, margins "
         "averaged) is shown alone with its own probability and a threshold chosen on its out-of-fold part. "
-        f"95% intervals: {settings.n_boot} bootstrap resamples of groups. 'development_crossfit' in metrics.json "
-        f"is the same pipeline cross-fitted ({settings.n_splits} folds of groups) on the out-of-fold predictions: "
-        "optimistic, because the members were chosen by their out-of-fold metric."
+        f"'development_crossfit' in metrics.json is the same pipeline cross-fitted ({settings.n_splits} folds of "
+        "groups) on the out-of-fold predictions: optimistic, because the members were chosen by their out-of-fold "
+        "metric."
     )
 
 
@@ -288,8 +301,7 @@ def _statement_crossfit(preds: StoredPredictions, settings: EnsembleSettings, ba
     return (
         f"Every number is cross-fitted on {where}: {settings.n_splits} folds of groups, each scored by a pipeline "
         "(combiner, calibrator, threshold) fitted on the other folds, then pooled. Members' own numbers use their "
-        f"raw probabilities with a threshold chosen the same way. 95% intervals: {settings.n_boot} bootstrap "
-        "resamples of groups. The deployed ensemble is fitted on all of it."
+        "raw probabilities with a threshold chosen the same way. The deployed ensemble is fitted on all of it."
     )
 
 

@@ -39,6 +39,7 @@ class _RegistryNames(Sequence[str]):
 
 METHODS = _RegistryNames("ensemble.combine", "COMBINERS")
 CALIBRATIONS = _RegistryNames("ensemble.pipeline", "CALIBRATIONS")
+EXPLAIN_TARGETS = _RegistryNames("ensemble.explain", "TARGETS")
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -121,8 +122,8 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("audit", help="check a dataset's groups: duplicates, straddling copies, a source shortcut")
     p.add_argument("data", nargs="?", help="folder with one sub-folder per class")
     p.add_argument("--manifest", help="CSV with path,label[,group] instead of DATA")
-    p.add_argument("--out", help="audit.json to write (keys: see trainers/audit/report.py)")
-    p.add_argument("--html", help="a self-contained audit.html to write")
+    p.add_argument("--out", help="the audit.json file to write (keys: see trainers/audit/report.py)")
+    p.add_argument("--html", help="the self-contained audit.html file to write")
     p.add_argument("--group-regex", help="how to read groups from file names (default: the name up to its page/slice indices)")
     p.add_argument("--positive", help="name of the positive class folder")
     p.set_defaults(run=_run_audit)
@@ -208,7 +209,9 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tta", action="store_true", help="test-time augmentation: average each member over flips")
     p.add_argument("--target-sensitivity", type=float, help="threshold meeting this sensitivity (default: Youden's J)")
     p.add_argument("--folds", type=int, default=default.n_splits, help="cross-fitting folds over holdout groups")
-    p.add_argument("--bootstrap", type=int, default=default.n_boot, help="group-bootstrap resamples for the intervals")
+    p.add_argument("--bootstrap", type=int, default=default.n_boot,
+                   help="bootstrap resamples for the intervals (of patient groups when every class "
+                        "has enough, else of images)")
     p.set_defaults(run=_run_ensemble)
 
 
@@ -234,7 +237,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                                      "or a checkpoint folder (e.g. RUN/best)")
     p.add_argument("--data", required=True, help="folder with one sub-folder per class, named as in training")
     p.add_argument("--out", help="where to write metrics.json")
-    p.add_argument("--bootstrap", type=int, default=1000, help="group-bootstrap resamples for the intervals")
+    p.add_argument("--bootstrap", type=int, default=1000,
+                   help="bootstrap resamples for the intervals (of patient groups when every class "
+                        "has enough, else of images)")
     p.add_argument("--group-regex", help="how to read patient groups from file names (default: the name up to its "
                                          "page/slice indices)")
     p.set_defaults(run=_run_evaluate)
@@ -302,12 +307,48 @@ def _run_predict(args: argparse.Namespace) -> int:
         f"predicted {summary.predicted} image(s), {summary.positive} {model.positive} at threshold "
         f"{model.threshold:.4f}; wrote {where}", file=sys.stderr,
     )
-    if summary.bad:
-        print(f"{len(summary.bad)} image(s) could not be read (rows with an error, no probability):", file=sys.stderr)
-        for path, reason in summary.bad[:20]:
-            print(f"  {path}: {reason}", file=sys.stderr)
-        return 1
-    return 0
+    return _unreadable(summary.bad, "rows with an error, no probability")
+
+
+def _unreadable(bad: list[tuple[str, str]], rows: str) -> int:
+    """List the images that could not be read (the first 20) on stderr: exit status 1, else 0."""
+    if not bad:
+        return 0
+    print(f"{len(bad)} image(s) could not be read ({rows}):", file=sys.stderr)
+    for path, reason in bad[:20]:
+        print(f"  {path}: {reason}", file=sys.stderr)
+    return 1
+
+
+def _add_explain(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("explain", help="where the model looks: Grad-CAM overlays and the share of each map on the "
+                                       "image's border")
+    p.add_argument("source", help="ENS_DIR from `lungsweep ensemble`, a bag, or a checkpoint / `lungsweep train` run "
+                                  "folder (torch weights: an exported MODEL_DIR has none)")
+    p.add_argument("images", nargs="*", help="image files or folders (searched recursively); under class folders "
+                                             "named as in training, the summary is also per class and per outcome")
+    p.add_argument("--out", required=True, help="folder for overlays/, explanations.csv, summary.json, summary.csv")
+    p.add_argument("--target", choices=EXPLAIN_TARGETS, metavar="TARGET", default="decision",
+                   help="whose evidence is mapped: %(choices)s (default %(default)s: the class decided at the "
+                        "model's threshold)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.set_defaults(run=_run_explain)
+
+
+def _run_explain(args: argparse.Namespace) -> int:
+    from ensemble.explain import ExplainError, explain, format_summary, load_explainable, samples_of
+    from ensemble.predict import find_images
+
+    if not args.images:
+        raise ExplainError("nothing to explain: give image files or folders after SOURCE")
+    model = load_explainable(args.source, device=args.device)
+    result = explain(model, samples_of(find_images(args.images), model), args.out, target=args.target,
+                     batch_size=args.batch_size, source=args.source)
+    print(format_summary(result.summary))
+    print(f"explained {result.explained} image(s); wrote {Path(args.out) / 'explanations.csv'}, summary.json, "
+          f"summary.csv and overlays/")
+    return _unreadable(result.bad, "rows with an error, no map")
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
@@ -315,8 +356,12 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 
     default = EnsembleSettings()
     p = sub.add_parser("run", help="the whole job: sweep -> ensemble -> export -> predict, resumable")
-    p.add_argument("--data", required=True, help="dataset folder with one sub-folder per class")
-    p.add_argument("--out", required=True, help="folder for sweep/, ensemble/, model/ and predictions.csv")
+    dataset = p.add_mutually_exclusive_group(required=True)
+    dataset.add_argument("--data", help="dataset folder with one sub-folder per class")
+    dataset.add_argument("--manifest", help="CSV with path,label[,group] (paths relative to its folder) instead "
+                                            "of --data")
+    p.add_argument("--out", required=True, help="folder for sweep/, ensemble/, model/ and predictions.csv "
+                                                "(outside the data folder)")
     how = p.add_mutually_exclusive_group()
     how.add_argument("--quick", action="store_true", help="the bundled quick sweep (about 18 min on 2 CPU cores)")
     how.add_argument("--config", help="sweep.yaml or a bundled sweep name (default: the bundled default sweep)")
@@ -332,7 +377,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 def _run_main_job(args: argparse.Namespace) -> int:
     from lungsweep.job import MainJob, run_main_job
 
-    job = MainJob(data=args.data, out=Path(args.out), config="quick" if args.quick else args.config,
+    job = MainJob(out=Path(args.out), data=args.data, manifest=args.manifest,
+                  config="quick" if args.quick else args.config,
                   members=args.members, method=args.method, calibration=args.calibration, address=args.address)
     summary = run_main_job(job)
     print(summary)
@@ -341,7 +387,7 @@ def _run_main_job(args: argparse.Namespace) -> int:
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_run, _add_train, _add_audit, _add_launch, _add_results, _add_ensemble, _add_evaluate, _add_export,
-    _add_predict,
+    _add_predict, _add_explain,
 ]
 
 
@@ -355,15 +401,46 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # subcommands whose --out is a folder they create (the others write one file there)
-FOLDER_OUT = ("run", "train", "launch", "ensemble", "export")
+FOLDER_OUT = ("run", "train", "launch", "ensemble", "export", "explain")
+# the files the others write, by option: an existing folder there is named, not a traceback
+FILE_OUT = {"audit": {"out": "audit.json", "html": "audit.html"}, "evaluate": {"out": "metrics.json"},
+            "predict": {"out": "predictions.csv"}}
+# what a subcommand writes beside the class folders it reads (--data, audit's DATA): never inside them,
+# where the next command on that data would take it for a class folder or images
+BESIDE_DATA = {"run": ("out",), "train": ("out", "tensorboard"), "launch": ("out",), "audit": ("out", "html"),
+               "evaluate": ("out",)}
 
 
 def _check_out_folder(args: argparse.Namespace) -> None:
+    """Refuse what would be written in the wrong place, before anything is written."""
     from trainers.errors import ConfigError
 
     out = getattr(args, "out", None)
     if args.command in FOLDER_OUT and out and "://" not in str(out) and Path(out).exists() and not Path(out).is_dir():
         raise ConfigError(f"--out {out} is an existing file, not a folder; give a folder path (new or existing)")
+    for dest, name in FILE_OUT.get(args.command, {}).items():
+        path = getattr(args, dest, None)
+        if path and Path(path).is_dir():
+            raise ConfigError(f"--{dest} {path} is a folder, but --{dest} names the {name} file to write; "
+                              f"give a file path, e.g. {Path(path) / name}")
+    data = getattr(args, "data", None)
+    for dest in BESIDE_DATA.get(args.command, ()) if data else ():
+        path = getattr(args, dest, None)
+        if path and "://" not in str(path) and _inside(Path(path), Path(data)):
+            raise ConfigError(_inside_data(args.command, f"--{dest} {path}", Path(data), Path(path)))
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    path, folder = path.expanduser().resolve(), folder.expanduser().resolve()
+    return path == folder or folder in path.parents
+
+
+def _inside_data(command: str, option: str, data: Path, path: Path) -> str:
+    data = data.expanduser().resolve()
+    elsewhere = data.parent / "runs" / (path.name if path.expanduser().resolve() != data else "")
+    return (f"{option} is inside the data folder {data}: what lungsweep {command} writes there would be taken "
+            f"for a class folder or images by the next command that reads it; give a path outside it, "
+            f"e.g. {elsewhere}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -55,6 +55,8 @@ def test_the_main_job_writes_every_stage_and_says_where(job):
                  "ensemble/report.html", "model/model.onnx", "model/manifest.json", "predictions.csv"):
         assert (out / path).is_file(), path
     assert f"report: {out / 'ensemble' / 'report.html'}" in job["stdout"]
+    page = (out / "ensemble" / "report.html").read_text()
+    assert 'id="where-models-look"' in page and 'id="fig-explain-' in page, "the report shows where the models look"
     assert "scored on: holdout (untouched)" in job["stdout"]
     rows = list(csv.DictReader((out / "predictions.csv").open()))
     assert len(rows) == 8 and all(0.0 <= float(r["probability"]) <= 1.0 for r in rows)
