@@ -53,7 +53,7 @@ import torch.nn.functional as F  # noqa: E402
 from trainers import TrainConfig, train  # noqa: E402
 from trainers.augment import augment_batch  # noqa: E402
 from trainers.inference import Preprocessing, predict_margins, to_input  # noqa: E402
-from trainers.loop import resolve_device  # noqa: E402
+from trainers.inference import resolve_device  # noqa: E402
 from trainers.models.factory import create_model, optimizer_param_groups  # noqa: E402
 from trainers.data.prepare import PreparedData, prepare_data  # noqa: E402
 from trainers.models.pretrained import normalisation  # noqa: E402

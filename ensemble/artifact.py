@@ -20,9 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from trainers.data.discover import file_sha256
+from trainers.data import decode_image_sizes, file_sha256
 from trainers.errors import LungsweepError
-from trainers.data.images import decode_image_sizes
 from trainers.records import read_record_file
 
 __all__ = [

@@ -31,7 +31,7 @@ from scipy.special import expit
 from search.record import local_sweep, sweep_location
 from trainers import Preprocessing, TrainConfig, load_model, prepare_data
 from trainers.checkpoint import package_versions
-from trainers.loop import resolve_device
+from trainers.inference import resolve_device
 
 from .audit_section import audit_block, audit_section
 from .combine import StackingEnsemble
@@ -159,7 +159,8 @@ def fit_ensemble(run_dir: str | Path, settings: EnsembleSettings) -> FittedEnsem
         class_names=(negative, positive),
         provenance={**provenance, "numbers": metrics["data"]},
         sweep=candidates,
-        sections=(audit_section(metrics["data_audit"]), explain_section(members, scored_on, p_cal, thresholds, final, settings)),
+        sections=(audit_section(metrics["data_audit"]),
+                  explain_section(members, scored_on, p_cal, thresholds, final, settings)),
     )
     return FittedEnsemble(members=members, pipeline=final, manifest=manifest, metrics=metrics,
                           predictions=predictions, report=report)

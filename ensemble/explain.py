@@ -149,8 +149,7 @@ def decode_sample(sample: Sample, sizes: Sequence[int], window: Any) -> tuple[di
     """The sample at every size as the models saw it (decode_image), and the original's (width, height)."""
     from PIL import Image
 
-    from trainers.data.images import decode_image_sizes
-    from trainers.data.medical import is_medical, read_slice
+    from trainers.data import decode_image_sizes, is_medical, read_slice
 
     if sample.error is not None or sample.path is None:
         raise BadImageError(sample.name, sample.error or "no file")

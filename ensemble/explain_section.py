@@ -75,7 +75,7 @@ def choose_images(y: np.ndarray, p: np.ndarray, thresholds: np.ndarray, *, per_o
 
 def _body(members: Sequence[Member], scored_on: StoredPredictions, p: np.ndarray, thresholds: np.ndarray,
           pipeline: EnsemblePipeline, settings: EnsembleSettings) -> str:
-    from trainers.loop import resolve_device
+    from trainers.inference import resolve_device
 
     from .cam import EnsembleCam
     from .explain import explain_samples

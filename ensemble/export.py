@@ -27,8 +27,7 @@ from search.record import local_sweep, sweep_location
 from trainers import discover
 from trainers.atomic import atomic_dir
 from trainers.checkpoint import package_versions
-from trainers.data.discover import file_sha256
-from trainers.data.images import PREPROCESSING_VERSION, decode_image_sizes
+from trainers.data import PREPROCESSING_VERSION, decode_image_sizes, file_sha256
 from trainers.inference import shared_reading
 
 from .artifact import MODEL_FORMAT, ArtifactError, ExportedModel, is_model_folder, refuse_pickle, write_manifest

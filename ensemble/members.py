@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from search.config import oof_name
-from search.record import USABLE_STATUSES, fetch_checkpoint, read_record, read_results, read_sweep, trial_dir
+from search.record import USABLE_STATUSES, fetch_checkpoint, read_sweep_folder, trial_dir
 from trainers import LungsweepError, read_meta
 from trainers.bag import fold_checkpoints, is_bag, read_bag
 from trainers.checkpoint import META
@@ -72,8 +72,8 @@ class Candidates:
     """
 
     run_dir: Path
-    table: pd.DataFrame  # the ranked results (search.record.read_results)
-    record: dict[str, Any] | None  # the sweep record as written (search.record.read_record); None: see record_error
+    table: pd.DataFrame  # the ranked results (search.record.read_sweep_folder)
+    record: dict[str, Any] | None  # the sweep record as written; None: see record_error
     record_error: str | None  # why there is no record: search.record's message, naming the file and the remedy
     cross_validated: bool  # a k-fold sweep, whose members are bags
 
@@ -161,23 +161,12 @@ def select_members(
 
 def read_candidates(run_dir: str | Path) -> Candidates:
     """The sweep's ranked results (a named EnsembleError without them) and its record, where readable."""
-    run_dir = Path(run_dir)
     try:
-        table = read_results(run_dir)
-    except LungsweepError as e:
-        raise EnsembleError(str(e)) from e
-    try:
-        record, record_error = read_record(run_dir), None
+        folder = read_sweep_folder(run_dir)
     except LungsweepError as e:  # search.record's message names the missing file and the command that writes it
-        record, record_error = None, f"{e}."
-    return Candidates(run_dir, table, record, record_error, record is not None and _cross_validated(run_dir))
-
-
-def _cross_validated(run_dir: Path) -> bool:
-    try:
-        return read_sweep(run_dir).cross_validated
-    except LungsweepError:
-        return False  # a results table without a valid record (hand-made or edited): single split
+        raise EnsembleError(str(e)) from e
+    cross_validated = folder.config is not None and folder.config.cross_validated  # else: single split
+    return Candidates(Path(run_dir), folder.table, folder.record, folder.record_error, cross_validated)
 
 
 def _local_checkpoint(run_dir: Path, trial_id: str, recorded: str) -> Path:

@@ -91,7 +91,7 @@ class EnsembleModel:
     @classmethod
     def load(cls, folder: str | Path, *, device: str = "auto") -> "EnsembleModel":
         """An ensemble folder, or one checkpoint or bag folder (one member, no calibration, threshold 0.5)."""
-        from trainers.loop import resolve_device
+        from trainers.inference import resolve_device
 
         model = cls._load(Path(folder))
         model.device = resolve_device(device)

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Iterator, TextIO
 
 from trainers.atomic import atomic_file
-from trainers.data.discover import IMAGE_SUFFIXES
+from trainers.data import IMAGE_SUFFIXES, expand, is_medical
 from trainers.errors import BadImageError, DataError
-from trainers.data.medical import expand, is_medical
 from trainers.progress import progress_bar
 
 from .predictor import Predictor, decode_for, stack_for

@@ -15,8 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from trainers.data.discover import Dataset
-from trainers.data.images import decode_image_sizes, load_images
+from trainers.data import Dataset, decode_image_sizes, load_images
 
 from .folders import FolderKind, kind_of, run_checkpoint
 

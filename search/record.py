@@ -35,7 +35,7 @@ __all__ = [
     "BEST_CONFIG", "RESULTS_CSV", "RESULTS_PARQUET", "SWEEP_FILE", "SWEEP_ID", "USABLE_STATUSES",
     "is_sweep", "new_sweep_id", "read_record", "read_results", "read_sweep", "read_sweep_id", "study_name",
     "sweep_record", "trial_dir", "trial_dirname", "trial_status", "write_sweep", "local_sweep", "fetch_checkpoint",
-    "sweep_location", "check_same_sweep",
+    "sweep_location", "check_same_sweep", "sweep_config", "SweepFolder", "read_sweep_folder",
 ]
 
 SWEEP_FILE = "lungsweep_sweep.json"
@@ -81,7 +81,7 @@ def local_sweep(location: str | Path) -> Path:
     if not found:
         raise LungsweepError(f"{uri} holds no sweep ({SWEEP_FILE} or {RESULTS_PARQUET}); give the URI of a "
                              "launch's RUN_DIR (storage: URI in sweep.yaml, then the --out folder's name)")
-    from trainers.data.images import default_cache_dir
+    from trainers.data import default_cache_dir
 
     key = hashlib.sha256(uri.encode()).hexdigest()[:16]
     mirror = default_cache_dir() / "sweeps" / key / storage.basename(uri)
@@ -185,7 +185,11 @@ def check_same_sweep(cfg: SweepConfig, run_dir: str | Path) -> None:
 
 def read_sweep(run_dir: str | Path) -> SweepConfig:
     """The SweepConfig a sweep ran with, rebuilt and validated from SWEEP_FILE."""
-    record = read_record(run_dir)
+    return sweep_config(read_record(run_dir), run_dir)
+
+
+def sweep_config(record: dict[str, Any], run_dir: str | Path) -> SweepConfig:
+    """The SweepConfig of a sweep record already read from `run_dir` (read_record), validated."""
     raw = {k: v for k, v in record.items() if k not in ("space", SWEEP_ID)}
     space: dict[str, Any] = {}
     for spec in map(ParamSpec.from_record, record.get("space") or []):  # a hand-edited entry gets a named error
@@ -195,6 +199,31 @@ def read_sweep(run_dir: str | Path) -> SweepConfig:
         space[spec.name] = entry
     raw["space"] = space
     return parse_sweep_config(raw, source=str(storage.join(run_dir, SWEEP_FILE)))
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepFolder:
+    """What a reader of a finished sweep needs, read once: the ranked results and, where readable, the record."""
+
+    run_dir: Path
+    table: "pd.DataFrame"  # results.parquet, ranked
+    record: dict[str, Any] | None  # SWEEP_FILE as written; None: see record_error
+    record_error: str | None  # why there is no record: the missing or damaged file, and the command that writes it
+    config: SweepConfig | None  # the record rebuilt and validated; None when it is missing or does not validate
+
+
+def read_sweep_folder(run_dir: str | Path) -> SweepFolder:
+    """The results table (a named error without it), the record and its SweepConfig, each read once."""
+    table = read_results(run_dir)
+    try:
+        record = read_record(run_dir)
+    except LungsweepError as e:
+        return SweepFolder(Path(run_dir), table, None, f"{e}.", None)
+    try:
+        config = sweep_config(record, run_dir)
+    except LungsweepError:
+        config = None  # a hand-made or edited record: readers treat the sweep as single-split
+    return SweepFolder(Path(run_dir), table, record, None, config)
 
 
 def read_results(run_dir: str | Path) -> "pd.DataFrame":

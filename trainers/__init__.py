@@ -22,7 +22,7 @@ _EXPORTS = {
     "merge_duplicate_groups": "data.duplicates", "group_summary": "data.groups",
     "decode_image": "data.images", "decode_image_sizes": "data.images", "load_images": "data.images",
     "is_medical": "data.medical", "read_slice": "data.medical",
-    "Preprocessing": "inference", "predict_margins": "inference", "sigmoid": "inference",
+    "Preprocessing": "inference", "predict_margins": "inference", "resolve_device": "inference", "sigmoid": "inference",
     "EpochReport": "loop", "TrainResult": "loop", "train": "loop",
     "create_model": "models.factory",
     "PreparedData": "data.prepare", "prepare_data": "data.prepare",

@@ -10,7 +10,19 @@ import numpy as np
 import torch
 from scipy.special import expit
 
-__all__ = ["Preprocessing", "mixed_precision_dtype", "shared_reading", "to_input", "predict_margins", "sigmoid"]
+from .errors import ConfigError
+
+__all__ = ["Preprocessing", "mixed_precision_dtype", "resolve_device", "shared_reading", "to_input", "predict_margins",
+           "sigmoid"]
+
+
+def resolve_device(name: str) -> torch.device:
+    """The device for training and inference: "auto" (CUDA when torch sees a GPU, else the CPU), "cpu", "cuda:N"."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"'device' {name!r} asked for, but torch sees no CUDA GPU; use device: cpu or auto")
+    return torch.device(name)
 
 
 @dataclass(frozen=True)

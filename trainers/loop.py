@@ -22,7 +22,7 @@ from .augment import augment_batch
 from .checkpoint import load_train_state, load_weights, package_versions, read_meta, save_checkpoint
 from .config import TrainConfig
 from .errors import ConfigError
-from .inference import Preprocessing, mixed_precision_dtype, predict_margins, sigmoid, to_input
+from .inference import Preprocessing, mixed_precision_dtype, predict_margins, resolve_device, sigmoid, to_input
 from .metrics import binary_metrics
 from .models.factory import create_model, optimizer_param_groups, set_trainable
 from .data.prepare import PreparedData, prepare_data
@@ -31,7 +31,7 @@ from .progress import progress_bar
 from .run_folder import (BEST, LAST, check_resumable, resume_point, write_config, write_history, write_metrics,
                          write_skipped)
 
-__all__ = ["EpochReport", "TrainResult", "train", "resolve_device"]
+__all__ = ["EpochReport", "TrainResult", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +53,6 @@ class TrainResult:
     epochs_run: int
     stop_reason: str
     history: list[dict[str, float]] = field(default_factory=list)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"'device' {name!r} asked for, but torch sees no CUDA GPU; use device: cpu or auto")
-    return torch.device(name)
 
 
 def train(

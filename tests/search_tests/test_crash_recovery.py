@@ -1,6 +1,6 @@
 """A sweep killed (SIGKILL, the whole process tree) after every reported epoch still finishes every trial.
 
-Issue 14: Tune deletes surplus checkpoints before its experiment snapshot records the
+Tune deletes surplus checkpoints before its experiment snapshot records the
 newer one, so a hard crash could leave a trial whose recorded checkpoint is gone.
 """
 from __future__ import annotations

@@ -68,7 +68,7 @@ def test_a_crashing_trial_is_retried_from_its_checkpoint_and_finishes(local_ray,
 
 
 def test_a_snapshot_tune_cannot_restore_is_refused_not_started_over(local_ray, tmp_path, synthetic_data):
-    """Issue 14 (seen in CI): Tune catches a failed restore and starts the sweep afresh; lungsweep refuses."""
+    """Tune catches a failed restore and starts the sweep afresh; lungsweep refuses."""
     from search.snapshot import SnapshotError
 
     cfg = load_sweep_config(sweep_yaml(tmp_path / "s.yaml", synthetic_data, num_samples=2, max_concurrent=1,

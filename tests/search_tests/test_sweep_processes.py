@@ -112,7 +112,7 @@ def reports(run_dir: Path) -> dict[str, list[dict]]:
 
 
 def test_a_node_that_joins_late_runs_trials_and_its_loss_costs_no_trial(tmp_path, isolated_cache):
-    """Issue 14: a worker that joins after launch (an autoscaled one) checks storage and decodes in its
+    """A worker that joins after launch (an autoscaled one) checks storage and decodes in its
     first trial; killing its raylet mid-trial retries that trial on the head from its last checkpoint."""
     from tests_support import make_dataset
 

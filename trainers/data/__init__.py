@@ -22,7 +22,7 @@ _EXPORTS = {
     "group_summary": "groups", "group_warnings": "groups",
     "DecodedImages": "images", "PREPROCESSING_VERSION": "images", "cache_key": "images", "decode_image": "images",
     "decode_image_sizes": "images", "default_cache_dir": "images", "load_images": "images",
-    "is_medical": "medical", "read_slice": "medical",
+    "expand": "medical", "is_medical": "medical", "read_slice": "medical",
     "FoundData": "prepare", "PreparedData": "prepare", "find_data": "prepare", "prepare_data": "prepare",
     "SPLITS": "splits", "Split": "splits", "split_dataset": "splits",
 }
