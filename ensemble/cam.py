@@ -39,7 +39,6 @@ class ExplainError(EnsembleError):
     """What `lungsweep explain` cannot explain as given (a source without torch weights, no images), and why."""
 
 
-
 @dataclass(frozen=True)
 class CamLayer:
     """Where a network is mapped: `layer`'s output, on the way `forward` computes the logits."""
