@@ -3,10 +3,14 @@
 Both sides train the same model on the same prepared (decoded, cached, split) data,
 prepared once and shared, with the same batch size, number of steps, optimizer (AdamW
 over the same parameter groups, lr and weight decay), augmentation, `to_input`
-preprocessing, label-smoothed cross entropy, gradient clipping, AMP / channels_last
-settings (on CUDA) and seeds. What the bare loop leaves out is the trainer's own
+preprocessing, label-smoothed cross entropy, gradient clipping, AMP (on CUDA), channels_last
+memory format and seeds. What the bare loop leaves out is the trainer's own
 bookkeeping: the per-step LR schedule, the progress hook, the running loss, the
 per-epoch freeze / batch-norm pass, metrics, checkpoints and history files.
+
+A third side, "before", is the bare loop in contiguous NCHW: the loop as lungsweep ran
+it on the CPU before 2026-12-02 (on CUDA it was channels_last already). trainer / before
+is the training speed-up that the channels_last memory format brought (goal on CPU >= 1.5x).
 
 Two figures per side:
 
@@ -154,7 +158,8 @@ def run_trainer(cfg: TrainConfig, data: PreparedData, out_dir: Path) -> RunTimin
 # --- the bare side: the same training, written out by hand -----------------------------
 
 
-def run_bare(cfg: TrainConfig, data: PreparedData) -> RunTiming:
+def run_bare(cfg: TrainConfig, data: PreparedData, *, channels_last: bool = True) -> RunTiming:
+    """channels_last=False: the loop as lungsweep ran it on the CPU before 2026-12-02 (contiguous NCHW)."""
     t_start = time.perf_counter()
     device = resolve_device(cfg.device)
     cuda = device.type == "cuda"
@@ -178,7 +183,7 @@ def run_bare(cfg: TrainConfig, data: PreparedData) -> RunTiming:
     mean, std = normalisation(model)
     prep = Preprocessing(image_size=cfg.image_size, mean=mean, std=std)
     model.to(device)
-    if cuda:
+    if channels_last:  # as loop.py does on every device
         model.to(memory_format=torch.channels_last)
     # the trainer's weight-decay parameter groups: part of the recipe, not of the loop
     optimizer = torch.optim.AdamW(optimizer_param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -195,7 +200,7 @@ def run_bare(cfg: TrainConfig, data: PreparedData) -> RunTiming:
         for batch_idx in order:
             td = time.perf_counter()
             idx = batch_idx.to(device)
-            x = to_input(train_images[idx], prep, device, channels_last=cuda)
+            x = to_input(train_images[idx], prep, device, channels_last=channels_last)
             x = augment_batch(x, strength=cfg.aug_strength, hflip=cfg.hflip, vflip=cfg.vflip, generator=gen)
             target = train_labels[idx]
             data_seconds += time.perf_counter() - td
@@ -214,8 +219,10 @@ def run_bare(cfg: TrainConfig, data: PreparedData) -> RunTiming:
         for images in (val_images, holdout_images):
             predict_margins(model, images, prep, device=device, batch_size=cfg.eval_batch_size,
                             autocast_dtype=amp_dtype)
+        if not channels_last:  # predict_margins stores the weights channels_last: train on as before
+            model.to(memory_format=torch.contiguous_format)
         epochs.append(EpochTiming(order.numel(), train_seconds, data_seconds, time.perf_counter() - te))
-    return RunTiming("bare", epochs, time.perf_counter() - t_start)
+    return RunTiming("bare" if channels_last else "before", epochs, time.perf_counter() - t_start)
 
 
 # --- running and reporting ------------------------------------------------------------
@@ -254,14 +261,15 @@ def print_header(args: argparse.Namespace, cfg: TrainConfig, data: PreparedData)
 def print_report(runs: list[RunTiming]) -> None:
     trainer = max((r for r in runs if r.side == "trainer"), key=RunTiming.images_per_second)
     bare = max((r for r in runs if r.side == "bare"), key=RunTiming.images_per_second)
-    for side in ("trainer", "bare"):
+    before = max((r for r in runs if r.side == "before"), key=RunTiming.images_per_second)
+    for side in ("trainer", "bare", "before"):
         figures = " ".join(f"{r.images_per_second():.1f}" for r in runs if r.side == side)
         print(f"{side} images/s per repeat: {figures}")
     print()
     ratio = trainer.images_per_second() / bare.images_per_second()
     print(f"{'side':8} {'images/s':>9} {'ratio':>6} {'data share':>11} {'train s':>8} "
           f"{'eval s':>7} {'other s':>8} {'end-to-end s':>13}")
-    for run, r in ((trainer, ratio), (bare, 1.0)):
+    for run, r in ((trainer, ratio), (bare, 1.0), (before, before.images_per_second() / bare.images_per_second())):
         print(f"{run.side:8} {run.images_per_second():9.1f} {r:6.3f} {run.data_share():11.1%} "
               f"{run.train_seconds():8.2f} {run.eval_seconds():7.2f} {run.other_seconds():8.2f} "
               f"{run.wall_seconds:13.2f}")
@@ -269,6 +277,9 @@ def print_report(runs: list[RunTiming]) -> None:
     print(" that run, all epochs; other = setup, plus checkpoints and history files for the trainer)")
     print()
     print(f"ratio {ratio:.2f} (goal >= 0.97); data loading {trainer.data_share():.1%} of step time (goal < 5%)")
+    speedup = trainer.images_per_second() / before.images_per_second()
+    print(f"trainer against the loop before 2026-12-02 (bare, contiguous NCHW; on CUDA that loop was channels_last "
+          f"already): {speedup:.2f}x (goal on CPU >= 1.5x)")
 
 
 def benchmark(args: argparse.Namespace, data_dir: Path, workdir: Path, cache_dir: Path | None) -> None:
@@ -279,6 +290,7 @@ def benchmark(args: argparse.Namespace, data_dir: Path, workdir: Path, cache_dir
     for i in range(args.repeats):
         runs.append(run_trainer(cfg, data, workdir / f"run{i}"))
         runs.append(run_bare(cfg, data))
+        runs.append(run_bare(cfg, data, channels_last=False))
     print_report(runs)
 
 

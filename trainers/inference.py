@@ -97,7 +97,6 @@ def mixed_precision_dtype(device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if major >= 8 else torch.float16
 
 
-@torch.inference_mode()
 def predict_margins(
     model: torch.nn.Module,
     images: np.ndarray | torch.Tensor,
@@ -113,14 +112,22 @@ def predict_margins(
     and output 0 the other, whatever the folders' sort order. sigmoid(margin) is the
     softmax probability of the positive class; temperature scaling divides the margin.
     """
-    model.eval()
-    channels_last = device.type == "cuda"
+    # weights and inputs channels_last on every device: EfficientNet-Lite0 predicts 1.7x faster on 2 CPU cores
+    # (channels_last inputs alone gain nothing); the weights keep their values, only their layout changes. Outside
+    # inference mode: weights relaid out inside it could not be trained or explained (Grad-CAM) afterwards.
+    model.eval().to(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        return _margins(model, images, prep, device=device, batch_size=batch_size, autocast_dtype=autocast_dtype)
+
+
+def _margins(model: torch.nn.Module, images: np.ndarray | torch.Tensor, prep: Preprocessing, *,
+             device: torch.device, batch_size: int, autocast_dtype: torch.dtype | None) -> np.ndarray:
     out = []
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size]
         if isinstance(batch, np.ndarray):  # a copy per batch: cached arrays are read-only memory maps
             batch = torch.from_numpy(np.array(batch))
-        x = to_input(batch, prep, device, channels_last=channels_last)
+        x = to_input(batch, prep, device, channels_last=True)
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None), \
                 _tf32(device, allowed=autocast_dtype is not None):
             logits = model(x).float()

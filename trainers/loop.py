@@ -112,9 +112,8 @@ def train(
         info = load_pretrained(model, cfg.model, weights_file=cfg.pretrained_file)
         pretrained_source, mean, std = info.source, info.mean, info.std
     prep = Preprocessing(image_size=cfg.image_size, mean=mean, std=std, window=cfg.window, slices=cfg.slices)
-    model.to(device)
-    if cuda:
-        model.to(memory_format=torch.channels_last)
+    # channels_last on every device: on 2 CPU cores too a training step runs 1.4x faster (bench_trainer.py)
+    model.to(device, memory_format=torch.channels_last)
 
     # 4. optimizer and a per-step cosine schedule with warmup
     steps_per_epoch = max(1, len(split.train) // cfg.batch_size)
@@ -182,7 +181,7 @@ def train(
         for batch_idx in progress_bar(order, total=len(order), desc=f"epoch {epoch + 1}", enabled=cfg.progress):
             td = time.perf_counter()
             idx = batch_idx.to(device)
-            x = to_input(train_images[idx], prep, device, channels_last=cuda)
+            x = to_input(train_images[idx], prep, device, channels_last=True)
             x = augment_batch(x, strength=cfg.aug_strength, hflip=cfg.hflip, vflip=cfg.vflip, generator=gen)
             target = train_labels[idx]
             data_seconds += time.perf_counter() - td
