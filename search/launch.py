@@ -10,7 +10,6 @@ from typing import Any
 import optuna
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
-from ray.tune.search.optuna import OptunaSearch
 
 from trainers import ConfigError, LungsweepError
 from trainers.audit import AUDIT_FILE, audit_into, format_audit
@@ -21,6 +20,7 @@ from .config import SweepConfig
 from .progress import SweepProgress
 from .recovery import FailOrphanedProposals, RecoverCheckpoints
 from .record import check_same_sweep, new_sweep_id, read_sweep_id, study_name, trial_dirname, write_sweep
+from .searcher import OptunaSearchWithPruning
 from .results import results_table, save_results, format_table
 from . import snapshot
 from .space import suggest
@@ -106,7 +106,8 @@ def _new_tuner(cfg: SweepConfig, trainable: Any, storage_path: str, name: str, r
     # a record without Tune state (a crash before Tune's first snapshot) keeps its id, so its study too
     sweep_id = read_sweep_id(run_dir) or new_sweep_id()
     sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=cfg.startup_trials)
-    searcher = OptunaSearch(
+    searcher = OptunaSearchWithPruning(  # a trial ASHA or the budget cut short is told to Optuna as pruned
+        cv_folds=cfg.cv_folds,
         space=functools.partial(_define_by_run, specs=cfg.space, fixed=cfg.base_train_config().to_dict()),
         metric=cfg.searcher_metric,
         mode=cfg.mode,

@@ -26,6 +26,16 @@ def test_local_sweep_with_asha_ranks_trials_and_the_best_checkpoint_predicts(
     assert set(table.status) <= {"completed", "stopped"}
     stopped = table[table.status == "stopped"]
     assert len(stopped) >= 1 and (stopped.epochs < 4).all(), "ASHA stopped some trials early"
+    # TPE learns a stopped trial as pruned at the epoch it reached, not as a finished one
+    study = saved_study(tmp_path / "sweep")
+    state_by_lr = {t.params["lr"]: t.state.name for t in study.get_trials(deepcopy=False)}
+    expected = {lr: "PRUNED" if status == "stopped" else "COMPLETE"
+                for lr, status in zip(table["config/lr"], table.status)}
+    assert state_by_lr == expected
+    pruned = [t for t in study.get_trials(deepcopy=False) if t.state.name == "PRUNED"]
+    for t in pruned:  # valued at the last epoch it reached, which TPE sets below the finished trials
+        epochs = sorted(t.intermediate_values)
+        assert 1 <= len(epochs) < 4 and t.value == t.intermediate_values[epochs[-1]], (t.number, t.intermediate_values)
     assert table.best_metric.is_monotonic_increasing  # ranked, val_loss: lower is better
     for name in ("results.csv", "results.parquet", "best_config.yaml"):
         assert (tmp_path / "sweep" / name).is_file()
@@ -87,3 +97,13 @@ def test_a_snapshot_tune_cannot_restore_is_refused_not_started_over(local_ray, t
     assert sorted(out.glob("experiment_state-*.json")) == states, "the refused resume wrote a snapshot"
     searcher.write_bytes(whole)
     assert load_results(out).trial_id.tolist() == launch(cfg, out).trial_id.tolist()
+
+
+def saved_study(run_dir):
+    """The Optuna study as the sweep's searcher saved it with Tune's snapshot."""
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    searcher = ConcurrencyLimiter(OptunaSearch(), max_concurrent=1)
+    searcher.restore_from_dir(str(run_dir))
+    return searcher.searcher._ot_study
