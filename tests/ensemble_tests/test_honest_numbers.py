@@ -109,7 +109,7 @@ def test_evaluate_on_a_folder_named_by_class_and_number_is_honest(model_dir: Pat
     for name in METRIC_NAMES:
         entry = metrics[name]
         if entry["ci_low"] is None:
-            assert metrics["interval"]["missing"][name] and f"no interval: " in text, name
+            assert metrics["interval"]["missing"][name] and "no interval: " in text, name
         else:
             assert entry["ci_low"] < entry["ci_high"], (name, entry)
             assert entry["ci_low"] <= entry["value"] <= entry["ci_high"], (name, entry)
