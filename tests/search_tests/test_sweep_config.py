@@ -90,3 +90,16 @@ def test_split_settings_are_fixed_under_train_and_name_real_training_settings():
                               "space": {"lr": {"loguniform": [1e-4, 1e-2]}}, "first_trials": [{"lr": 1e-3}]})
     base = cfg.base_train_config()
     assert (base.split_seed, base.val_fraction, base.merge_duplicates) == (3, 0.2, False)
+
+
+def test_default_sweep_holds_the_plain_recipe_and_starts_on_every_backbone() -> None:
+    cfg = load_sweep_config("default")
+    space = {s.name: s for s in cfg.space}
+    assert 0.0 in space["aug_strength"].values and 0 in space["freeze_epochs"].values
+    assert 0.0 in space["label_smoothing"].values and space["lr"].values[0] <= 3e-4
+    assert {t["model"] for t in cfg.first_trials} == set(space["model"].values)
+    plainest = cfg.first_trials[0]
+    assert (plainest["aug_strength"], plainest["freeze_epochs"], plainest["label_smoothing"]) == (0.0, 0, 0.0)
+    for trial in cfg.first_trials:  # each first trial is a full point of the space
+        assert set(trial) == set(space)
+        TrainConfig.from_dict({**cfg.base_train_config().to_dict(), **trial})
