@@ -10,7 +10,7 @@ from trainers import discover
 from trainers.atomic import atomic_write_text
 
 from .errors import EnsembleError
-from .metrics import METRIC_NAMES, bootstrap_metrics
+from .metrics import METRIC_NAMES, bootstrap_metrics, which_estimate
 from .predictor import load_predictor, proba_for_dataset
 
 __all__ = ["evaluate", "format_metrics"]
@@ -54,20 +54,28 @@ def evaluate(
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:
-    """The metrics table for a terminal: a metric without an interval shows why instead (metrics["interval"])."""
+    """The metrics table for a terminal: a metric without an interval shows why instead (metrics["interval"]).
+
+    Where the metrics have a development cross-fit (a k-fold job's ensemble), it stands beside
+    the holdout, each with its size, and a line says which is the larger-sample estimate.
+    """
     interval = metrics.get("interval", {})
-    missing = interval.get("missing", {})
-    lines = [f"{'metric':<21} {'value':>7}   {interval.get('confidence', 0.95):.0%} interval"]
+    crossfit = metrics.get("development_crossfit")
+    columns = [("value", metrics)] if crossfit is None else [
+        (f"holdout, {metrics['n']} images", metrics), (f"development cross-fit, {crossfit['n']} images", crossfit)]
+    width = max(31, *(len(title) + 2 for title, _ in columns))
+    lines = [(f"{'metric':<21} " + "".join(f"{title:<{width}}" for title, _ in columns)
+              + ("" if crossfit is not None else f"{interval.get('confidence', 0.95):.0%} interval")).rstrip()]
     for name in METRIC_NAMES:
-        m = metrics[name]
-        shown = (f"[{m['ci_low']:.4f}, {m['ci_high']:.4f}]" if m.get("ci_low") is not None
-                 else f"no interval: {missing.get(name, 'not computed')}")
-        lines.append(f"{name:<21} {m['value']:7.4f}   {shown}")
+        lines.append(f"{name:<21} " + "".join(f"{_cell(block, name):<{width}}" for _, block in columns).rstrip())
     if metrics.get("threshold") is not None:
         lines.append(f"{'threshold':<21} {metrics['threshold']:7.4f}")
-    lines.append(f"{'n':<21} {metrics['n']:7d}")
+    if crossfit is None:
+        lines.append(f"{'n':<21} {metrics['n']:7d}")
     if "statement" in interval:
         lines.append(interval["statement"])
+    if crossfit is not None:
+        lines.append(which_estimate(metrics["n"], crossfit["n"]))
     measures = metrics.get("calibration_measures")
     if measures:
         lines.append(f"ece over {measures['ece_bins']} {measures['ece_bin_rule']}; calibration slope and intercept: "
@@ -75,3 +83,11 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     if "operating_point" in metrics:
         lines.append(metrics["operating_point"]["statement"])
     return "\n".join(lines)
+
+
+def _cell(block: dict[str, Any], name: str) -> str:
+    m = block[name]
+    if m.get("ci_low") is not None:
+        return f"{m['value']:7.4f} [{m['ci_low']:.4f}, {m['ci_high']:.4f}]"
+    why = block.get("interval", {}).get("missing", {}).get(name, "not computed")
+    return f"{m['value']:7.4f} no interval: {why}"

@@ -59,7 +59,7 @@ from .errors import EnsembleError
 __all__ = [
     "CALIBRATION_LINE", "ECE_BIN_RULE", "MIN_DEFINED_SHARE", "MIN_GROUPS_PER_CLASS", "METRIC_NAMES",
     "bootstrap_metrics", "clinical_metrics", "ece_bin_count", "ece_bins", "ece_edges", "expected_calibration_error",
-    "interval_unit", "metric_text",
+    "interval_unit", "metric_text", "which_estimate",
 ]
 
 # A group bootstrap needs this many groups in each class; with fewer, images are resampled within each class.
@@ -352,3 +352,12 @@ def metric_text(block: dict[str, Any], name: str, digits: int = 3) -> str:
         return f"{m['value']:.{digits}f} [{m['ci_low']:.{digits}f}, {m['ci_high']:.{digits}f}]"
     why = block.get("interval", {}).get("missing", {}).get(name, "not computed")
     return f"{m['value']:.{digits}f} (no interval: {why})"
+
+
+def which_estimate(n_holdout: int, n_crossfit: int) -> str:
+    """Which of a k-fold job's two estimates to lean on, in words (the terminal's and the report's)."""
+    larger = "development cross-fit" if n_crossfit > n_holdout else "holdout"
+    return (f"The {larger} is the larger-sample estimate ({max(n_crossfit, n_holdout)} vs "
+            f"{min(n_crossfit, n_holdout)} images). The holdout is the untouched one: no training, selection or "
+            "fitting step saw it. The cross-fit reuses the out-of-fold predictions the members were chosen on, so "
+            "it leans optimistic.")

@@ -36,7 +36,7 @@ from . import figures
 from ._checks import check_labels, check_member_matrix, check_probabilities
 from .errors import EnsembleError
 from .figures import ALT, CAPTIONS, TITLES, FigureSkipped, png_data_uri
-from .metrics import METRIC_NAMES, metric_text
+from .metrics import METRIC_NAMES, metric_text, which_estimate
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -84,6 +84,7 @@ class ReportData:
     decisions: np.ndarray  # (n,) 0/1 out-of-fold decisions at the threshold(s) used
     threshold: float  # the final ensemble's threshold
     metrics: dict  # {"ensemble": bootstrap layout, "ensemble_uncalibrated": ..., "members": {id: ...}}
+    #                and, for a k-fold job scored on its holdout, "development_crossfit": the out-of-fold estimate
     class_names: tuple[str, str]  # (negative, positive)
     provenance: dict  # sweep dir, fingerprint, versions, holdout size; "numbers": which data produced them
     # the sweep as ensemble.members read it (select_members, read_candidates), for history, importance and
@@ -204,8 +205,14 @@ def _statement(provenance: dict) -> str:
 
 
 def _headline_section(data: ReportData) -> str:
-    columns = [("ensemble", f"ensemble ({data.calibration})", data.metrics["ensemble"]),
-               ("ensemble_uncalibrated", "ensemble before calibration", data.metrics["ensemble_uncalibrated"])]
+    crossfit = data.metrics.get("development_crossfit")
+    columns = [("ensemble", f"ensemble ({data.calibration})", data.metrics["ensemble"])]
+    if crossfit is not None:  # the larger-sample estimate, beside the untouched one
+        columns[0] = ("ensemble", f"ensemble ({data.calibration}) on the holdout, {data.metrics['ensemble']['n']} "
+                                  "images", data.metrics["ensemble"])
+        columns.append(("development-crossfit", f"ensemble, development cross-fit, {crossfit['n']} images "
+                                                "(out-of-fold)", crossfit))
+    columns.append(("ensemble_uncalibrated", "ensemble before calibration", data.metrics["ensemble_uncalibrated"]))
     columns += [(f"member-{m}", f"member {m}", data.metrics["members"][m])
                 for m in data.member_ids if m in data.metrics["members"]]
     head = "".join(f'<th scope="col" data-key="{_esc(key)}">{_esc(label)}</th>' for key, label, _ in columns)
@@ -222,7 +229,7 @@ def _headline_section(data: ReportData) -> str:
     why = "".join(f'<li value="{k}">{_esc(reason)}</li>' for reason, k in notes.items())
     return (
         "<h2>Headline metrics</h2>\n"
-        f'<div class="statement">{_statement(data.provenance)}{_how_measured(data.metrics["ensemble"])}'
+        f'<div class="statement">{_statement(data.provenance)}{_which(data)}{_how_measured(data.metrics["ensemble"])}'
         "<p>Each cell: value [95% interval]; a numbered note where there is no interval says why. brier, nll and "
         "ece: lower is better; calibration_slope: 1 is perfect; calibration_intercept: 0 is perfect; every other "
         "metric: higher is better. threshold: the one each model deploys (cross-fitted decisions used each fold's "
@@ -231,6 +238,13 @@ def _headline_section(data: ReportData) -> str:
         f"<tbody>{''.join(rows)}</tbody></table></div>"
         + (f'<ol id="no-interval" class="why">{why}</ol>' if why else "")
     )
+
+
+def _which(data: ReportData) -> str:
+    crossfit = data.metrics.get("development_crossfit")
+    if crossfit is None:
+        return ""
+    return f'<p id="which-estimate">{_esc(which_estimate(data.metrics["ensemble"]["n"], crossfit["n"]))}</p>'
 
 
 def _how_measured(block: dict) -> str:
