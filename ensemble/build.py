@@ -34,6 +34,7 @@ from trainers.checkpoint import package_versions
 from trainers.inference import resolve_device
 
 from .audit_section import audit_block, audit_section
+from .bag_spread import as_shipped, spread_on_holdout
 from .combine import StackingEnsemble
 from .crossfit import check_crossfit, crossfit_splits
 from .ensemble_folder import is_ensemble_folder, write_ensemble
@@ -84,6 +85,9 @@ def fit_ensemble(run_dir: str | Path, settings: EnsembleSettings) -> FittedEnsem
         device = resolve_device(settings.device)
         fit_on = _with_tta(members, fit_on, "oof" if bags else "holdout", device)
         holdout = _with_tta(members, holdout, "holdout", device) if holdout is not None else None
+    spread = None
+    if bags:  # fit for the bag's mean margin, which is what ships (ensemble.bag_spread)
+        fit_on, spread = as_shipped(fit_on, members, settings.fold_noise_share)
     classes = members[0].meta["classes"]
     positive = members[0].meta["positive"]
     negative = next(c for c in classes if c != positive)
@@ -120,6 +124,8 @@ def fit_ensemble(run_dir: str | Path, settings: EnsembleSettings) -> FittedEnsem
         "scored_on": "holdout (untouched)" if holdout is not None else f"{data_name}, cross-fitted",
     }
     metrics["data_audit"] = audit_block(run_dir, members[0].config)
+    if spread is not None:
+        metrics["bag_spread"] = {**spread, "on_holdout": spread_on_holdout(members, settings.fold_noise_share)}
     provenance = _provenance(run_dir, members, fit_on, holdout)
     manifest = {
         "kind": "ensemble",
@@ -134,6 +140,7 @@ def fit_ensemble(run_dir: str | Path, settings: EnsembleSettings) -> FittedEnsem
         "preprocessing": {m.trial_id: m.meta["preprocessing"] for m in members},
         "pipeline": final.to_dict(),
         "threshold": final.threshold_,
+        "fitted_for_bag_means": spread,
         "provenance": provenance,
     }
     predictions = pd.DataFrame({
@@ -167,7 +174,7 @@ def fit_ensemble(run_dir: str | Path, settings: EnsembleSettings) -> FittedEnsem
                           predictions=predictions, report=report)
 
 
-_NOT_HEADLINE = ("uncalibrated", "members", "data", "development_crossfit", "fitted_on", "data_audit")
+_NOT_HEADLINE = ("uncalibrated", "members", "data", "development_crossfit", "fitted_on", "data_audit", "bag_spread")
 
 
 def cross_fit(

@@ -17,8 +17,16 @@ class EnsembleSettings:
     members: int = 5  # the top N usable trials (ignored when `trials` names them)
     trials: tuple[str, ...] = ()
     tta: bool = False
+    fold_noise_share: float = 0.0  # ensemble.bag_spread; 0: bench_calibration found no gain from 0.13 or 0.26
     target_sensitivity: float | None = None
     n_splits: int = 5
     n_boot: int = 1000
     seed: int = 0
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.fold_noise_share < 1.0:
+            from .errors import EnsembleError
+
+            raise EnsembleError(f"fold noise share {self.fold_noise_share} must be in [0, 1): the share of a fold "
+                                "model's margin variance that averaging the folds reduces (0 turns the correction off)")

@@ -17,8 +17,9 @@ import pytest
 from tests_support import lungsweep, make_dataset, new_images, sweep_yaml
 
 from ensemble.artifact import ExportedModel
-from ensemble.build import EnsembleSettings, build_ensemble
-from ensemble.members import pick_members
+from ensemble.build import EnsembleSettings, build_ensemble, fit_ensemble
+from ensemble.members import holdout_predictions, oof_predictions, pick_members
+from ensemble.pipeline import EnsemblePipeline
 from ensemble.metrics import METRIC_NAMES
 from ensemble.predictor import load_predictor
 from search import read_sweep
@@ -57,6 +58,12 @@ def test_the_main_job_writes_every_stage_and_says_where(job):
     assert f"report: {out / 'ensemble' / 'report.html'}" in job["stdout"]
     page = (out / "ensemble" / "report.html").read_text()
     assert 'id="where-models-look"' in page and 'id="fig-explain-' in page, "the report shows where the models look"
+    metrics = json.loads((out / "ensemble" / "metrics.json").read_text())
+    n_holdout, n_crossfit = metrics["n"], metrics["development_crossfit"]["n"]
+    for shown in (job["stdout"], page):  # the headline: both estimates side by side, each with its size
+        assert f"holdout, {n_holdout} images" in shown and f"development cross-fit, {n_crossfit} images" in shown
+        assert f"is the larger-sample estimate ({max(n_holdout, n_crossfit)} vs" in shown
+    assert 'data-key="development-crossfit"' in page and 'id="which-estimate"' in page
     assert "scored on: holdout (untouched)" in job["stdout"]
     rows = list(csv.DictReader((out / "predictions.csv").open()))
     assert len(rows) == 8 and all(0.0 <= float(r["probability"]) <= 1.0 for r in rows)
@@ -116,6 +123,31 @@ def test_the_ensemble_is_fitted_out_of_fold_and_scored_on_the_untouched_holdout(
     assert 'id="data-audit"' in page and 'id="fig-history"' in page, "the sweep history reads oof_auc"
     member_dir = tmp_path / "ens" / "members" / members[0].trial_id
     assert sorted(p.name for p in member_dir.iterdir()) == ["bag.json", "fold_0", "fold_1", "fold_2"]
+
+
+def test_the_calibrator_and_threshold_are_fitted_for_the_bags_mean_margin(job):
+    settings = EnsembleSettings(method="mean", calibration="temperature", n_splits=3, n_boot=50,
+                                fold_noise_share=0.26)
+    fitted = fit_ensemble(job["out"] / "sweep", settings)
+    members, r = fitted.members, settings.fold_noise_share
+    c = 1 - r * (1 - 1 / 3)  # three folds per bag
+    spread = fitted.metrics["bag_spread"]
+    assert spread["factor"] == {m.trial_id: round(c, 4) for m in members}
+    assert fitted.manifest["fitted_for_bag_means"]["noise_share"] == r
+    for m in members:  # the holdout's own fold models say how much the mean narrows: a check, not a fit
+        shown = spread["on_holdout"][m.trial_id]
+        assert shown["folds"] == 3 and shown["assumed"] == round(c, 4) and 0 < shown["measured"] <= 1
+    oof, holdout = oof_predictions(members), holdout_predictions(members)
+    centre = oof.margins.mean(axis=0)
+    by_hand = EnsemblePipeline(method="mean", calibration="temperature", n_splits=3).fit(
+        centre + c * (oof.margins - centre), oof.y, oof.groups)
+    np.testing.assert_allclose(fitted.pipeline.predict_proba(holdout.margins), by_hand.predict_proba(holdout.margins))
+    assert fitted.pipeline.threshold_ == by_hand.threshold_
+    single_fold = fit_ensemble(job["out"] / "sweep", EnsembleSettings(method="mean", calibration="temperature",
+                                                                      n_splits=3, n_boot=50))  # the default: r = 0
+    assert single_fold.manifest["fitted_for_bag_means"]["factor"] == {m.trial_id: 1.0 for m in members}
+    assert not np.allclose(single_fold.pipeline.predict_proba(holdout.margins),
+                           fitted.pipeline.predict_proba(holdout.margins))
 
 
 def test_export_of_a_bag_agrees_with_it_in_process(job, tmp_path):
