@@ -10,6 +10,10 @@ Arms (pick with --arms; each is run once per --seeds value):
 
     plain          one `lungsweep train --config configs/plain.yaml` (no search, no freezing, no
                    label smoothing, no augmentation, lr 3e-4; learns from 80% of the images)
+    plain_x3       that model trained with seeds 0, 1 and 2: their mean margin (a seed ensemble, what
+                   refitting a 3-member ensemble on the whole pool would ship), and as the row
+                   plain_x3:one-model-mean the three single models' mean scores (less training noise
+                   than one seed)
     quick          `lungsweep run --quick` (search/sweeps/quick.yaml)
     default        `lungsweep run` (search/sweeps/default.yaml; about an hour on 2 CPU cores)
     NAME=SWEEP     `lungsweep run --config SWEEP` under the name NAME, e.g.
@@ -40,6 +44,7 @@ from typing import Any
 
 import numpy as np
 import yaml
+from scipy.special import expit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -50,6 +55,7 @@ DATA = ROOT.parent / "shared" / "datasets" / "covid-ct-qsr" / "train"
 LUNGSWEEP = [sys.executable, "-m", "lungsweep"]
 BUNDLED = {"quick": ROOT / "search" / "sweeps" / "quick.yaml", "default": ROOT / "search" / "sweeps" / "default.yaml"}
 PLAIN_CONFIG = ROOT / "configs" / "plain.yaml"
+PLAIN_ARMS = {"plain": (0,), "plain_x3": (0, 1, 2)}
 SHOWN = ("auc", "accuracy", "ece", "sensitivity", "specificity")
 
 
@@ -73,41 +79,49 @@ def main() -> None:
                 if (folder / "result.json").exists():
                     continue
                 print(f"[bench_outer] {name}, split_seed {seed} -> {folder}", flush=True)
-                result = run_plain(folder, seed, args.data) if sweep is None else run_job(folder, seed, sweep, args.data)
+                result = (run_plain(folder, seed, args.data, train_seeds=sweep) if isinstance(sweep, tuple)
+                          else run_job(folder, seed, sweep, args.data))
                 atomic_write_text(folder / "result.json", json.dumps({"arm": name, "seed": seed, **result}, indent=1))
     print_table(out)
 
 
-def _parse_arm(text: str) -> tuple[str, Path | None]:
-    if text == "plain":
-        return "plain", None
+def _parse_arm(text: str) -> tuple[str, Path | tuple[int, ...]]:
+    """An arm's name and what it runs: a sweep file, or the training seeds of plain models."""
+    if text in PLAIN_ARMS:
+        return text, PLAIN_ARMS[text]
     if text in BUNDLED:
         return text, BUNDLED[text]
     name, sep, path = text.partition("=")
     if not sep or not Path(path).is_file():
-        sys.exit(f"--arms {text!r}: give plain, quick, default or NAME=SWEEP.yaml with an existing file")
+        sys.exit(f"--arms {text!r}: give plain, plain_x3, quick, default or NAME=SWEEP.yaml with an existing file")
     return name, Path(path).resolve()
 
 
-def run_plain(folder: Path, seed: int, data: str) -> dict[str, Any]:
-    """One plain model on this split: its holdout predictions, thresholded at 0.5 (no calibration)."""
+def run_plain(folder: Path, seed: int, data: str, train_seeds: tuple[int, ...] = (0,)) -> dict[str, Any]:
+    """Plain models on this split, one per training seed: their mean margin on the holdout, thresholded at 0.5
+    (no calibration), and each one's own scores."""
     from ensemble.metrics import bootstrap_metrics
     from trainers.checkpoint import read_meta
-    from trainers.inference import sigmoid
 
-    config = yaml.safe_load(PLAIN_CONFIG.read_text())
-    config.update(data=data, split_seed=seed)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "plain.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    seconds = timed([*LUNGSWEEP, "train", "--config", str(folder / "plain.yaml"), "--out", str(folder / "run"),
-                      "--resume"], folder / "train.log")
-    holdout = read_meta(folder / "run" / "best")["predictions"]["holdout"]
-    ids = sorted(holdout)
-    y = np.array([holdout[i]["label"] for i in ids])
-    p = sigmoid(np.array([holdout[i]["logit"] for i in ids]))
-    groups = np.array([holdout[i]["group"] for i in ids])
-    return {"seconds": seconds, "holdout": _shown(bootstrap_metrics(y, p, groups, 0.5, n_boot=1000)),
-            "crossfit": None}
+    seconds, logits, singles = 0.0, [], []
+    for train_seed in train_seeds:
+        config = yaml.safe_load(PLAIN_CONFIG.read_text())
+        config.update(data=data, split_seed=seed, seed=train_seed)
+        name = "plain" if len(train_seeds) == 1 else f"plain_seed{train_seed}"
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        run = folder / ("run" if len(train_seeds) == 1 else f"run_seed{train_seed}")
+        seconds += timed([*LUNGSWEEP, "train", "--config", str(folder / f"{name}.yaml"), "--out", str(run),
+                          "--resume"], folder / f"{name}.log")
+        holdout = read_meta(run / "best")["predictions"]["holdout"]
+        ids = sorted(holdout)
+        y = np.array([holdout[i]["label"] for i in ids])
+        groups = np.array([holdout[i]["group"] for i in ids])
+        logits.append(np.array([holdout[i]["logit"] for i in ids]))
+        singles.append(_shown(bootstrap_metrics(y, expit(logits[-1]), groups, 0.5, n_boot=200)))
+    mean = bootstrap_metrics(y, expit(np.mean(logits, axis=0)), groups, 0.5, n_boot=1000)
+    return {"seconds": seconds, "holdout": _shown(mean), "crossfit": None,
+            **({"singles": singles} if len(train_seeds) > 1 else {})}
 
 
 def run_job(folder: Path, seed: int, sweep: Path, data: str) -> dict[str, Any]:
@@ -167,6 +181,10 @@ def print_table(out: Path) -> None:
     rows: dict[str, dict[int, dict[str, Any]]] = {}
     for r in results:
         rows.setdefault(r["arm"], {})[r["seed"]] = {**r["holdout"], "seconds": r["seconds"], "cf": r["crossfit"]}
+        if r.get("singles"):
+            rows.setdefault(f"{r['arm']}:one-model-mean", {})[r["seed"]] = {
+                **{k: float(np.mean([one[k] for one in r["singles"]])) for k in SHOWN}, "n": r["holdout"]["n"],
+                "seconds": r["seconds"] / len(r["singles"]), "cf": None}
         if r.get("best_member"):
             rows.setdefault(f"{r['arm']}:best-member", {})[r["seed"]] = {**r["best_member"]["holdout"],
                                                                          "seconds": r["seconds"], "cf": None}
@@ -182,10 +200,13 @@ def print_table(out: Path) -> None:
             cf_text = f"{cf['auc']:7.3f} {cf['n']:5d} {cf['ece']:7.3f}" if cf else f"{'':7s} {'':5s} {'':7s}"
             print(f"{arm:26s} {seed:4d} {r['n']:4d} {r['auc']:6.3f} {r['accuracy']:6.3f} {r['ece']:6.3f} "
                   f"{r['sensitivity']:6.3f} {r['specificity']:6.3f} {cf_text} {r['seconds'] / 60:6.1f} m")
-    print("\nmean over the splits each arm finished")
+    common = sorted(set.intersection(*(set(by_seed) for by_seed in rows.values())))
+    print(f"\nmean over the splits every arm finished (split_seed {', '.join(map(str, common)) or 'none'})")
     print(f"{'arm':26s} {'splits':>6s} {'AUC':>6s} {'acc':>6s} {'ECE':>6s} {'cf AUC':>7s} {'cf ECE':>7s} {'wall':>8s}")
     for arm, by_seed in rows.items():
-        vals = list(by_seed.values())
+        vals = [by_seed[seed] for seed in common]
+        if not vals:
+            continue
         mean = {k: float(np.mean([v[k] for v in vals])) for k in ("auc", "accuracy", "ece", "seconds")}
         cfs = [v["cf"] for v in vals if v["cf"]]
         cf_text = (f"{np.mean([c['auc'] for c in cfs]):7.3f} {np.mean([c['ece'] for c in cfs]):7.3f}"
