@@ -369,7 +369,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="folder for sweep/, ensemble/, model/ and predictions.csv "
                                                 "(outside the data folder)")
     how = p.add_mutually_exclusive_group()
-    how.add_argument("--quick", action="store_true", help="the bundled quick sweep (about 18 min on 2 CPU cores)")
+    how.add_argument("--quick", action="store_true", help="the bundled quick sweep (about 9 min on 2 CPU cores)")
     how.add_argument("--config", help="sweep.yaml or a bundled sweep name (default: the bundled default sweep)")
     p.add_argument("--members", type=int, default=default.members, help="ensemble members: the top N complete trials")
     p.add_argument("--method", choices=METHODS, metavar="METHOD", default=default.method,
