@@ -47,7 +47,9 @@ def check_crossfit(
         n_groups = len(np.unique(groups[y == label]))
         if n_groups < n_splits:
             name = f" ({class_names[label]})" if class_names is not None else ""
-            remedy = f"Use n_splits <= {n_groups} or a larger holdout." if n_groups >= 2 else "Use a larger holdout."
+            # the development pool is everything but the holdout: a larger holdout would shrink it
+            more = "a larger holdout" if data_name == "the holdout" else "more patients of this class in the data"
+            remedy = f"Use n_splits <= {n_groups} or {more}." if n_groups >= 2 else f"Use {more}."
             raise EnsembleError(
                 f"Requesting {n_splits}-fold cross-fitting but {data_name} has only {n_groups} "
                 f"group{'s' if n_groups != 1 else ''} of class {label}{name}; each fold needs at "

@@ -61,6 +61,13 @@ def test_check_crossfit_refuses_small_holdouts(n_pos, n_neg, n_splits, names, ma
         check_crossfit(y, groups, n_splits, class_names=names)
 
 
+def test_check_crossfit_on_the_development_pool_does_not_ask_for_a_larger_holdout() -> None:
+    y, groups = _holdout(3, 10)
+    pool = "the development pool's out-of-fold predictions"
+    with pytest.raises(EnsembleError, match=r"Use n_splits <= 3 or more patients of this class in the data\.$"):
+        check_crossfit(y, groups, 5, data_name=pool)
+
+
 def test_check_crossfit_counts_groups_not_samples() -> None:
     y, groups = _holdout(3, 10, per_group=50)  # 150 positive images, but from 3 patients
     with pytest.raises(EnsembleError, match="only 3 groups of class 1"):
