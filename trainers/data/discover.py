@@ -306,7 +306,8 @@ def _is_medical(path: str | Path) -> bool:
 
 def _scan_folder(root: Path) -> list[tuple[str, str, str, str | None]]:
     if not root.exists():
-        raise DataError(f"data folder {root} does not exist")
+        raise DataError(f"data folder {root} does not exist; give a folder with one sub-folder per class "
+                        "(a relative path is read from where you run the command)")
     if not root.is_dir():
         raise DataError(f"data path {root} is not a folder; give a folder with one sub-folder per class")
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))

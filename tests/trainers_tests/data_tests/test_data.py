@@ -101,7 +101,7 @@ def test_truncated_image_is_named(tmp_path, synthetic_data):
 @pytest.mark.parametrize(
     "build, match",
     [
-        (lambda r: r / "missing", r"data folder .*missing does not exist"),
+        (lambda r: r / "missing", r"data folder .*missing does not exist; give a folder with one sub-folder per class"),
         (lambda r: _folders(r, {"CT_COVID": 3, "CT_NonCOVID": 0}), r"class folder .*CT_NonCOVID holds no PNG or JPEG"),
         (lambda r: _folders(r, {"CT_COVID": 3}), r"holds one class only \(CT_COVID\)"),
         (lambda r: _folders(r, {"A": 2, "B": 2}), r"cannot tell the positive class among \['A', 'B'\]"),
