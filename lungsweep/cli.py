@@ -159,7 +159,7 @@ def _add_launch(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_launch(args: argparse.Namespace) -> int:
-    from search import launch, load_sweep_config, smoke_test
+    from search import check_data, launch, load_sweep_config, smoke_test
 
     cfg = load_sweep_config(args.config, {
         "data": args.data, "num_samples": args.num_samples, "max_concurrent": args.max_concurrent,
@@ -167,6 +167,8 @@ def _run_launch(args: argparse.Namespace) -> int:
     })
     if args.smoke_test:
         cfg = smoke_test(cfg)
+    if args.address is None:  # on a cluster the data may live on the workers only: they check it there
+        check_data(cfg)
     launch(cfg, args.out, address=args.address, resume=args.resume)
     return 0
 

@@ -49,13 +49,13 @@ class MainJob:
 
 def run_main_job(job: MainJob) -> str:
     """Run or resume every stage; returns a summary for the terminal."""
-    from search import load_sweep_config
+    from search import check_data, load_sweep_config
 
     # every input is named before Ray starts; the config and the data before torch is even imported
     started = time.monotonic()
     cfg = _with_dataset(load_sweep_config(job.config), data=job.data, manifest=job.manifest)
     _check_k_fold(cfg, job.config)
-    _check_data(cfg)  # a missing folder, one class or too few groups: named here, not after Ray has started
+    check_data(cfg)  # a missing folder, one class or too few groups: named here, not after Ray has started
 
     from ensemble.members import check_member_count
 
@@ -129,16 +129,3 @@ def _check_k_fold(cfg: SweepConfig, config: str | None) -> None:
             "cv_folds: 3); or run a single-split sweep with `lungsweep launch` and combine it with "
             "`lungsweep ensemble`"
         )
-
-
-def _check_data(cfg: SweepConfig) -> None:
-    """Discover the sweep's data and split it as every trial will (two classes, images, cv_folds groups per
-    class), without starting Ray; the hashes computed here are cached, so the sweep reuses them."""
-    from trainers.data import find_data, merge_duplicate_groups, split_dataset
-
-    base = cfg.base_train_config()  # progress off, as in every trial
-    found = find_data(base)
-    dataset = merge_duplicate_groups(found.dataset, found.duplicates, base)
-    split_dataset(dataset, val_fraction=base.val_fraction, holdout_fraction=base.holdout_fraction,
-                  seed=base.split_seed, usable=found.hashed.keep, cv_folds=base.cv_folds,
-                  describe=False)  # each trial describes its own split

@@ -15,7 +15,7 @@ from trainers._lazy import lazy_exports
 _EXPORTS = {
     "AshaConfig": "config", "SweepConfig": "config", "load_sweep_config": "config", "parse_sweep_config": "config",
     "smoke_test": "config",
-    "ClusterError": "cluster", "StorageError": "storage", "launch": "launch",
+    "ClusterError": "cluster", "StorageError": "storage", "launch": "launch", "check_data": "preflight",
     "is_sweep": "record", "read_results": "record", "read_sweep": "record", "trial_dir": "record",
     "format_table": "results", "load_results": "results", "results_table": "results", "save_results": "results",
     "ParamSpec": "space", "distribution": "space", "parse_space": "space", "suggest": "space",

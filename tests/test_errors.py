@@ -302,6 +302,14 @@ def run_data_missing(tmp: Path, data: Path) -> list[str]:
     return ["run", "--data", str(tmp / "nowhere"), "--out", str(tmp / "job")]
 
 
+def launch_data_missing(tmp: Path, data: Path) -> list[str]:
+    return ["launch", "--data", str(tmp / "nowhere"), "--out", str(tmp / "sweep")]
+
+
+def launch_one_class(tmp: Path, data: Path) -> list[str]:
+    return ["launch", "--data", str(run_one_class(tmp, data)[2]), "--out", str(tmp / "sweep")]
+
+
 def run_manifest_missing(tmp: Path, data: Path) -> list[str]:
     return ["run", "--manifest", str(tmp / "nowhere.csv"), "--out", str(tmp / "job")]
 
@@ -341,6 +349,8 @@ BEFORE_RAY_CASES = [
                                      r"give a file path, e\.g\. .*/reports/audit\.json"),
     ("audit", audit_html_is_a_folder, r"--html .*/reports is a folder, but --html names the audit\.html file"),
     ("run", run_data_missing, r"data folder .*/nowhere does not exist"),
+    ("launch", launch_data_missing, r"data folder .*/nowhere does not exist"),
+    ("launch", launch_one_class, r"/two holds one class only \(CT_COVID\)"),
     ("run", run_manifest_missing, r"manifest .*/nowhere\.csv does not exist"),
     ("run", run_one_class, r"/two holds one class only \(CT_COVID\)"),
     ("run", run_no_images, r"class folder .*/empty/CT_COVID holds no PNG or JPEG images"),
