@@ -18,6 +18,11 @@ Arms (pick with --arms; each is run once per --seeds value):
     default        `lungsweep run` (search/sweeps/default.yaml; about an hour on 2 CPU cores)
     NAME=SWEEP     `lungsweep run --config SWEEP` under the name NAME, e.g.
                    quick_plain=bench/sweeps/quick_plain.yaml
+    refit          what a refit stage would ship (needs the default arm on the same split): the
+                   default job's top REFIT_MEMBERS member configs, each retrained once as one model
+                   on 80% of the images (`lungsweep train`, cv_folds 1, a 5% split picks the epoch),
+                   their mean margin; beside it (row refit:bags) the same members' bags (5 fold models
+                   each, 68% of the images per model), mean margin, on the same holdout
 
 For every job arm a second row, ARM:best-member, is the job's rank-1 bag alone (its mean
 margin, thresholded where its out-of-fold part put it): what the job would be without the
@@ -56,12 +61,14 @@ LUNGSWEEP = [sys.executable, "-m", "lungsweep"]
 BUNDLED = {"quick": ROOT / "search" / "sweeps" / "quick.yaml", "default": ROOT / "search" / "sweeps" / "default.yaml"}
 PLAIN_CONFIG = ROOT / "configs" / "plain.yaml"
 PLAIN_ARMS = {"plain": (0,), "plain_x3": (0, 1, 2)}
+REFIT_MEMBERS = 2  # the default job's top members refitted: each costs about 1.3 folds of its bag
 SHOWN = ("auc", "accuracy", "ece", "sensitivity", "specificity")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arms", nargs="+", default=["plain", "quick"], help="plain, quick, default or NAME=SWEEP")
+    parser.add_argument("--arms", nargs="+", default=["plain", "quick"],
+                        help="plain, plain_x3, quick, default, refit or NAME=SWEEP")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="outer splits (split_seed values)")
     parser.add_argument("--out", default="runs/bench_outer")
     parser.add_argument("--data", default=str(DATA))
@@ -79,21 +86,28 @@ def main() -> None:
                 if (folder / "result.json").exists():
                     continue
                 print(f"[bench_outer] {name}, split_seed {seed} -> {folder}", flush=True)
-                result = (run_plain(folder, seed, args.data, train_seeds=sweep) if isinstance(sweep, tuple)
-                          else run_job(folder, seed, sweep, args.data))
+                if sweep == "refit":
+                    result = run_refit(folder, seed, args.data, out / "default" / f"seed{seed}")
+                elif isinstance(sweep, tuple):
+                    result = run_plain(folder, seed, args.data, train_seeds=sweep)
+                else:
+                    result = run_job(folder, seed, sweep, args.data)
                 atomic_write_text(folder / "result.json", json.dumps({"arm": name, "seed": seed, **result}, indent=1))
     print_table(out)
 
 
-def _parse_arm(text: str) -> tuple[str, Path | tuple[int, ...]]:
-    """An arm's name and what it runs: a sweep file, or the training seeds of plain models."""
+def _parse_arm(text: str) -> tuple[str, Path | tuple[int, ...] | str]:
+    """An arm's name and what it runs: a sweep file, the training seeds of plain models, or "refit"."""
+    if text == "refit":
+        return text, text
     if text in PLAIN_ARMS:
         return text, PLAIN_ARMS[text]
     if text in BUNDLED:
         return text, BUNDLED[text]
     name, sep, path = text.partition("=")
     if not sep or not Path(path).is_file():
-        sys.exit(f"--arms {text!r}: give plain, plain_x3, quick, default or NAME=SWEEP.yaml with an existing file")
+        sys.exit(f"--arms {text!r}: give plain, plain_x3, quick, default, refit or NAME=SWEEP.yaml with an "
+                 "existing file")
     return name, Path(path).resolve()
 
 
@@ -148,6 +162,43 @@ def run_job(folder: Path, seed: int, sweep: Path, data: str) -> dict[str, Any]:
     }
 
 
+def run_refit(folder: Path, seed: int, data: str, default_folder: Path) -> dict[str, Any]:
+    """The default job's top members, each retrained as one model on 80% of the images, against their bags."""
+    from ensemble.ensemble_folder import member_dir, read_ensemble_json
+    from ensemble.metrics import bootstrap_metrics
+    from trainers.bag import read_bag
+    from trainers.checkpoint import read_meta
+
+    ens = default_folder / "job" / "ensemble"
+    if not (default_folder / "result.json").is_file():
+        sys.exit(f"the refit arm retrains the default job's members: run --arms default --seeds {seed} first "
+                 f"({default_folder / 'result.json'} is missing)")
+    folder.mkdir(parents=True, exist_ok=True)
+    seconds, refits, bags, per_member = 0.0, [], [], []
+    for trial in read_ensemble_json(ens)["members"][:REFIT_MEMBERS]:
+        bag = read_bag(member_dir(ens, trial))
+        config = {**bag["config"], "data": data, "cv_folds": 1, "fold": None, "val_fraction": 0.05,
+                  "patience": None, "num_threads": None, "progress": False}
+        (folder / f"{trial}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        run = folder / trial
+        seconds += timed([*LUNGSWEEP, "train", "--config", str(folder / f"{trial}.yaml"), "--out", str(run),
+                          "--resume"], folder / f"{trial}.log")
+        refit = read_meta(run / "best")["predictions"]["holdout"]
+        ids = sorted(refit)
+        if sorted(bag["holdout"]) != ids:
+            sys.exit(f"{run}: its holdout is not the bag's; the refit must use the bag's split_seed and data")
+        y = np.array([refit[i]["label"] for i in ids])
+        groups = np.array([refit[i]["group"] for i in ids])
+        refits.append(np.array([refit[i]["logit"] for i in ids]))
+        bags.append(np.array([bag["holdout"][i]["logit"] for i in ids]))
+        per_member.append({"trial": trial, "refit": _shown(bootstrap_metrics(y, expit(refits[-1]), groups, 0.5,
+                                                                              n_boot=200)),
+                           "bag": _shown(bootstrap_metrics(y, expit(bags[-1]), groups, 0.5, n_boot=200))})
+    return {"seconds": seconds, "crossfit": None, "per_member": per_member,
+            "holdout": _shown(bootstrap_metrics(y, expit(np.mean(refits, axis=0)), groups, 0.5, n_boot=1000)),
+            "bags": _shown(bootstrap_metrics(y, expit(np.mean(bags, axis=0)), groups, 0.5, n_boot=1000))}
+
+
 def bag_shrinkage(bag_dir: Path) -> dict[str, float]:
     """On the holdout (no fold model saw it): sd of the bag's mean margin / mean sd of one fold model's margin.
 
@@ -185,6 +236,8 @@ def print_table(out: Path) -> None:
             rows.setdefault(f"{r['arm']}:one-model-mean", {})[r["seed"]] = {
                 **{k: float(np.mean([one[k] for one in r["singles"]])) for k in SHOWN}, "n": r["holdout"]["n"],
                 "seconds": r["seconds"] / len(r["singles"]), "cf": None}
+        if r.get("bags"):
+            rows.setdefault(f"{r['arm']}:bags", {})[r["seed"]] = {**r["bags"], "seconds": float("nan"), "cf": None}
         if r.get("best_member"):
             rows.setdefault(f"{r['arm']}:best-member", {})[r["seed"]] = {**r["best_member"]["holdout"],
                                                                          "seconds": r["seconds"], "cf": None}
@@ -213,6 +266,12 @@ def print_table(out: Path) -> None:
                    if cfs else f"{'':7s} {'':7s}")
         print(f"{arm:26s} {len(vals):6d} {mean['auc']:6.3f} {mean['accuracy']:6.3f} {mean['ece']:6.3f} {cf_text} "
               f"{mean['seconds'] / 60:6.1f} m")
+    refits = [(r["seed"], m) for r in results for m in r.get("per_member") or []]
+    if refits:
+        print("\nrefit (one model, 80% of the images) against the bag (5 fold models, 68% each), per member, holdout")
+        print(f"{'seed':>4s} {'member':28s} {'refit AUC':>9s} {'bag AUC':>8s}")
+        for seed, m in refits:
+            print(f"{seed:4d} {m['trial'][:28]:28s} {m['refit']['auc']:9.3f} {m['bag']['auc']:8.3f}")
     shrink = [(r["arm"], r["seed"], m, s) for r in results for m, s in (r.get("shrinkage") or {}).items()]
     if shrink:
         print("\nbag-mean margin against one fold model's, on the holdout")
