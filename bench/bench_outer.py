@@ -15,7 +15,7 @@ Arms (pick with --arms; each is run once per --seeds value):
                    plain_x3:one-model-mean the three single models' mean scores (less training noise
                    than one seed)
     quick          `lungsweep run --quick` (search/sweeps/quick.yaml)
-    default        `lungsweep run` (search/sweeps/default.yaml; about an hour on 2 CPU cores)
+    default        `lungsweep run` (search/sweeps/default.yaml; 29-50 min on 2 CPU cores)
     NAME=SWEEP     `lungsweep run --config SWEEP` under the name NAME, e.g.
                    quick_plain=bench/sweeps/quick_plain.yaml
     refit          what a refit stage would ship (needs the default arm on the same split): the
@@ -35,7 +35,7 @@ finished ones, so the bench can be run a piece at a time and resumed after a kil
 Wall times are per arm on this machine; the first arm on a cold cache also pays decoding.
 
     .venv/bin/python bench/bench_outer.py --arms plain quick --seeds 0 1 2          # ~45 min
-    .venv/bin/python bench/bench_outer.py --arms default --seeds 0 1 2              # ~3 h
+    .venv/bin/python bench/bench_outer.py --arms default --seeds 0 1 2              # ~2 h
     .venv/bin/python bench/bench_outer.py --table-only                              # print what is done
 """
 from __future__ import annotations
@@ -115,7 +115,6 @@ def run_plain(folder: Path, seed: int, data: str, train_seeds: tuple[int, ...] =
     """Plain models on this split, one per training seed: their mean margin on the holdout, thresholded at 0.5
     (no calibration), and each one's own scores."""
     from ensemble.metrics import bootstrap_metrics
-    from trainers.checkpoint import read_meta
 
     folder.mkdir(parents=True, exist_ok=True)
     seconds, logits, singles = 0.0, [], []
@@ -127,15 +126,22 @@ def run_plain(folder: Path, seed: int, data: str, train_seeds: tuple[int, ...] =
         run = folder / ("run" if len(train_seeds) == 1 else f"run_seed{train_seed}")
         seconds += timed([*LUNGSWEEP, "train", "--config", str(folder / f"{name}.yaml"), "--out", str(run),
                           "--resume"], folder / f"{name}.log")
-        holdout = read_meta(run / "best")["predictions"]["holdout"]
-        ids = sorted(holdout)
-        y = np.array([holdout[i]["label"] for i in ids])
-        groups = np.array([holdout[i]["group"] for i in ids])
-        logits.append(np.array([holdout[i]["logit"] for i in ids]))
+        _, y, groups, margins = holdout_margins(run)
+        logits.append(margins)
         singles.append(_shown(bootstrap_metrics(y, expit(logits[-1]), groups, 0.5, n_boot=200)))
     mean = bootstrap_metrics(y, expit(np.mean(logits, axis=0)), groups, 0.5, n_boot=1000)
     return {"seconds": seconds, "holdout": _shown(mean), "crossfit": None,
             **({"singles": singles} if len(train_seeds) > 1 else {})}
+
+
+def holdout_margins(run: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """A `lungsweep train` run's holdout, as its best checkpoint scored it: ids, labels, groups, margins."""
+    from trainers.checkpoint import read_meta
+
+    holdout = read_meta(run / "best")["predictions"]["holdout"]
+    ids = sorted(holdout)
+    return (ids, np.array([holdout[i]["label"] for i in ids]), np.array([holdout[i]["group"] for i in ids]),
+            np.array([holdout[i]["logit"] for i in ids]))
 
 
 def run_job(folder: Path, seed: int, sweep: Path, data: str) -> dict[str, Any]:
@@ -167,7 +173,6 @@ def run_refit(folder: Path, seed: int, data: str, default_folder: Path) -> dict[
     from ensemble.ensemble_folder import member_dir, read_ensemble_json
     from ensemble.metrics import bootstrap_metrics
     from trainers.bag import read_bag
-    from trainers.checkpoint import read_meta
 
     ens = default_folder / "job" / "ensemble"
     if not (default_folder / "result.json").is_file():
@@ -183,13 +188,10 @@ def run_refit(folder: Path, seed: int, data: str, default_folder: Path) -> dict[
         run = folder / trial
         seconds += timed([*LUNGSWEEP, "train", "--config", str(folder / f"{trial}.yaml"), "--out", str(run),
                           "--resume"], folder / f"{trial}.log")
-        refit = read_meta(run / "best")["predictions"]["holdout"]
-        ids = sorted(refit)
+        ids, y, groups, margins = holdout_margins(run)
         if sorted(bag["holdout"]) != ids:
             sys.exit(f"{run}: its holdout is not the bag's; the refit must use the bag's split_seed and data")
-        y = np.array([refit[i]["label"] for i in ids])
-        groups = np.array([refit[i]["group"] for i in ids])
-        refits.append(np.array([refit[i]["logit"] for i in ids]))
+        refits.append(margins)
         bags.append(np.array([bag["holdout"][i]["logit"] for i in ids]))
         per_member.append({"trial": trial, "refit": _shown(bootstrap_metrics(y, expit(refits[-1]), groups, 0.5,
                                                                               n_boot=200)),
