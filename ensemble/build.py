@@ -40,7 +40,8 @@ from .crossfit import check_crossfit, crossfit_splits
 from .ensemble_folder import is_ensemble_folder, write_ensemble
 from .errors import EnsembleError
 from .explain_section import explain_section
-from .members import Member, StoredPredictions, holdout_predictions, oof_predictions, select_members
+from .members import (Member, StoredPredictions, fill_unscored, holdout_predictions, oof_predictions,
+                      select_members)
 from .metrics import bootstrap_metrics
 from .model import model_margins
 from .pipeline import EnsemblePipeline
@@ -77,6 +78,7 @@ def build_ensemble(run_dir: str | Path, out: str | Path, settings: EnsembleSetti
 def fit_ensemble(run_dir: str | Path, settings: EnsembleSettings) -> FittedEnsemble:
     run_dir = local_sweep(run_dir)  # a sweep at a URI is read from a local mirror
     members, candidates = select_members(run_dir, top=settings.members, trials=list(settings.trials) or None)
+    members = _weighable(members, settings.method)
     log.info("members: %s", ", ".join(f"{m.trial_id} (rank {m.rank}, {m.metric:.4f})" for m in members))
     bags = members[0].is_bag
     fit_on = oof_predictions(members) if bags else holdout_predictions(members)
@@ -198,9 +200,26 @@ def cross_fit(
         out["threshold_uncalibrated"][score] = choose_threshold(
             y[fit], pipe.uncalibrated_proba(X[fit]), target_sensitivity=target_sensitivity)
         for j in range(k):
+            own = fit[preds.member_rows(j)[fit]]  # a stopped bag's threshold: from the images it scored
             out["member_thresholds"][score, j] = choose_threshold(
-                y[fit], expit(X[fit, j]), target_sensitivity=target_sensitivity)
+                y[own], expit(X[own, j]), target_sensitivity=target_sensitivity)
     return out
+
+
+def _weighable(members: list[Member], method: str) -> list[Member]:
+    """The members `method` can fit on. A bag stopped before its last fold scored only its folds' part of the
+    pool out of fold, too little to weigh it by, so greedy and stacking leave it out; the mean takes it."""
+    stopped = [m for m in members if m.is_bag and len(m.meta["folds_done"]) < m.meta["cv_folds"]]
+    if not stopped or method == "mean":
+        return members
+    kept = [m for m in members if m not in stopped]
+    if not kept:
+        raise EnsembleError(f"every member is a bag stopped before its last fold, which {method!r} cannot weigh: "
+                            "use --method mean, or resume the sweep so that bags finish")
+    log.warning("%s weighs bags on the whole pool's out-of-fold margins: leaving out %d bag(s) stopped before their "
+                "last fold (%s); --method mean averages them too", method, len(stopped),
+                ", ".join(m.trial_id for m in stopped))
+    return kept
 
 
 class _Scorer:
@@ -223,12 +242,16 @@ class _Scorer:
             **self.scored(preds, oof["calibrated"], oof["threshold"], final.threshold_),
             "uncalibrated": self.scored(preds, oof["uncalibrated"], oof["threshold_uncalibrated"],
                                         self._threshold(preds.y, final.uncalibrated_proba(preds.margins))),
-            "members": {
-                m.trial_id: self.scored(preds, expit(preds.margins[:, k]), oof["member_thresholds"][:, k],
-                                        self._threshold(preds.y, expit(preds.margins[:, k])))
-                for k, m in enumerate(members)
-            },
+            "members": {m.trial_id: self._member(preds, oof, k) for k, m in enumerate(members)},
         }
+
+    def _member(self, preds: StoredPredictions, oof: dict[str, np.ndarray], k: int) -> dict[str, Any]:
+        """Member k alone, on the images it scored out of fold (all of them, but for a stopped bag)."""
+        rows = preds.member_rows(k)
+        own = StoredPredictions(ids=[i for i, r in zip(preds.ids, rows) if r], y=preds.y[rows],
+                                groups=preds.groups[rows], margins=preds.margins[rows])
+        p = expit(own.margins[:, k])
+        return self.scored(own, p, oof["member_thresholds"][rows, k], self._threshold(own.y, p))
 
     def on_holdout(self, holdout: StoredPredictions, fit_on: StoredPredictions, final: EnsemblePipeline,
                    members: list[Member]) -> dict[str, Any]:
@@ -240,7 +263,8 @@ class _Scorer:
             "members": {},
         }
         for k, m in enumerate(members):  # each bag alone: its own probability, threshold from its out-of-fold part
-            t = self._threshold(fit_on.y, expit(fit_on.margins[:, k]))
+            rows = fit_on.member_rows(k)
+            t = self._threshold(fit_on.y[rows], expit(fit_on.margins[rows, k]))
             out["members"][m.trial_id] = self.scored(holdout, expit(holdout.margins[:, k]), t, t)
         return out
 
@@ -267,15 +291,19 @@ def _with_tta(members: list[Member], preds: StoredPredictions, split: str, devic
             model, meta = load_model(folder)
             model.to(device)
             if split == "oof":
-                rows = np.array([m.meta["oof"][i]["fold"] == k for i in preds.ids])
+                rows = np.array([m.meta["oof"].get(i, {}).get("fold") == k for i in preds.ids])
             else:
                 rows = np.ones(len(preds.ids), dtype=bool)
             if rows.any():
                 prep = Preprocessing.from_dict(meta["preprocessing"])
                 column[rows] += model_margins(model, prep, images[rows], tta=True, device=device)
                 counts[rows] += 1
-        columns.append(column / counts)
-    return StoredPredictions(ids=preds.ids, y=preds.y, groups=preds.groups, margins=np.stack(columns, axis=1))
+        with np.errstate(invalid="ignore"):  # a stopped bag has no fold model for part of the pool
+            columns.append(column / counts)
+    margins = np.stack(columns, axis=1)
+    if preds.scored is not None:
+        margins = fill_unscored(margins, preds.scored)
+    return StoredPredictions(ids=preds.ids, y=preds.y, groups=preds.groups, margins=margins, scored=preds.scored)
 
 
 def _threshold_proba(final: EnsemblePipeline, preds: StoredPredictions) -> np.ndarray:

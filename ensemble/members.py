@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from scipy.special import log_expit, logsumexp
 
 from search.config import oof_name
 from search.record import USABLE_STATUSES, fetch_checkpoint, read_sweep_folder, trial_dir
@@ -27,11 +28,16 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
-    "Candidates", "Member", "StoredPredictions", "check_compatible", "check_member_count", "holdout_predictions",
-    "load_member_meta", "oof_predictions", "pick_members", "read_candidates", "select_members", "split_predictions",
+    "ALL", "Candidates", "Member", "StoredPredictions", "check_compatible", "check_member_count", "fill_unscored",
+    "holdout_predictions", "load_member_meta", "oof_predictions", "pick_members", "read_candidates", "select_members",
+    "split_predictions",
 ]
 
 log = logging.getLogger(__name__)
+
+# --members all: every trial that trained a model, in a k-fold sweep also the bags ASHA stopped before their
+# last fold (each a model of its own config: on the outer splits averaging more configs was the lever that showed)
+ALL = "all"
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,13 @@ class StoredPredictions:
     y: np.ndarray  # 1 for the positive class
     groups: np.ndarray
     margins: np.ndarray  # (n_samples, n_members) logit margins
+    # (n_samples, n_members): which margins a member's own models made; None: all of them. A bag stopped before
+    # its last fold scored only its folds' part of the pool; the rest of its column is filled (fill_unscored).
+    scored: np.ndarray | None = None
+
+    def member_rows(self, j: int) -> np.ndarray:
+        """The rows member j scored itself (every row, but for a stopped bag out of fold)."""
+        return np.ones(len(self.y), dtype=bool) if self.scored is None else self.scored[:, j]
 
 
 @dataclass(frozen=True)
@@ -102,32 +115,37 @@ def load_member_meta(folder: Path) -> dict[str, Any]:
     return meta
 
 
-def check_member_count(top: Any) -> int:
-    """--members: a whole number of at least 1 (checked before any sweep or fit starts)."""
+def check_member_count(top: Any) -> int | str:
+    """--members: a whole number of at least 1, or "all" (checked before any sweep or fit starts)."""
+    if top == ALL:
+        return ALL
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
-        raise EnsembleError(f"--members must be a whole number of at least 1, got {top!r}; e.g. --members 5")
+        raise EnsembleError(f"--members must be a whole number of at least 1 or {ALL!r}, got {top!r}; "
+                            "e.g. --members 5")
     return top
 
 
-def pick_members(run_dir: str | Path, *, top: int | None = None, trials: list[str] | None = None) -> list[Member]:
-    """The top `top` usable trials by the sweep's metric (default: EnsembleSettings.members), or exactly the
-    `trials` named.
+def pick_members(run_dir: str | Path, *, top: int | str | None = None,
+                 trials: list[str] | None = None) -> list[Member]:
+    """The top `top` usable trials by the sweep's metric (default: EnsembleSettings.members), every one
+    (`top="all"`), or exactly the `trials` named.
 
-    In a k-fold sweep only trials that finished every fold are usable: a bag stopped
-    by ASHA after one fold has out-of-fold predictions for part of the pool only.
+    In a k-fold sweep a top N counts only trials that finished every fold: a bag stopped by
+    ASHA after one fold has out-of-fold predictions for part of the pool only. "all" takes
+    those bags too, with the folds they finished (oof_predictions marks what they scored).
     """
     return select_members(run_dir, top=top, trials=trials)[0]
 
 
 def select_members(
-    run_dir: str | Path, *, top: int | None = None, trials: list[str] | None = None,
+    run_dir: str | Path, *, top: int | str | None = None, trials: list[str] | None = None,
 ) -> tuple[list[Member], Candidates]:
     """pick_members, and the sweep as it was read to pick them (for the report)."""
     if not trials:
         top = check_member_count(EnsembleSettings().members if top is None else top)  # before reading anything
     sweep = read_candidates(run_dir)
     run_dir, table = sweep.run_dir, sweep.table
-    usable = ("completed",) if sweep.cross_validated else USABLE_STATUSES
+    usable = ("completed",) if sweep.cross_validated and top != ALL else USABLE_STATUSES
     if trials:
         unknown = [t for t in trials if t not in set(table.trial_id)]
         if unknown:
@@ -142,8 +160,8 @@ def select_members(
             raise EnsembleError(f"trial {row.trial_id} has no usable checkpoint (status {row.status}){why}")
     else:
         candidates = table[table.status.isin(usable) & table.checkpoint.notna()]
-        chosen = candidates.head(top)
-        if 0 < len(chosen) < top:
+        chosen = candidates if top == ALL else candidates.head(top)
+        if top != ALL and 0 < len(chosen) < top:
             what = "finished every fold" if usable == ("completed",) else "finished"
             log.warning("asked for %d members, but only %d trial(s) of %s %s: using those", top, len(chosen),
                         run_dir, what)
@@ -213,11 +231,39 @@ def holdout_predictions(members: list[Member]) -> StoredPredictions:
 
 
 def oof_predictions(members: list[Member]) -> StoredPredictions:
-    """The bags' out-of-fold margins over the whole development pool, aligned by sample id."""
+    """The bags' out-of-fold margins over the whole development pool, aligned by sample id.
+
+    A bag stopped before its last fold scored its folds' part of the pool only; the rest of its
+    column holds the pooled margin of the members that did score the image (fill_unscored), so
+    that the mean of the members is, on every image, the mean of those that scored it.
+    """
     not_bags = [m.trial_id for m in members if not m.is_bag]
     if not_bags:
         raise EnsembleError(f"trial {not_bags[0]} is not a k-fold bag: it has no out-of-fold predictions")
-    return split_predictions(members, split="oof")
+    complete = [m for m in members if len(m.meta["oof"]) == max(len(b.meta["oof"]) for b in members)]
+    if len(complete) == len(members):
+        return split_predictions(members, split="oof")
+    ids = sorted(complete[0].meta["oof"])
+    first = complete[0].meta["oof"]
+    margins = np.array([[m.meta["oof"].get(i, {}).get("logit", np.nan) for m in members] for i in ids],
+                       dtype=np.float64)
+    scored = ~np.isnan(margins)
+    strays = [m.trial_id for m in members if not set(m.meta["oof"]) <= set(ids)]
+    if strays:
+        raise EnsembleError(f"trial {strays[0]} predicted another out-of-fold set than trial {complete[0].trial_id}")
+    return StoredPredictions(ids=ids, y=np.array([first[i]["label"] for i in ids], dtype=np.int64),
+                             groups=np.array([first[i].get("group", i) for i in ids]),
+                             margins=fill_unscored(margins, scored), scored=scored)
+
+
+def fill_unscored(margins: np.ndarray, scored: np.ndarray) -> np.ndarray:
+    """Each margin a member did not make, replaced by the pooled margin (logit of the mean probability) of
+    the members that made one for that image: the mean of all members is then the mean of those."""
+    filled = margins.copy()
+    for i in np.flatnonzero(~scored.all(axis=1)):
+        made = margins[i, scored[i]]  # as combine.pooled_margin, in log space
+        filled[i, ~scored[i]] = (logsumexp(log_expit(made)) - logsumexp(log_expit(-made)))
+    return filled
 
 
 def split_predictions(members: list[Member], *, split: str) -> StoredPredictions:

@@ -14,7 +14,7 @@ __all__ = ["EnsembleSettings"]
 class EnsembleSettings:
     method: str = "greedy"  # one of ensemble.combine.COMBINERS
     calibration: str = "temperature"  # one of ensemble.pipeline.CALIBRATIONS
-    members: int = 5  # the top N usable trials (ignored when `trials` names them)
+    members: int | str = 5  # the top N usable trials, or "all" (ensemble.members.ALL); ignored with `trials`
     trials: tuple[str, ...] = ()
     tta: bool = False
     fold_noise_share: float = 0.0  # ensemble.bag_spread; 0: bench_calibration found no gain from 0.13 or 0.26

@@ -82,6 +82,14 @@ def _window_arg(value: str) -> str | list[float]:
         raise argparse.ArgumentTypeError(f"--window {value!r} is not WIDTH,LEVEL in numbers, e.g. 1500,-600")
 
 
+def _members_arg(value: str) -> int | str:
+    """--members: a count, or 'all'; ensemble.members.check_member_count names anything else."""
+    try:
+        return int(value)
+    except ValueError:
+        return value
+
+
 def _run_train(args: argparse.Namespace) -> int:
     from trainers import merge_config, prepare_data, train, train_bag
     from trainers.audit import audit_into
@@ -202,9 +210,10 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", choices=METHODS, metavar="METHOD", default=default.method,
                    help="how members are combined: %(choices)s (default %(default)s)")
     pick = p.add_mutually_exclusive_group()
-    pick.add_argument("--members", type=int, default=default.members,
-                      help=f"the top N finished trials (default {default.members}; in a k-fold sweep, trials that "
-                           "finished every fold)")
+    pick.add_argument("--members", type=_members_arg, default=default.members,
+                      help=f"the top N finished trials (in a k-fold sweep, trials that finished every fold), or "
+                           f"'all': every trial that trained a model, with the bags ASHA stopped early (--method "
+                           f"mean) (default {default.members})")
     pick.add_argument("--trials", help="comma-separated trial ids instead of the top N")
     p.add_argument("--calibration", choices=CALIBRATIONS, metavar="CALIBRATION", default=default.calibration,
                    help="how probabilities are calibrated: %(choices)s (default %(default)s)")
@@ -373,7 +382,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     how = p.add_mutually_exclusive_group()
     how.add_argument("--quick", action="store_true", help="the bundled quick sweep (about 9 min on 2 CPU cores)")
     how.add_argument("--config", help="sweep.yaml or a bundled sweep name (default: the bundled default sweep)")
-    p.add_argument("--members", type=int, default=default.members, help="ensemble members: the top N complete trials")
+    p.add_argument("--members", type=_members_arg, default=default.members,
+                   help=f"ensemble members: the top N complete trials, or 'all' trials that trained a model "
+                        f"(default {default.members})")
     p.add_argument("--method", choices=METHODS, metavar="METHOD", default=default.method,
                    help="how members are combined: %(choices)s (default %(default)s)")
     p.add_argument("--calibration", choices=CALIBRATIONS, metavar="CALIBRATION", default=default.calibration,

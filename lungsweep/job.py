@@ -41,7 +41,7 @@ class MainJob:
     data: str | None = None  # a folder with one sub-folder per class, or
     manifest: str | None = None  # a CSV with path,label[,group]: exactly one of the two
     config: str | None = None  # a sweep.yaml, or a bundled sweep's name; None: the bundled default
-    members: int = _ENSEMBLE.members
+    members: int | str = _ENSEMBLE.members  # a count, or "all"
     method: str = _ENSEMBLE.method
     calibration: str = _ENSEMBLE.calibration
     address: str | None = None
@@ -78,8 +78,10 @@ def run_main_job(job: MainJob) -> str:
     if is_ensemble_folder(ens):
         log.info("[2/4] ensemble: already in %s (delete it to refit)", ens)
     else:
-        members = min(job.members, cfg.num_samples)  # a sweep of 2 trials: ask for 2, not warn about 5
-        log.info("[2/4] ensemble: %s of the top %d trials -> %s", job.method, members, ens)
+        # a sweep of 2 trials: ask for 2, not warn about 5
+        members = job.members if job.members == "all" else min(job.members, cfg.num_samples)
+        log.info("[2/4] ensemble: %s of %s trials -> %s", job.method,
+                 "all the" if members == "all" else f"the top {members}", ens)
         build_ensemble(sweep, ens, EnsembleSettings(method=job.method, calibration=job.calibration,
                                                     members=members))
     if is_model_folder(model):

@@ -14,10 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.special import expit
 from tests_support import lungsweep, make_dataset, new_images, sweep_yaml
 
 from ensemble.artifact import ExportedModel
 from ensemble.build import EnsembleSettings, build_ensemble, fit_ensemble
+from ensemble.export import export_model
 from ensemble.members import holdout_predictions, oof_predictions, pick_members
 from ensemble.pipeline import EnsemblePipeline
 from ensemble.metrics import METRIC_NAMES
@@ -126,8 +128,8 @@ def test_the_ensemble_is_fitted_out_of_fold_and_scored_on_the_untouched_holdout(
 
 
 def test_the_calibrator_and_threshold_are_fitted_for_the_bags_mean_margin(job):
-    settings = EnsembleSettings(method="mean", calibration="temperature", n_splits=3, n_boot=50,
-                                fold_noise_share=0.26)
+    settings = EnsembleSettings(method="mean", calibration="temperature", members=4, n_splits=3, n_boot=50,
+                                fold_noise_share=0.26)  # the bags that finished every fold: three folds each
     fitted = fit_ensemble(job["out"] / "sweep", settings)
     members, r = fitted.members, settings.fold_noise_share
     c = 1 - r * (1 - 1 / 3)  # three folds per bag
@@ -144,10 +146,42 @@ def test_the_calibrator_and_threshold_are_fitted_for_the_bags_mean_margin(job):
     np.testing.assert_allclose(fitted.pipeline.predict_proba(holdout.margins), by_hand.predict_proba(holdout.margins))
     assert fitted.pipeline.threshold_ == by_hand.threshold_
     single_fold = fit_ensemble(job["out"] / "sweep", EnsembleSettings(method="mean", calibration="temperature",
-                                                                      n_splits=3, n_boot=50))  # the default: r = 0
+                                                                      members=4, n_splits=3, n_boot=50))  # r = 0
     assert single_fold.manifest["fitted_for_bag_means"]["factor"] == {m.trial_id: 1.0 for m in members}
     assert not np.allclose(single_fold.pipeline.predict_proba(holdout.margins),
                            fitted.pipeline.predict_proba(holdout.margins))
+
+
+def test_members_all_averages_every_bag_the_sweep_trained_with_those_asha_stopped(job, tmp_path, caplog):
+    sweep = job["out"] / "sweep"
+    table = pd.read_parquet(sweep / "results.parquet")
+    members = pick_members(sweep, top="all")
+    assert [m.trial_id for m in members] == table[table.checkpoint.notna()].trial_id.tolist()
+    stopped = [m for m in members if len(m.meta["folds_done"]) < 3]
+    assert stopped, "ASHA (reduction factor 2 over 4 trials) stopped a bag before its last fold"
+    oof, j = oof_predictions(members), members.index(stopped[0])
+    own = oof.member_rows(j)
+    assert 0 < own.sum() < len(oof.y), "a stopped bag scored its folds' part of the pool out of fold"
+    stored = stopped[0].meta["oof"]
+    np.testing.assert_allclose(oof.margins[own, j], [stored[i]["logit"] for i in np.array(oof.ids)[own]], atol=1e-6)
+    scorers = oof.scored[~own]  # elsewhere the mean of all members is the mean of those that scored the image
+    p_all = expit(oof.margins[~own]).mean(axis=1)
+    p_scorers = [expit(row[known]).mean() for row, known in zip(oof.margins[~own], scorers)]
+    np.testing.assert_allclose(p_all, p_scorers)
+
+    with caplog.at_level(logging.WARNING):  # greedy cannot weigh a bag on part of the pool: it leaves them out
+        greedy = fit_ensemble(sweep, EnsembleSettings(method="greedy", members="all", n_splits=3, n_boot=20))
+    assert [m.trial_id for m in greedy.members] == [m.trial_id for m in members if m not in stopped]
+    assert f"leaving out {len(stopped)} bag(s) stopped before their last fold" in caplog.text
+    ens = tmp_path / "ens"
+    build_ensemble(sweep, ens, EnsembleSettings(method="mean", members="all", n_splits=3, n_boot=50))
+    written = json.loads((ens / "ensemble.json").read_text())
+    assert written["members"] == [m.trial_id for m in members]
+    stopped_dir = ens / "members" / stopped[0].trial_id  # a stopped bag ships the fold models it has
+    assert sorted(p.name for p in stopped_dir.iterdir()) == ["bag.json", *(f"fold_{k}" for k in
+                                                                           stopped[0].meta["folds_done"])]
+    manifest = export_model(ens, tmp_path / "model", n_boot=50)
+    assert manifest["parity"]["max_abs_diff"] <= 1e-4, "the exported graph runs every bag's fold models"
 
 
 def test_export_of_a_bag_agrees_with_it_in_process(job, tmp_path):

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.special import expit
 
 from ensemble.errors import EnsembleError
-from ensemble.members import check_compatible, holdout_predictions, oof_predictions, pick_members
+from ensemble.members import check_compatible, fill_unscored, holdout_predictions, oof_predictions, pick_members
 
 
 def _checkpoint(folder: Path, holdout: dict, split_sha: str = "s1", fingerprint: str = "f1") -> Path:
@@ -48,6 +49,21 @@ def test_top_members_skip_errored_trials_and_align_predictions_by_id(tmp_path):
     np.testing.assert_array_equal(preds.margins, [[2.0, 6.0], [-1.0, -3.0]])
 
 
+def test_members_all_takes_every_usable_trial(tmp_path):
+    sweep = _sweep(tmp_path, [("t1", "completed", 0.9), ("t2", "error", float("nan")), ("t3", "stopped", 0.8),
+                              ("t4", "completed", 0.7)])
+    assert [m.trial_id for m in pick_members(sweep, top="all")] == ["t1", "t3", "t4"]
+
+
+def test_a_margin_a_member_did_not_make_is_the_pooled_margin_of_those_that_did():
+    margins = np.array([[2.0, -1.0, np.nan], [0.5, np.nan, np.nan], [1.0, 1.0, 1.0]])
+    filled = fill_unscored(margins, ~np.isnan(margins))
+    assert np.isfinite(filled).all() and filled[2].tolist() == [1.0, 1.0, 1.0]
+    np.testing.assert_allclose(expit(filled[0, 2]), expit([2.0, -1.0]).mean())
+    np.testing.assert_allclose(filled[1], [0.5, 0.5, 0.5])
+    np.testing.assert_allclose(expit(filled).mean(axis=1)[:2], [expit([2.0, -1.0]).mean(), expit(0.5)])
+
+
 def test_asking_for_more_members_than_finished_uses_those_there_are(tmp_path, caplog):
     sweep = _sweep(tmp_path, [("t1", "completed", 0.9), ("t2", "completed", 0.8)])
     with caplog.at_level(logging.WARNING):
@@ -58,8 +74,9 @@ def test_asking_for_more_members_than_finished_uses_those_there_are(tmp_path, ca
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"top": 0}, r"--members must be a whole number of at least 1, got 0"),
-        ({"top": -2}, r"--members must be a whole number of at least 1, got -2"),
+        ({"top": 0}, r"--members must be a whole number of at least 1 or 'all', got 0"),
+        ({"top": -2}, r"--members must be a whole number of at least 1 or 'all', got -2"),
+        ({"top": "every"}, r"--members must be a whole number of at least 1 or 'all', got 'every'"),
         ({"trials": ["nope"]}, r"trial 'nope' is not in .*; trials there: t1, t2"),
         ({"trials": ["t2"]}, r"trial t2 has no usable checkpoint \(status error\)"),
     ],
