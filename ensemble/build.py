@@ -40,7 +40,7 @@ from .crossfit import check_crossfit, crossfit_splits
 from .ensemble_folder import is_ensemble_folder, write_ensemble
 from .errors import EnsembleError
 from .explain_section import explain_section
-from .members import (Member, StoredPredictions, fill_unscored, holdout_predictions, oof_predictions,
+from .members import (Member, StoredPredictions, fill_unscored, holdout_predictions, mean_spread, oof_predictions,
                       select_members)
 from .metrics import bootstrap_metrics
 from .model import model_margins
@@ -143,6 +143,7 @@ def fit_ensemble(run_dir: str | Path, settings: EnsembleSettings) -> FittedEnsem
         "pipeline": final.to_dict(),
         "threshold": final.threshold_,
         "fitted_for_bag_means": spread,
+        "stopped_bags": _stopped_record(members, fit_on),
         "provenance": provenance,
     }
     predictions = pd.DataFrame({
@@ -204,6 +205,19 @@ def cross_fit(
             out["member_thresholds"][score, j] = choose_threshold(
                 y[own], expit(X[own, j]), target_sensitivity=target_sensitivity)
     return out
+
+
+def _stopped_record(members: list[Member], fit_on: StoredPredictions) -> dict[str, Any] | None:
+    """ensemble.json: the bags stopped before their last fold, and how their out-of-fold gaps were filled."""
+    if fit_on.scored is None:
+        return None
+    spread = mean_spread(fit_on.margins, fit_on.scored)
+    stopped = [m.trial_id for j, m in enumerate(members) if not fit_on.member_rows(j).all()]
+    return {"trials": stopped, "mean_spread": round(spread, 4),
+            "statement": f"{len(stopped)} bag(s) stopped before their last fold scored part of the pool out of fold; "
+                         "elsewhere their margins are filled so that the members' mean is that of the members that "
+                         f"scored the image, scaled around the pool's centre by {spread:.3f}, the ratio of the spread "
+                         "of every member's mean to the finished bags' mean on the images every member scored"}
 
 
 def _weighable(members: list[Member], method: str) -> list[Member]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.special import log_expit, logsumexp
+from scipy.special import expit, log_expit, logit, logsumexp
 
 from search.config import oof_name
 from search.record import USABLE_STATUSES, fetch_checkpoint, read_sweep_folder, trial_dir
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALL", "Candidates", "Member", "StoredPredictions", "check_compatible", "check_member_count", "fill_unscored",
-    "holdout_predictions", "load_member_meta", "oof_predictions", "pick_members", "read_candidates", "select_members",
+    "holdout_predictions", "load_member_meta", "mean_spread", "oof_predictions", "pick_members", "read_candidates", "select_members",
     "split_predictions",
 ]
 
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 # --members all: every trial that trained a model, in a k-fold sweep also the bags ASHA stopped before their
 # last fold (each a model of its own config: on the outer splits averaging more configs was the lever that showed)
 ALL = "all"
+MIN_SHARED_IMAGES = 20  # fewer images scored by every member say too little about the mean's spread
 
 
 @dataclass(frozen=True)
@@ -234,8 +235,8 @@ def oof_predictions(members: list[Member]) -> StoredPredictions:
     """The bags' out-of-fold margins over the whole development pool, aligned by sample id.
 
     A bag stopped before its last fold scored its folds' part of the pool only; the rest of its
-    column holds the pooled margin of the members that did score the image (fill_unscored), so
-    that the mean of the members is, on every image, the mean of those that scored it.
+    column is filled (fill_unscored) so that the mean of the members there is the mean of those
+    that scored the image, at the spread the mean of all of them shows where all scored.
     """
     not_bags = [m.trial_id for m in members if not m.is_bag]
     if not_bags:
@@ -257,13 +258,41 @@ def oof_predictions(members: list[Member]) -> StoredPredictions:
 
 
 def fill_unscored(margins: np.ndarray, scored: np.ndarray) -> np.ndarray:
-    """Each margin a member did not make, replaced by the pooled margin (logit of the mean probability) of
-    the members that made one for that image: the mean of all members is then the mean of those."""
+    """Each margin a member did not make (a stopped bag's, off its folds), filled so that the members' mean
+    probability on that image is what the mean of all of them would be.
+
+    That is the mean of the members that made one, moved toward the pool's centre by mean_spread: the mean
+    of more, more different models is narrower, and the calibrator must fit the mean that ships.
+    """
     filled = margins.copy()
-    for i in np.flatnonzero(~scored.all(axis=1)):
-        made = margins[i, scored[i]]  # as combine.pooled_margin, in log space
-        filled[i, ~scored[i]] = (logsumexp(log_expit(made)) - logsumexp(log_expit(-made)))
+    partial = ~scored.all(axis=1)
+    if not partial.any():
+        return filled
+    made = np.array([_pooled(margins[i, scored[i]]) for i in range(len(margins))])
+    centre = made.mean()
+    target = expit(centre + mean_spread(margins, scored) * (made - centre))
+    n = scored.shape[1]
+    for i in np.flatnonzero(partial):
+        known = scored[i]
+        missing = (n * target[i] - expit(margins[i, known]).sum()) / (~known).sum()
+        filled[i, ~known] = logit(np.clip(missing, 1e-6, 1 - 1e-6))
     return filled
+
+
+def mean_spread(margins: np.ndarray, scored: np.ndarray) -> float:
+    """How wide the mean of every member is against the mean of the members that scored every image, measured
+    on the images every member scored (sd ratio; 1 when there are fewer than MIN_SHARED_IMAGES of them)."""
+    shared, always = scored.all(axis=1), scored.all(axis=0)
+    if shared.sum() < MIN_SHARED_IMAGES or always.all() or not always.any():
+        return 1.0
+    every = np.array([_pooled(row) for row in margins[shared]])
+    steady = np.array([_pooled(row) for row in margins[shared][:, always]])
+    return float(every.std() / steady.std()) if steady.std() > 0 else 1.0
+
+
+def _pooled(margins: np.ndarray) -> float:
+    """logit of the members' mean probability (combine.pooled_margin for one image), in log space."""
+    return float(logsumexp(log_expit(margins)) - logsumexp(log_expit(-margins)))
 
 
 def split_predictions(members: list[Member], *, split: str) -> StoredPredictions:

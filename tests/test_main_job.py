@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.special import expit
+from scipy.special import expit, logit
 from tests_support import lungsweep, make_dataset, new_images, sweep_yaml
 
 from ensemble.artifact import ExportedModel
 from ensemble.build import EnsembleSettings, build_ensemble, fit_ensemble
 from ensemble.export import export_model
-from ensemble.members import holdout_predictions, oof_predictions, pick_members
+from ensemble.members import holdout_predictions, mean_spread, oof_predictions, pick_members
 from ensemble.pipeline import EnsemblePipeline
 from ensemble.metrics import METRIC_NAMES
 from ensemble.predictor import load_predictor
@@ -164,10 +164,11 @@ def test_members_all_averages_every_bag_the_sweep_trained_with_those_asha_stoppe
     assert 0 < own.sum() < len(oof.y), "a stopped bag scored its folds' part of the pool out of fold"
     stored = stopped[0].meta["oof"]
     np.testing.assert_allclose(oof.margins[own, j], [stored[i]["logit"] for i in np.array(oof.ids)[own]], atol=1e-6)
-    scorers = oof.scored[~own]  # elsewhere the mean of all members is the mean of those that scored the image
-    p_all = expit(oof.margins[~own]).mean(axis=1)
-    p_scorers = [expit(row[known]).mean() for row, known in zip(oof.margins[~own], scorers)]
-    np.testing.assert_allclose(p_all, p_scorers)
+    # elsewhere the members' mean is the mean of those that scored the image, at the spread of all members' mean
+    made = logit([expit(row[known]).mean() for row, known in zip(oof.margins, oof.scored)])
+    gaps, spread = ~oof.scored.all(axis=1), mean_spread(oof.margins, oof.scored)
+    np.testing.assert_allclose(logit(expit(oof.margins[gaps]).mean(axis=1)),
+                               made.mean() + spread * (made[gaps] - made.mean()), atol=1e-6)
 
     with caplog.at_level(logging.WARNING):  # greedy cannot weigh a bag on part of the pool: it leaves them out
         greedy = fit_ensemble(sweep, EnsembleSettings(method="greedy", members="all", n_splits=3, n_boot=20))
@@ -177,6 +178,8 @@ def test_members_all_averages_every_bag_the_sweep_trained_with_those_asha_stoppe
     build_ensemble(sweep, ens, EnsembleSettings(method="mean", members="all", n_splits=3, n_boot=50))
     written = json.loads((ens / "ensemble.json").read_text())
     assert written["members"] == [m.trial_id for m in members]
+    assert set(written["stopped_bags"]["trials"]) == {m.trial_id for m in stopped}
+    assert written["stopped_bags"]["mean_spread"] == round(spread, 4)
     stopped_dir = ens / "members" / stopped[0].trial_id  # a stopped bag ships the fold models it has
     assert sorted(p.name for p in stopped_dir.iterdir()) == ["bag.json", *(f"fold_{k}" for k in
                                                                            stopped[0].meta["folds_done"])]

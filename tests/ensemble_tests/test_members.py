@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.special import expit
+from scipy.special import expit, logit
 
 from ensemble.errors import EnsembleError
-from ensemble.members import check_compatible, fill_unscored, holdout_predictions, oof_predictions, pick_members
+from ensemble.members import (check_compatible, fill_unscored, holdout_predictions, mean_spread, oof_predictions,
+                              pick_members)
 
 
 def _checkpoint(folder: Path, holdout: dict, split_sha: str = "s1", fingerprint: str = "f1") -> Path:
@@ -106,3 +107,20 @@ def test_members_of_other_data_or_splits_are_refused(tmp_path):
         check_compatible([members[0], type(members[1])(**{**members[1].__dict__, "meta": moved})])
     with pytest.raises(EnsembleError, match="trial t1 is not a k-fold bag"):
         oof_predictions(members)
+
+
+def test_filled_margins_give_the_mean_of_all_members_its_own_spread():
+    rng = np.random.default_rng(0)
+    signal = rng.normal(0, 2, 60)
+    margins = signal[:, None] + rng.normal(0, 1.5, (60, 4))  # four members, disagreeing
+    scored = np.ones_like(margins, dtype=bool)
+    scored[30:, 2:] = False  # two stopped bags scored the first 30 images only
+    spread = mean_spread(margins, scored)
+    shared = expit(margins[:30]).mean(axis=1), expit(margins[:30, :2]).mean(axis=1)
+    assert spread == pytest.approx(np.std(logit(shared[0])) / np.std(logit(shared[1])))
+    assert spread < 1, "the mean of four disagreeing members is narrower than the mean of two"
+    filled = fill_unscored(np.where(scored, margins, np.nan), scored)
+    np.testing.assert_array_equal(filled[scored], margins[scored])
+    made = logit(np.r_[shared[0], expit(margins[30:, :2]).mean(axis=1)])
+    centre = made.mean()
+    np.testing.assert_allclose(logit(expit(filled[30:]).mean(axis=1)), centre + spread * (made[30:] - centre))
