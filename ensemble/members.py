@@ -241,7 +241,8 @@ def oof_predictions(members: list[Member]) -> StoredPredictions:
     not_bags = [m.trial_id for m in members if not m.is_bag]
     if not_bags:
         raise EnsembleError(f"trial {not_bags[0]} is not a k-fold bag: it has no out-of-fold predictions")
-    complete = [m for m in members if len(m.meta["oof"]) == max(len(b.meta["oof"]) for b in members)]
+    widest = max(len(m.meta["oof"]) for m in members)
+    complete = [m for m in members if len(m.meta["oof"]) == widest]
     if len(complete) == len(members):
         return split_predictions(members, split="oof")
     ids = sorted(complete[0].meta["oof"])
@@ -268,7 +269,7 @@ def fill_unscored(margins: np.ndarray, scored: np.ndarray) -> np.ndarray:
     partial = ~scored.all(axis=1)
     if not partial.any():
         return filled
-    made = np.array([_pooled(margins[i, scored[i]]) for i in range(len(margins))])
+    made = _pooled(margins, scored)
     centre = made.mean()
     target = expit(centre + mean_spread(margins, scored) * (made - centre))
     n = scored.shape[1]
@@ -285,14 +286,16 @@ def mean_spread(margins: np.ndarray, scored: np.ndarray) -> float:
     shared, always = scored.all(axis=1), scored.all(axis=0)
     if shared.sum() < MIN_SHARED_IMAGES or always.all() or not always.any():
         return 1.0
-    every = np.array([_pooled(row) for row in margins[shared]])
-    steady = np.array([_pooled(row) for row in margins[shared][:, always]])
+    every = _pooled(margins[shared], scored[shared])
+    steady = _pooled(margins[shared][:, always], scored[shared][:, always])
     return float(every.std() / steady.std()) if steady.std() > 0 else 1.0
 
 
-def _pooled(margins: np.ndarray) -> float:
-    """logit of the members' mean probability (combine.pooled_margin for one image), in log space."""
-    return float(logsumexp(log_expit(margins)) - logsumexp(log_expit(-margins)))
+def _pooled(margins: np.ndarray, scored: np.ndarray) -> np.ndarray:
+    """Per image, the logit of the mean probability of the members that scored it: combine.pooled_margin with
+    equal weights over each row's scored members (the weights' sum cancels in the difference)."""
+    made = np.where(scored, margins, 0.0)  # unscored entries get weight 0; 0 keeps them finite
+    return logsumexp(log_expit(made), b=scored, axis=1) - logsumexp(log_expit(-made), b=scored, axis=1)
 
 
 def split_predictions(members: list[Member], *, split: str) -> StoredPredictions:

@@ -57,7 +57,7 @@ def run_main_job(job: MainJob) -> str:
     _check_k_fold(cfg, job.config)
     check_data(cfg)  # a missing folder, one class or too few groups: named here, not after Ray has started
 
-    from ensemble.members import check_member_count
+    from ensemble.members import ALL, check_member_count
 
     check_member_count(job.members)  # a bad --members must not wait for the whole sweep to be named
 
@@ -79,9 +79,9 @@ def run_main_job(job: MainJob) -> str:
         log.info("[2/4] ensemble: already in %s (delete it to refit)", ens)
     else:
         # a sweep of 2 trials: ask for 2, not warn about 5
-        members = job.members if job.members == "all" else min(job.members, cfg.num_samples)
+        members = job.members if job.members == ALL else min(job.members, cfg.num_samples)
         log.info("[2/4] ensemble: %s of %s trials -> %s", job.method,
-                 "all the" if members == "all" else f"the top {members}", ens)
+                 "all the" if members == ALL else f"the top {members}", ens)
         build_ensemble(sweep, ens, EnsembleSettings(method=job.method, calibration=job.calibration,
                                                     members=members))
     if is_model_folder(model):
