@@ -13,7 +13,7 @@ from . import storage
 from .config import SweepConfig
 from .record import BEST_CONFIG, RESULTS_CSV, RESULTS_PARQUET, read_sweep, trial_status
 
-__all__ = ["results_table", "load_results", "save_results", "format_table"]
+__all__ = ["results_table", "rank_trials", "load_results", "save_results", "format_table"]
 
 COLUMNS = ["trial_id", "status", "epochs", "best_epoch", "best_metric", "checkpoint", "wall_seconds", "node_id"]
 
@@ -28,9 +28,9 @@ def results_table(run_dir: str | Path | Any, cfg: SweepConfig) -> pd.DataFrame:
 
     status: completed (ran max_epochs, or every fold), early-stopped (trainer patience),
     stopped (by ASHA, or cut by the time budget), error, or running/pending for an
-    interrupted sweep. Rows are ranked by the best metric. Single split: the best
+    interrupted sweep. Rows are ranked by the best metric (`rank_trials`). Single split: the best
     epoch's metric and checkpoint. k-fold: the pooled out-of-fold metric after the
-    last fold done (`epochs` then counts folds) and the bag checkpoint.
+    last fold done (`epochs` then counts folds) and the bag checkpoint; whole bags rank first.
     """
     metric, mode, max_t = cfg.reported_metric, cfg.mode, cfg.max_t
     path = str(getattr(run_dir, "experiment_path", run_dir))
@@ -56,11 +56,23 @@ def results_table(run_dir: str | Path | Any, cfg: SweepConfig) -> pd.DataFrame:
         row.update({f"config/{k}": v for k, v in sorted(trial.config.items())})
         rows.append(row)
     table = pd.DataFrame(rows, columns=None if rows else COLUMNS)
-    if rows:
-        ascending = mode == "min"
-        table = table.sort_values("best_metric", ascending=ascending, na_position="last").reset_index(drop=True)
-        table.insert(0, "rank", range(1, len(table) + 1))
-        table.attrs.update(metric=metric, mode=mode)
+    return rank_trials(table, metric, mode, by_folds=cfg.cross_validated) if rows else table
+
+
+def rank_trials(table: pd.DataFrame, metric: str, mode: str, *, by_folds: bool = False) -> pd.DataFrame:
+    """`table` sorted best first (NaN last) with a `rank` column, and the metric in its attrs.
+
+    In a k-fold sweep (`by_folds`) the bags that scored more of the pool rank first, whole bags
+    above the ones ASHA stopped: a bag stopped after one fold is scored on a k-th of the pool,
+    a noisier number that often tops the whole bags' (on one outer split three one-fold bags
+    did), and best_config.yaml names the rank-1 trial.
+    """
+    keys, ascending = ["best_metric"], [mode == "min"]
+    if by_folds:  # `epochs` counts folds
+        keys, ascending = ["epochs", *keys], [False, *ascending]
+    table = table.sort_values(keys, ascending=ascending, na_position="last", kind="stable").reset_index(drop=True)
+    table.insert(0, "rank", range(1, len(table) + 1))
+    table.attrs.update(metric=metric, mode=mode)
     return table
 
 

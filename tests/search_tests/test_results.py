@@ -10,7 +10,7 @@ import yaml
 
 from search.config import SweepConfig, parse_sweep_config
 from search.record import BEST_CONFIG, RESULTS_CSV, RESULTS_PARQUET, read_results
-from search.results import COLUMNS, format_table, save_results
+from search.results import COLUMNS, format_table, rank_trials, save_results
 from trainers import TrainConfig
 
 NAN = float("nan")
@@ -34,10 +34,7 @@ def cfg() -> SweepConfig:
 
 def _ranked(rows: list[dict]) -> pd.DataFrame:
     """A table as results_table leaves it: sorted by best metric (NaN last), ranked, metric in attrs."""
-    table = pd.DataFrame(rows).sort_values("best_metric", na_position="last").reset_index(drop=True)
-    table.insert(0, "rank", range(1, len(table) + 1))
-    table.attrs.update(metric="val_loss", mode="min")
-    return table
+    return rank_trials(pd.DataFrame(rows), "val_loss", "min")
 
 
 def _trial(tid: str, status: str, best: float, optimizer: str, lr: float, batch_size: int, momentum: float) -> dict:
@@ -113,3 +110,22 @@ def test_format_table_keeps_the_top_rows_or_says_there_are_none(table: pd.DataFr
     assert len(format_table(table, "val_loss", top=2).splitlines()) == 3
     assert len(format_table(table, "val_loss", top=None).splitlines()) == 5
     assert format_table(pd.DataFrame([], columns=COLUMNS), "val_loss") == "no trials yet"
+
+
+def test_a_k_fold_sweep_ranks_whole_bags_first_then_by_folds_scored(tmp_path: Path):
+    """A one-fold bag is scored on a fifth of the pool: its AUC may top the whole bags', not its rank."""
+    cfg = parse_sweep_config({
+        "metric": "val_auc", "mode": "max", "cv_folds": 5, "asha": {"max_epochs": 2, "grace_period": 1},
+        "train": {"image_size": 64}, "space": {"lr": {"loguniform": [1.0e-4, 1.0e-2]}},
+    })
+    def bag(tid: str, folds: int, auc: float) -> dict:
+        return {"trial_id": tid, "status": "completed" if folds == 5 else "stopped", "epochs": folds,
+                "best_epoch": folds, "best_metric": auc, "checkpoint": f"/runs/sweep/trial_{tid}/checkpoint_000000",
+                "wall_seconds": 60.0 * folds, "node_id": "node0", "config/lr": 1.0e-3 * folds + auc / 100}
+    table = rank_trials(pd.DataFrame([bag("one", 1, 0.87), bag("whole_b", 5, 0.80), bag("three", 3, 0.83),
+                                      bag("whole_a", 5, 0.81), bag("lost", 1, NAN)]),
+                        cfg.reported_metric, "max", by_folds=True)
+    assert list(table.trial_id) == ["whole_a", "whole_b", "three", "one", "lost"]
+    assert list(table["rank"]) == [1, 2, 3, 4, 5] and table.attrs == {"metric": "oof_auc", "mode": "max"}
+    save_results(table, tmp_path, cfg)
+    assert (tmp_path / BEST_CONFIG).read_text().startswith("# best trial whole_a: oof_auc 0.8100 at fold 5\n")
