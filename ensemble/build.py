@@ -35,7 +35,6 @@ from trainers.inference import resolve_device
 
 from .audit_section import audit_block, audit_section
 from .bag_spread import as_shipped, spread_on_holdout
-from .combine import StackingEnsemble
 from .crossfit import check_crossfit, crossfit_splits
 from .ensemble_folder import is_ensemble_folder, write_ensemble
 from .errors import EnsembleError
@@ -85,8 +84,8 @@ def fit_ensemble(run_dir: str | Path, settings: EnsembleSettings) -> FittedEnsem
     holdout = holdout_predictions(members) if bags and members[0].meta["holdout"] else None
     if settings.tta:
         device = resolve_device(settings.device)
-        fit_on = _with_tta(members, fit_on, "oof" if bags else "holdout", device)
-        holdout = _with_tta(members, holdout, "holdout", device) if holdout is not None else None
+        fit_on = tta_predictions(members, fit_on, "oof" if bags else "holdout", device)
+        holdout = tta_predictions(members, holdout, "holdout", device) if holdout is not None else None
     spread = None
     if bags:  # fit for the bag's mean margin, which is what ships (ensemble.bag_spread)
         fit_on, spread = as_shipped(fit_on, members, settings.fold_noise_share)
@@ -118,7 +117,8 @@ def fit_ensemble(run_dir: str | Path, settings: EnsembleSettings) -> FittedEnsem
         p_cal, p_unc, thresholds = crossfit["calibrated"], crossfit["uncalibrated"], crossfit["threshold"]
         metrics = crossfitted
         metrics["data"] = _statement_crossfit(fit_on, settings, bags)
-    metrics["operating_point"] = sensitivity_bound(fit_on.y, _threshold_proba(final, fit_on), final.threshold_,
+    chosen_on = final.threshold_proba(fit_on.margins, fit_on.y, fit_on.groups)
+    metrics["operating_point"] = sensitivity_bound(fit_on.y, chosen_on, final.threshold_,
                                                    target_sensitivity=settings.target_sensitivity)
     metrics["fitted_on"] = {
         "combiner, calibrator, threshold": data_name,
@@ -283,7 +283,8 @@ class _Scorer:
         return out
 
 
-def _with_tta(members: list[Member], preds: StoredPredictions, split: str, device: torch.device) -> StoredPredictions:
+def tta_predictions(members: list[Member], preds: StoredPredictions, split: str,
+                    device: torch.device) -> StoredPredictions:
     """Recompute margins with flip test-time augmentation (each model sees the image and its mirror).
 
     A bag's out-of-fold margin comes from the fold model that predicted that image; its
@@ -318,15 +319,6 @@ def _with_tta(members: list[Member], preds: StoredPredictions, split: str, devic
     if preds.scored is not None:
         margins = fill_unscored(margins, preds.scored)
     return StoredPredictions(ids=preds.ids, y=preds.y, groups=preds.groups, margins=margins, scored=preds.scored)
-
-
-def _threshold_proba(final: EnsemblePipeline, preds: StoredPredictions) -> np.ndarray:
-    """The calibrated probabilities the deployed threshold was chosen on (EnsemblePipeline.fit, step 3)."""
-    if isinstance(final.combiner_, StackingEnsemble):
-        margins = final.combiner_.out_of_fold_predict_margin(preds.margins, preds.y, preds.groups)
-    else:
-        margins = final.combiner_.predict_margin(preds.margins)
-    return final.calibrator_.predict_proba(margins)
 
 
 def _statement_kfold(fit_on: StoredPredictions, holdout: StoredPredictions, settings: EnsembleSettings) -> str:

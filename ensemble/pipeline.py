@@ -88,10 +88,7 @@ class EnsemblePipeline(BaseEstimator):
         self.combiner_ = combiner.fit(X, y, groups)
 
         # 2. calibrator, on margins the calibrator can trust (module docstring)
-        if isinstance(self.combiner_, StackingEnsemble):
-            margins = self.combiner_.out_of_fold_predict_margin(X, y, groups)
-        else:
-            margins = self.combiner_.predict_margin(X)
+        margins = self._fitting_margins(X, y, groups)
         self.calibration_scores_: dict[str, float] | None = None
         if self.calibration == AUTO:
             self.calibration_, self.calibration_scores_ = select_calibrator(
@@ -107,6 +104,16 @@ class EnsemblePipeline(BaseEstimator):
         )
         self.n_members_ = int(X.shape[1])
         return self
+
+    def threshold_proba(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+        """The calibrated probabilities on the fitting data that `threshold_` was chosen on (fit, step 3)."""
+        return self.calibrator_.predict_proba(self._fitting_margins(X, y, check_groups(groups, len(y))))
+
+    def _fitting_margins(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray) -> np.ndarray:
+        """The combined margins on the fitting data: out of fold for stacking, whose in-sample margins flatter it."""
+        if isinstance(self.combiner_, StackingEnsemble):
+            return self.combiner_.out_of_fold_predict_margin(X, y, groups)
+        return self.combiner_.predict_margin(X)
 
     @classmethod
     def single_member(cls, threshold: float = 0.5) -> EnsemblePipeline:

@@ -12,6 +12,7 @@ from ensemble.crossfit import crossfit_predict
 from ensemble.errors import EnsembleError
 from ensemble.metrics import bootstrap_metrics
 from ensemble.pipeline import FORMAT, EnsemblePipeline
+from ensemble.threshold import choose_threshold
 
 
 @pytest.mark.parametrize("calibration", ["temperature", "platt", "isotonic", "none", "auto"])
@@ -36,6 +37,16 @@ def test_auto_records_the_candidates_scores(members) -> None:
     scores = pipe.calibration_scores_
     assert set(scores) == {"temperature", "platt", "isotonic", "none"}
     assert scores[pipe.calibration_] == min(scores.values())
+
+
+@pytest.mark.parametrize("method", ["mean", "stack"])
+def test_threshold_proba_is_what_the_threshold_was_chosen_on(method: str, members) -> None:
+    X, y, groups = members
+    pipe = EnsemblePipeline(method=method, target_sensitivity=0.9).fit(X, y, groups)
+    chosen_on = pipe.threshold_proba(X, y, groups)
+    assert choose_threshold(y, chosen_on, target_sensitivity=0.9) == pipe.threshold_
+    in_sample = np.allclose(chosen_on, pipe.predict_proba(X))
+    assert in_sample == (method == "mean"), "stacking's threshold is chosen on out-of-fold margins"
 
 
 def test_mean_pipeline_steps(members) -> None:
