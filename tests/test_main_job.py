@@ -14,18 +14,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from scipy.special import expit, logit
 from tests_support import lungsweep, make_dataset, new_images, sweep_yaml
 
 from ensemble.artifact import ExportedModel
-from ensemble.build import EnsembleSettings, build_ensemble, fit_ensemble
+from ensemble.build import EnsembleSettings, build_ensemble, fit_ensemble, tta_predictions
 from ensemble.export import export_model
-from ensemble.members import holdout_predictions, mean_spread, oof_predictions, pick_members
+from ensemble.members import fill_unscored, holdout_predictions, mean_spread, oof_predictions, pick_members
+from ensemble.model import model_margins
 from ensemble.pipeline import EnsemblePipeline
 from ensemble.metrics import METRIC_NAMES
 from ensemble.predictor import load_predictor
 from search import read_sweep
-from trainers import read_bag
+from trainers import Preprocessing, TrainConfig, load_model, prepare_data, read_bag
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +187,29 @@ def test_members_all_averages_every_bag_the_sweep_trained_with_those_asha_stoppe
                                                                            stopped[0].meta["folds_done"])]
     manifest = export_model(ens, tmp_path / "model", n_boot=50)
     assert manifest["parity"]["max_abs_diff"] <= 1e-4, "the exported graph runs every bag's fold models"
+
+
+def test_tta_rescores_a_stopped_bag_on_its_own_folds_and_fills_the_rest(job):
+    """With TTA the margins are recomputed, a stopped bag's from the fold model that held each image out."""
+    members = pick_members(job["out"] / "sweep", top="all")
+    stopped = next(m for m in members if len(m.meta["folds_done"]) < 3)
+    plain = oof_predictions(members)
+    mirrored = tta_predictions(members, plain, "oof", torch.device("cpu"))
+    j = members.index(stopped)
+    np.testing.assert_array_equal(mirrored.scored, plain.scored)
+    assert np.isfinite(mirrored.margins).all(), "every gap is filled"
+    k = stopped.meta["folds_done"][0]
+    rows = np.array([stopped.meta["oof"].get(i, {}).get("fold") == k for i in plain.ids])
+    model, meta = load_model(stopped.model_folders()[0])
+    data = prepare_data(TrainConfig.from_dict({**stopped.config, "progress": False, "fold": None}))
+    position = {sample_id: i for i, sample_id in enumerate(data.dataset.ids)}
+    images = np.asarray(data.images.array[[position[i] for i in np.array(plain.ids)[rows]]])
+    expected = model_margins(model, Preprocessing.from_dict(meta["preprocessing"]), images, tta=True,
+                             device=torch.device("cpu"))
+    np.testing.assert_allclose(mirrored.margins[rows, j], expected, atol=1e-5)
+    assert not np.allclose(mirrored.margins[rows, j], plain.margins[rows, j], atol=1e-4), "the mirror changed them"
+    gaps = ~mirrored.scored[:, j]
+    np.testing.assert_allclose(mirrored.margins[gaps], fill_unscored(mirrored.margins, mirrored.scored)[gaps])
 
 
 def test_export_of_a_bag_agrees_with_it_in_process(job, tmp_path):
