@@ -14,6 +14,13 @@ fitting step used) and the development cross-fit (465 images, out of fold) besid
 The cross-fit cannot judge mean-all fairly: ASHA stopped those bags because their first fold's
 out-of-fold AUC was low, on the very images the cross-fit scores them on. The holdout can.
 
+A second table asks where the mean of every bag gets its gain, more configs or more fold models,
+from the holdout margins each bag stored per fold (bag.json `fold_holdout`): the holdout AUC of
+the mean probability of every bag, of each config's first fold model alone, of every fold model,
+of the finished bags, of the finished bags' first fold models, and of one fold model and one bag
+on average. AUC only: these means are not calibrated, and AUC does not depend on a monotone
+calibrator.
+
     .venv/bin/python bench/bench_members.py --out runs/bench_outer --arm default
 """
 from __future__ import annotations
@@ -25,10 +32,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from ensemble.build import fit_ensemble  # noqa: E402
+from ensemble.combine import pooled_margin  # noqa: E402
+from ensemble.members import pick_members  # noqa: E402
 from ensemble.settings import EnsembleSettings  # noqa: E402
 
 VARIANTS = {
@@ -70,6 +80,43 @@ def main() -> None:
         print(f"{name:12s} holdout " + " ".join(f"{k} {v:.3f}" for k, v in mean.items())
               + f" | cross-fit AUC {np.mean([c['auc']['value'] for _, c in rows]):.3f}"
               f" ECE {np.mean([c['ece']['value'] for _, c in rows]):.3f}")
+
+    print("\nconfigs or folds: holdout AUC of uncalibrated means (per split, then the mean)")
+    table = {seed: configs_or_folds(sweep) for seed, sweep in ((int(s.parents[1].name[4:]), s) for s in sweeps)}
+    for name in next(iter(table.values())):
+        values = [table[seed][name] for seed in table]
+        print(f"  {name:42s} " + " ".join(f"{v:6.3f}" for v in values) + f" | mean {np.mean(values):.3f}")
+
+
+def configs_or_folds(sweep: Path) -> dict[str, float]:
+    """Holdout AUC of means over every bag, its first fold model, every fold model, the finished bags."""
+    members = pick_members(sweep, top="all")
+    ids = sorted(members[0].meta["holdout"])
+    y = np.array([members[0].meta["holdout"][i]["label"] for i in ids])
+    bags, firsts, folds, finished, finished_firsts = [], [], [], [], []
+    for m in members:
+        per_fold = m.meta["fold_holdout"]
+        models = [np.array([per_fold[k][i] for i in ids]) for k in sorted(per_fold, key=int)]
+        bag = np.array([m.meta["holdout"][i]["logit"] for i in ids])
+        bags.append(bag)
+        firsts.append(models[0])
+        folds.extend(models)
+        if len(models) == m.meta["cv_folds"]:
+            finished.append(bag)
+            finished_firsts.append(models[0])
+
+    def auc_of_mean(margins: list[np.ndarray]) -> float:
+        return float(roc_auc_score(y, pooled_margin(np.stack(margins, axis=1), np.full(len(margins), 1 / len(margins)))))
+
+    return {
+        "every bag's mean (the default)": auc_of_mean(bags),
+        "every config's first fold model alone": auc_of_mean(firsts),
+        "every fold model, equal weights": auc_of_mean(folds),
+        "the finished bags' means": auc_of_mean(finished),
+        "the finished bags' first fold models": auc_of_mean(finished_firsts),
+        "one fold model, on average": float(np.mean([roc_auc_score(y, x) for x in folds])),
+        "one bag, on average": float(np.mean([roc_auc_score(y, x) for x in bags])),
+    }
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ Arms (pick with --arms; each is run once per --seeds value):
     quick          `lungsweep run --quick` (search/sweeps/quick.yaml)
     default        `lungsweep run` (search/sweeps/default.yaml; 29-50 min on 2 CPU cores)
     NAME=SWEEP     `lungsweep run --config SWEEP` under the name NAME, e.g.
-                   quick_plain=bench/sweeps/quick_plain.yaml
+                   quick_plain=bench/sweeps/quick_plain.yaml, or wide=bench/sweeps/default_wide.yaml
+                   (the default's space with as many trials as 45 minutes train)
     refit          what a refit stage would ship (needs the default arm on the same split): the
                    default job's top REFIT_MEMBERS member configs, each retrained once as one model
                    on 80% of the images (`lungsweep train`, cv_folds 1, a 5% split picks the epoch),
