@@ -16,7 +16,8 @@ class SweepProgress(Callback):
 
     The best it shows is what results rank by: with epochs, a trial's best report; with folds
     (unit "fold"), a trial's latest report, the pooled out-of-fold metric over the folds done,
-    since an early fold's higher figure is a smaller sample, not a better bag.
+    since an early fold's higher figure is a smaller sample, not a better bag; and, as in
+    `results.rank_trials`, the bag with more folds done leads.
     """
 
     def __init__(self, *, metric: str, mode: str, num_samples: int, max_t: int, unit: str = "epoch",
@@ -43,9 +44,14 @@ class SweepProgress(Callback):
         """(value, trial id, epoch or fold) of the leading trial, or None before any report."""
         leader = None
         for trial_id, (value, iteration) in self._reports.items():
-            if leader is None or self._better(value, leader[0]):
+            if leader is None or self._leads((value, iteration), (leader[0], leader[2])):
                 leader = (value, trial_id, iteration)
         return leader
+
+    def _leads(self, a: tuple[float, int], b: tuple[float, int]) -> bool:
+        if self.unit == "fold" and a[1] != b[1]:
+            return a[1] > b[1]
+        return self._better(a[0], b[0])
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         # A k-fold trial reports once per fold (minutes apart on a CPU): keep a heartbeat meanwhile.

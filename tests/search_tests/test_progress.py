@@ -20,6 +20,10 @@ def test_a_k_fold_sweep_leads_with_each_bags_latest_pooled_metric():
     report(progress, "a", 0.80, 3)  # a's pooled figure over three folds
     assert progress.best() == (0.84, "b", 3)
     assert "best oof_auc 0.8400 (trial b, fold 3)" in progress.status_line([])
+    report(progress, "c", 0.95, 2)  # a higher figure over fewer folds does not lead, as in the results table
+    assert progress.best() == (0.84, "b", 3)
+    report(progress, "c", 0.86, 3)
+    assert progress.best() == (0.86, "c", 3)
 
 
 def test_a_single_split_sweep_leads_with_each_trials_best_epoch():
