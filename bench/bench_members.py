@@ -63,7 +63,7 @@ def main() -> None:
           + " | cross-fit    AUC    ECE")
     results: dict[str, list[tuple[dict, dict]]] = {name: [] for name in VARIANTS}
     for sweep in sweeps:
-        seed = int(sweep.parents[1].name.removeprefix("seed"))
+        seed = split_seed(sweep)
         for name, settings in VARIANTS.items():
             started = time.monotonic()
             fitted = fit_ensemble(sweep, EnsembleSettings(**{**settings.__dict__, "n_boot": args.bootstrap}))
@@ -82,10 +82,15 @@ def main() -> None:
               f" ECE {np.mean([c['ece']['value'] for _, c in rows]):.3f}")
 
     print("\nconfigs or folds: holdout AUC of uncalibrated means (per split, then the mean)")
-    table = {seed: configs_or_folds(sweep) for seed, sweep in ((int(s.parents[1].name[4:]), s) for s in sweeps)}
+    table = {split_seed(sweep): configs_or_folds(sweep) for sweep in sweeps}
     for name in next(iter(table.values())):
         values = [table[seed][name] for seed in table]
         print(f"  {name:42s} " + " ".join(f"{v:6.3f}" for v in values) + f" | mean {np.mean(values):.3f}")
+
+
+def split_seed(sweep: Path) -> int:
+    """The outer split of OUT/ARM/seedN/job/sweep."""
+    return int(sweep.parents[1].name.removeprefix("seed"))
 
 
 def configs_or_folds(sweep: Path) -> dict[str, float]:
