@@ -15,7 +15,7 @@ from trainers import ConfigError, LungsweepError
 from trainers.audit import AUDIT_FILE, audit_into, format_audit
 from trainers.data import find_data
 
-from . import cluster
+from . import budget, cluster
 from .config import SweepConfig
 from .progress import SweepProgress
 from .recovery import FailOrphanedProposals, RecoverCheckpoints
@@ -57,20 +57,29 @@ def launch(
         experiment = str(storage.join(storage_path, name))  # a folder, or a cloud URI
         snapshot.install()  # Tune's snapshot upload, made atomic: a crash mid-upload must not tear it
         snapshot.expect_resumed(set())  # an earlier launch in this process may have left its expectation
-        if tune.Tuner.can_restore(experiment):
+        # tuner.pkl alone is no run state (a kill in the first seconds): Tune would "restore" it as a 1-sample sweep
+        started = tune.Tuner.can_restore(experiment)
+        if started and snapshot.settle_before_resume(experiment):
             check_same_sweep(cfg, run_dir)
             snapshot.expect_resumed(snapshot.check_before_resume(experiment))  # a torn snapshot is named here
             print(f"resuming the sweep in {experiment}: finished trials are kept", flush=True)
             tuner = tune.Tuner.restore(experiment, trainable, resume_unfinished=True, resume_errored=True)
         else:
-            if resume:
+            if started:
+                print(f"the sweep in {experiment} was stopped before Tune saved its first state: starting it "
+                      "again from its first trial (nothing had finished)", flush=True)
+                snapshot.discard_unsaved(experiment)
+            elif resume:
                 log.warning("nothing to resume in %s: starting a new sweep", run_dir)
             tuner = _new_tuner(cfg, trainable, storage_path, name, run_dir)
+        budget.forget()
         results = tuner.fit()
         _fail_if_every_trial_errored(results, run_dir)
         table = results_table(experiment, cfg)  # ResultGrid.experiment_path drops a URI's scheme and query
-        save_results(table, run_dir, cfg)  # a folder, or beside Tune's state at the cloud URI
+        # a folder, or beside Tune's state at the cloud URI; with the count of trials asked for and given
+        count = save_results(table, run_dir, cfg, budget_spent=budget.budget_spent(cfg.time_budget_s))
         print(format_table(table, cfg.reported_metric), flush=True)
+        print(count.line(), flush=True)
         return table
 
 
@@ -150,7 +159,7 @@ def _new_tuner(cfg: SweepConfig, trainable: Any, storage_path: str, name: str, r
                                      max_t=cfg.max_t, unit="fold" if cfg.cross_validated else "epoch"),
                        *tracking_callbacks(cfg, run_dir, experiment=name),
                        # a crash can outrun Tune's snapshot: see search/recovery.py
-                       RecoverCheckpoints(), *_orphan_check(cfg, study_name(name, sweep_id)),
+                       RecoverCheckpoints(), *_orphan_check(cfg, study_name(name, sweep_id)), budget.BudgetClock(),
                        snapshot.RefuseRestart()],  # Tune starts over when its restore fails: see search/snapshot.py
             verbose=0,
             log_to_file=True,

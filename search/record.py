@@ -6,6 +6,7 @@ export only read what is here, so they import this module and never Ray.
     RUN_DIR/lungsweep_sweep.json   the sweep config as run (SweepConfig, JSON) and its sweep_id
     RUN_DIR/results.parquet        one row per trial, ranked (and results.csv)
     RUN_DIR/best_config.yaml       a `lungsweep train --config` file for the winner
+    RUN_DIR/sweep_count.json       the trials asked for against those that gave a model (SweepCount)
     RUN_DIR/trial_<id>/            one Tune trial: progress.csv, checkpoint_NNNNNN/, logs
 
 RUN_DIR is a local folder or a URI (s3://, gs://, file://, with `storage:` in sweep.yaml):
@@ -36,6 +37,7 @@ __all__ = [
     "is_sweep", "new_sweep_id", "read_record", "read_results", "read_sweep", "read_sweep_id", "study_name",
     "sweep_record", "trial_dir", "trial_dirname", "trial_status", "write_sweep", "local_sweep", "fetch_checkpoint",
     "sweep_location", "check_same_sweep", "sweep_config", "SweepFolder", "read_sweep_folder",
+    "SWEEP_COUNT", "SweepCount", "count_trials", "write_sweep_count", "read_sweep_count",
 ]
 
 SWEEP_FILE = "lungsweep_sweep.json"
@@ -43,6 +45,7 @@ SWEEP_ID = "sweep_id"  # SWEEP_FILE's key for the id of the sweep (not a SweepCo
 RESULTS_CSV = "results.csv"
 RESULTS_PARQUET = "results.parquet"
 BEST_CONFIG = "best_config.yaml"
+SWEEP_COUNT = "sweep_count.json"
 MIRROR_ORIGIN = ".lungsweep_origin"  # in a local mirror of a sweep at a URI: that URI
 CHECKPOINT_PREFIX = "checkpoint_"  # Tune's name for a trial's checkpoint folders
 # A finished trial's statuses; ASHA-stopped ("stopped") trials still have a best checkpoint.
@@ -249,3 +252,66 @@ def trial_status(tune_status: str, last: dict[str, Any], max_epochs: int) -> str
     if int(last.get("training_iteration", 0) or 0) >= max_epochs:
         return "completed"
     return "stopped"
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepCount:
+    """The trials a sweep was asked for against those that gave a model: a short sweep says so.
+
+    A trial gives a model when it finished, or ASHA or the time budget stopped it with its
+    checkpoint (USABLE_STATUSES). Trials the time budget left undrawn are expected, not missing.
+    """
+
+    asked: int  # num_samples
+    trials: int  # trials Tune ran (rows of the results table)
+    usable: int  # of them, those with a model
+    errored: int  # failed after every retry
+    budget_spent: bool  # time_budget_s ran out before every trial was drawn
+
+    @property
+    def undrawn(self) -> int:
+        return max(self.asked - self.trials, 0)
+
+    @property
+    def complete(self) -> bool:
+        return self.usable == self.trials and (self.undrawn == 0 or self.budget_spent)
+
+    def line(self) -> str:
+        """One line for the terminal, the report and the manifest."""
+        if self.complete:
+            cut = f"; the time budget ran out before the other {self.undrawn} were drawn" if self.undrawn else ""
+            return f"sweep complete: {self.usable} of {self.asked} trials gave a model{cut}"
+        why = []
+        if self.trials - self.usable - self.errored:
+            why.append(f"{self.trials - self.usable - self.errored} unfinished")
+        if self.errored:
+            why.append(f"{self.errored} failed after every retry")
+        if self.undrawn and not self.budget_spent:
+            why.append(f"{self.undrawn} never ran")
+        return (f"sweep incomplete: {self.usable} of {self.asked} trials ({', '.join(why)}); run the same command "
+                "again to run the rest")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "complete": self.complete, "statement": self.line()}
+
+
+def count_trials(table: "pd.DataFrame", asked: int, *, budget_spent: bool) -> SweepCount:
+    statuses = list(table["status"]) if len(table) else []
+    return SweepCount(asked=asked, trials=len(statuses), usable=sum(s in USABLE_STATUSES for s in statuses),
+                      errored=statuses.count("error"), budget_spent=budget_spent)
+
+
+def write_sweep_count(run_dir: str | Path, count: SweepCount) -> None:
+    storage.write_text(storage.join(run_dir, SWEEP_COUNT), json.dumps(dataclasses.asdict(count), indent=1) + "\n")
+
+
+def read_sweep_count(run_dir: str | Path) -> SweepCount | None:
+    """The count `lungsweep launch` wrote with the results table; None for a sweep from before it did."""
+    data = storage.read_bytes(storage.join(run_dir, SWEEP_COUNT))
+    if data is None:
+        return None
+    try:
+        return SweepCount(**json.loads(data))
+    except (ValueError, TypeError) as e:
+        raise LungsweepError(f"{storage.join(run_dir, SWEEP_COUNT)} is damaged ({e}); run `lungsweep results "
+                             f"{run_dir}` to write it again") from e

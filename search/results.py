@@ -11,7 +11,8 @@ from ray.tune import ExperimentAnalysis
 
 from . import storage
 from .config import SweepConfig
-from .record import BEST_CONFIG, RESULTS_CSV, RESULTS_PARQUET, read_sweep, trial_status
+from .record import (BEST_CONFIG, RESULTS_CSV, RESULTS_PARQUET, SweepCount, count_trials, read_sweep,
+                     read_sweep_count, trial_status, write_sweep_count)
 
 __all__ = ["results_table", "rank_trials", "load_results", "save_results", "format_table"]
 
@@ -76,12 +77,19 @@ def rank_trials(table: pd.DataFrame, metric: str, mode: str, *, by_folds: bool =
     return table
 
 
-def save_results(table: pd.DataFrame, run_dir: str | Path, cfg: SweepConfig) -> None:
-    """results.csv, results.parquet and best_config.yaml (the sweep's fixed settings plus the winner's).
+def save_results(table: pd.DataFrame, run_dir: str | Path, cfg: SweepConfig, *,
+                 budget_spent: bool | None = None) -> SweepCount:
+    """results.csv, results.parquet, best_config.yaml (the sweep's fixed settings plus the winner's), and
+    the count of trials asked for against those that gave a model (`budget_spent` None: as last written).
 
     The fixed settings are `cfg.base_train_config()`, the very config every trial started from,
     so the best config trains what the sweep trained (its monitor and epochs included).
     """
+    if budget_spent is None:
+        earlier = read_sweep_count(run_dir)
+        budget_spent = bool(earlier and earlier.budget_spent)
+    count = count_trials(table, cfg.num_samples, budget_spent=budget_spent)
+    write_sweep_count(run_dir, count)
     base = cfg.base_train_config().to_dict()
     storage.write_bytes(storage.join(run_dir, RESULTS_CSV), table.to_csv(index=False).encode())
     storage.write_with(storage.join(run_dir, RESULTS_PARQUET), lambda f: table.to_parquet(f, index=False))
@@ -94,6 +102,7 @@ def save_results(table: pd.DataFrame, run_dir: str | Path, cfg: SweepConfig) -> 
         header = (f"# best trial {best['trial_id']}: {cfg.reported_metric} {best['best_metric']:.4f} at {unit} "
                   f"{best['best_epoch']}\n")
         storage.write_text(storage.join(run_dir, BEST_CONFIG), header + yaml.safe_dump(config, sort_keys=False))
+    return count
 
 
 def format_table(table: pd.DataFrame, metric: str, top: int | None = 20) -> str:

@@ -20,8 +20,14 @@ Three guards, all in the driver:
 - `expect_resumed()` + `RefuseRestart` (a callback): should Tune's restore fail all
   the same, the resumed sweep stops before its first trial instead of starting anew.
 
-What is left: a kill between two renames (microseconds) can still pair an experiment
-state with the searcher state saved just before it.
+- `settle_before_resume()` puts the last whole snapshot back before Tune reads it. A kill
+  between two renames (microseconds) pairs an experiment state with the searcher state
+  saved before it: the upload keeps the previous experiment state beside the new one
+  (`.NAME.prev`) until the searcher's state is in place, so the pair is put back whole.
+  A folder with Tune's tuner.pkl but no whole snapshot (a kill in the sweep's first
+  seconds) has nothing to resume: Tune's own restore would then start over with one
+  sample (its `_fit_resume` passes no num_samples to `tune.run`), so launch starts the
+  sweep anew instead, saying so.
 """
 from __future__ import annotations
 
@@ -44,7 +50,8 @@ from trainers.atomic import process_umask
 
 from . import storage
 
-__all__ = ["install", "upload_whole", "check_before_resume", "expect_resumed", "RefuseRestart", "SnapshotError"]
+__all__ = ["install", "upload_whole", "settle_before_resume", "discard_unsaved", "check_before_resume",
+           "expect_resumed", "RefuseRestart", "SnapshotError"]
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +106,8 @@ def upload_whole(local_path: str, fs: pyarrow.fs.FileSystem, fs_path: str, exclu
             _stage(source, target, rel, staged)
         whole = _stage_snapshot(source, target, state, staged)
         for rel in changed + (state if whole else []):  # in commit order
+            if fnmatch.fnmatch(rel.name, EXPERIMENT_STATE):
+                _keep_previous(target / rel)  # until its searcher's state follows it: see settle_before_resume
             os.replace(staged.pop(rel), target / rel)
         if not whole:
             log.warning("Tune kept rewriting its snapshot while it was uploaded to %s: the previous one stays "
@@ -106,6 +115,63 @@ def upload_whole(local_path: str, fs: pyarrow.fs.FileSystem, fs_path: str, exclu
     finally:
         for tmp in staged.values():
             Path(tmp).unlink(missing_ok=True)
+
+
+def _previous(path: Path) -> Path:
+    return path.with_name(f".{path.name}.prev")  # matches none of Tune's patterns
+
+
+def _keep_previous(path: Path) -> None:
+    """Keep the whole experiment state at `path` as `.NAME.prev` (a hard link, renamed into place)."""
+    if not path.is_file():
+        return
+    tmp = path.with_name(f".{path.name}.prev.{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(path, tmp)
+    except OSError:  # a filesystem without hard links
+        shutil.copy2(path, tmp)
+    os.replace(tmp, _previous(path))
+
+
+def settle_before_resume(experiment: str | Path) -> bool:
+    """Whether `experiment` holds a whole snapshot to resume from, once a half-committed newest one is put back.
+
+    Whole: the newest experiment state with its session's searcher state saved no earlier
+    (see `_saved_together`). A kill between the two renames leaves the new experiment state
+    beside the old searcher state: its kept previous version is put back. A new session's
+    first experiment state without any searcher state of its own is set aside
+    (`.NAME.half`), so Tune resumes from the session before. False: no whole snapshot at all.
+    """
+    if storage.is_uri(experiment):  # an object store replaces each object whole; Ray uploads in its own order
+        return _newest_state(storage.list_files(experiment)) is not None
+    folder = Path(experiment)
+    while True:
+        names = [p.name for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
+        found = _newest_state(names)
+        if found is None:
+            return False
+        name, session = found
+        state = [Path(name), *(Path(t.format(session)) for t in SEARCHER_STATE)]
+        if _saved_together({rel: _stamp(folder / rel) for rel in state}):
+            return True
+        if _previous(folder / name).is_file():
+            os.replace(_previous(folder / name), folder / name)
+            log.warning("%s was saved without its searcher's state (the driver was killed between the two): "
+                        "resuming from the snapshot before it", name)
+        else:
+            os.replace(folder / name, folder / f".{name}.half")
+            log.warning("%s has no searcher state of its own (the driver was killed between the two): resuming "
+                        "from the session before it", name)
+
+
+def discard_unsaved(experiment: str | Path) -> None:
+    """Remove what a sweep killed before its first whole snapshot left: trial folders no state names."""
+    if storage.is_uri(experiment):
+        return  # nothing names them: a new sweep's trials get new ids
+    for path in Path(experiment).glob("trial_*"):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _stage(source: Path, target: Path, rel: Path, staged: dict[Path, str]) -> None:

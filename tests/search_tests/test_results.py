@@ -11,7 +11,7 @@ import yaml
 from search.config import SweepConfig, parse_sweep_config
 from search.record import BEST_CONFIG, RESULTS_CSV, RESULTS_PARQUET, read_results
 from search.results import COLUMNS, format_table, rank_trials, save_results
-from trainers import TrainConfig
+from trainers import LungsweepError, TrainConfig
 
 NAN = float("nan")
 
@@ -129,3 +129,34 @@ def test_a_k_fold_sweep_ranks_whole_bags_first_then_by_folds_scored(tmp_path: Pa
     assert list(table["rank"]) == [1, 2, 3, 4, 5] and table.attrs == {"metric": "oof_auc", "mode": "max"}
     save_results(table, tmp_path, cfg)
     assert (tmp_path / BEST_CONFIG).read_text().startswith("# best trial whole_a: oof_auc 0.8100 at fold 5\n")
+
+
+@pytest.mark.parametrize("statuses, asked, budget_spent, complete, line", [
+    (["completed", "stopped"], 2, False, True, "sweep complete: 2 of 2 trials gave a model"),
+    (["completed"], 3, True, True, "sweep complete: 1 of 3 trials gave a model; the time budget ran out before "
+                                   "the other 2 were drawn"),
+    (["completed"], 2, False, False, "sweep incomplete: 1 of 2 trials (1 never ran); run the same command again"),
+    (["completed", "error", "running"], 4, False, False,
+     "sweep incomplete: 1 of 4 trials (1 unfinished, 1 failed after every retry, 1 never ran)"),
+    (["error"], 1, True, False, "sweep incomplete: 0 of 1 trials (1 failed after every retry); run"),
+])
+def test_the_sweep_count_tells_a_budget_that_ran_out_from_trials_that_were_lost(statuses, asked, budget_spent,
+                                                                                 complete, line):
+    from search.record import count_trials
+
+    count = count_trials(pd.DataFrame({"status": statuses}), asked, budget_spent=budget_spent)
+    assert count.complete is complete
+    assert count.line().startswith(line)
+    assert count.to_dict()["statement"] == count.line() and count.to_dict()["complete"] is complete
+
+
+def test_the_sweep_count_round_trips_and_a_damaged_one_is_named(tmp_path):
+    from search.record import SWEEP_COUNT, count_trials, read_sweep_count, write_sweep_count
+
+    assert read_sweep_count(tmp_path) is None  # a sweep from before launch counted its trials
+    count = count_trials(pd.DataFrame({"status": ["completed", "error"]}), 2, budget_spent=False)
+    write_sweep_count(tmp_path, count)
+    assert read_sweep_count(tmp_path) == count
+    (tmp_path / SWEEP_COUNT).write_text('{"asked": 2')
+    with pytest.raises(LungsweepError, match=rf"{SWEEP_COUNT} is damaged.*lungsweep results"):
+        read_sweep_count(tmp_path)

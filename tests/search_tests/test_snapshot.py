@@ -27,7 +27,9 @@ def write_snapshot(folder, trial_ids, *, version):
 
 
 def contents(folder):
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    """The snapshot's files (not the previous experiment state an upload keeps aside as a hidden file)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and not p.name.startswith(".")}
 
 
 def test_an_upload_cut_short_leaves_every_file_old_or_new_never_torn(tmp_path, monkeypatch):
@@ -58,7 +60,8 @@ def test_an_upload_cut_short_leaves_every_file_old_or_new_never_torn(tmp_path, m
     monkeypatch.setattr(os, "replace", lambda a, b: (replaced.append(os.path.basename(b)), os.rename(a, b)))
     upload_whole(str(new), fs, str(dest))
     assert contents(dest) == contents(new)
-    # trials' files, then the experiment state, then the searcher's state
+    # trials' files, then the experiment state (its old version kept aside first), then the searcher's state
+    assert replaced.pop(2) == f".experiment_state-{SESSION}.json.prev"
     assert replaced[:2] == ["progress.csv"] * 2 and replaced[2].startswith("experiment_state-")
     assert sorted(replaced[3:]) == [f"search_gen_state-{SESSION}.json", f"searcher-state-{SESSION}.pkl"]
 
@@ -169,3 +172,60 @@ def test_refuse_restart_checks_the_expected_trials_once_and_only_when_told():
     snapshot.expect_resumed({"z"})
     snapshot.expect_resumed(set())  # what every launch does first
     guard.on_step_begin(0, trials)
+
+
+def test_an_upload_keeps_the_experiment_state_it_replaces_until_the_next(tmp_path):
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    state = f"experiment_state-{SESSION}.json"
+    write_snapshot(src, ["a"], version=1)
+    upload_whole(str(src), pyarrow.fs.LocalFileSystem(), str(dest))
+    assert not (dest / f".{state}.prev").exists(), "nothing to keep on the first upload"
+    first = (dest / state).read_bytes()
+    write_snapshot(src, ["a", "b"], version=2)
+    upload_whole(str(src), pyarrow.fs.LocalFileSystem(), str(dest))
+    assert (dest / f".{state}.prev").read_bytes() == first
+    assert snapshot.settle_before_resume(dest) and check_before_resume(dest) == {"a", "b"}
+
+
+def test_a_kill_between_the_experiment_state_and_its_searcher_puts_the_pair_before_back(tmp_path, monkeypatch):
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    write_snapshot(src, ["a"], version=1)
+    upload_whole(str(src), pyarrow.fs.LocalFileSystem(), str(dest))
+    searcher_before = (dest / f"searcher-state-{SESSION}.pkl").read_bytes()
+    write_snapshot(src, ["a", "b"], version=2)
+    real_replace = os.replace
+
+    def die_after_the_experiment_state(a, b):
+        real_replace(a, b)
+        if os.path.basename(b).startswith("experiment_state-"):
+            raise KeyboardInterrupt  # the driver killed between the two renames
+
+    monkeypatch.setattr(os, "replace", die_after_the_experiment_state)
+    with pytest.raises(KeyboardInterrupt):
+        upload_whole(str(src), pyarrow.fs.LocalFileSystem(), str(dest))
+    monkeypatch.undo()
+    assert check_before_resume(dest) == {"a", "b"}, "the new experiment state is in place, its searcher is not"
+    assert snapshot.settle_before_resume(dest)
+    assert check_before_resume(dest) == {"a"}, "the whole pair from before the kill"
+    assert (dest / f"searcher-state-{SESSION}.pkl").read_bytes() == searcher_before
+
+
+def test_a_new_sessions_experiment_state_without_its_searcher_is_set_aside(tmp_path):
+    write_snapshot(tmp_path, ["a"], version=1)
+    later = "2026-12-01_11-00-00"  # the next driver's first snapshot, killed before its searcher's state
+    (tmp_path / f"experiment_state-{later}.json").write_text(json.dumps({"trial_data": [
+        [json.dumps({"trial_id": t, "status": "RUNNING"}), "{}"] for t in ("a", "b")]}))
+    assert snapshot.settle_before_resume(tmp_path)
+    assert check_before_resume(tmp_path) == {"a"}
+    assert (tmp_path / f".experiment_state-{later}.json.half").is_file()
+
+
+def test_tuner_state_without_a_whole_snapshot_is_nothing_to_resume(tmp_path):
+    (tmp_path / "tuner.pkl").write_bytes(b"tuner")  # a sweep killed in its first seconds
+    (tmp_path / "trial_a" / "checkpoint_000000").mkdir(parents=True)
+    assert not snapshot.settle_before_resume(tmp_path)
+    assert not snapshot.settle_before_resume(tmp_path / "nowhere")
+    (tmp_path / f"experiment_state-{SESSION}.json").write_text('{"trial_data": []}')  # its searcher's never came
+    assert not snapshot.settle_before_resume(tmp_path)
+    snapshot.discard_unsaved(tmp_path)
+    assert not (tmp_path / "trial_a").exists() and (tmp_path / "tuner.pkl").is_file()
