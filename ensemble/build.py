@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 from scipy.special import expit
 
-from search.record import local_sweep, sweep_location
+from search.record import local_sweep, read_sweep_count, sweep_location
 from trainers import Preprocessing, TrainConfig, load_model, prepare_data
 from trainers.checkpoint import package_versions
 from trainers.inference import resolve_device
@@ -129,6 +129,7 @@ def fit_ensemble(run_dir: str | Path, settings: EnsembleSettings) -> FittedEnsem
     if spread is not None:
         metrics["bag_spread"] = {**spread, "on_holdout": spread_on_holdout(members, settings.fold_noise_share)}
     provenance = _provenance(run_dir, members, fit_on, holdout)
+    metrics["sweep"] = provenance["sweep_count"]
     manifest = {
         "kind": "ensemble",
         "method": settings.method,
@@ -177,7 +178,8 @@ def fit_ensemble(run_dir: str | Path, settings: EnsembleSettings) -> FittedEnsem
                           predictions=predictions, report=report)
 
 
-_NOT_HEADLINE = ("uncalibrated", "members", "data", "development_crossfit", "fitted_on", "data_audit", "bag_spread")
+_NOT_HEADLINE = ("uncalibrated", "members", "data", "development_crossfit", "fitted_on", "data_audit", "bag_spread",
+                 "sweep")
 
 
 def cross_fit(
@@ -351,8 +353,11 @@ def _statement_crossfit(preds: StoredPredictions, settings: EnsembleSettings, ba
 def _provenance(run_dir: Path, members: list[Member], fit_on: StoredPredictions,
                 holdout: StoredPredictions | None) -> dict[str, Any]:
     scored = holdout if holdout is not None else fit_on
+    count = read_sweep_count(run_dir)  # None: a sweep from before launch counted its trials
     return {
         "sweep": sweep_location(run_dir),
+        # the trials asked for against those that gave a model: a short sweep says so in every artifact
+        "sweep_count": count.to_dict() if count is not None else None,
         "members": [{"trial_id": m.trial_id, "rank": m.rank, "sweep_metric": m.metric,
                      "checkpoint": str(m.checkpoint), "config": m.config,
                      **({"folds": len(m.meta["folds_done"])} if m.is_bag else {})} for m in members],

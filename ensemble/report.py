@@ -192,7 +192,19 @@ def _header(data: ReportData) -> str:
 
 
 def _statement(provenance: dict) -> str:
-    """Which data produced the numbers: provenance["numbers"] (a sentence, or {row: sentence})."""
+    """Which data produced the numbers: provenance["numbers"] (a sentence, or {row: sentence}), after the
+    sweep's count of trials (provenance["sweep_count"]), marked where the sweep is short."""
+    return _sweep_count(provenance.get("sweep_count")) + _numbers(provenance)
+
+
+def _sweep_count(count: dict | None) -> str:
+    if not isinstance(count, dict) or "statement" not in count:
+        return ""
+    mark = "" if count.get("complete") else ' class="warning"'
+    return f'<p id="sweep-count"{mark}><b>{_esc(count["statement"])}</b></p>'
+
+
+def _numbers(provenance: dict) -> str:
     numbers = provenance.get("numbers")
     if isinstance(numbers, dict):
         return "".join(f"<p><b>{_esc(k)}</b>: {_esc(v)}</p>" for k, v in numbers.items())
@@ -370,6 +382,7 @@ img { display: block; max-width: 100%; height: auto; }
 figcaption { font-size: 13px; color: #444; margin-top: 4px; }
 .why { font-size: 13px; color: #555; margin: 6px 0 0; }
 .note { color: #7a4d00; background: #fff6e0; border-left: 4px solid #e0a000; padding: 8px 12px; }
+#sweep-count.warning { color: #8a1c1c; background: #fdecec; padding: 4px 8px; }
 pre { background: #f6f6f6; padding: 12px; font-size: 12px; overflow-x: auto; white-space: pre-wrap; }
 """
 

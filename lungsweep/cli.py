@@ -193,8 +193,9 @@ def _run_results(args: argparse.Namespace) -> int:
 
     cfg = read_sweep(args.run_dir)
     table = load_results(args.run_dir)
-    save_results(table, args.run_dir, cfg)
+    count = save_results(table, args.run_dir, cfg)
     print(format_table(table, cfg.reported_metric, top=args.top))
+    print(count.line())
     print(f"saved {storage.join(args.run_dir, 'results.csv')}, results.parquet and best_config.yaml")
     return 0
 
@@ -399,9 +400,9 @@ def _run_main_job(args: argparse.Namespace) -> int:
     job = MainJob(out=Path(args.out), data=args.data, manifest=args.manifest,
                   config="quick" if args.quick else args.config,
                   members=args.members, method=args.method, calibration=args.calibration, address=args.address)
-    summary = run_main_job(job)
-    print(summary)
-    return 0
+    outcome = run_main_job(job)
+    print(outcome.summary)
+    return 0 if outcome.complete else 1  # the summary's last line says what is missing and how to run the rest
 
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [

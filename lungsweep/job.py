@@ -7,7 +7,11 @@
     OUT/predictions.csv   `lungsweep predict` on a few holdout images, to show the last step
 
 Run it again after an interruption: the sweep continues from its finished folds, and
-a stage whose output is already there is not redone (delete it to redo it).
+a stage whose output is already there is not redone (delete it to redo it), unless the
+sweep has given more models since it was written. A sweep that ends short of the trials
+it was asked for (trials that failed after every retry) still yields its ensemble, says
+"sweep incomplete: N of M trials" in its last line, the report, metrics.json and the
+manifest, and the job exits 1: running it again retries the rest.
 
 Before any Ray process starts, the job checks what the sweep needs: group k-fold bags
 (cv_folds >= 2), and data that discovers and splits into that many folds.
@@ -27,7 +31,7 @@ from trainers.errors import ConfigError
 if TYPE_CHECKING:
     from search import SweepConfig
 
-__all__ = ["MainJob", "run_main_job"]
+__all__ = ["MainJob", "JobOutcome", "run_main_job"]
 
 log = logging.getLogger("lungsweep")
 
@@ -47,9 +51,15 @@ class MainJob:
     address: str | None = None
 
 
-def run_main_job(job: MainJob) -> str:
-    """Run or resume every stage; returns a summary for the terminal."""
-    from search import check_data, load_sweep_config
+@dataclass(frozen=True)
+class JobOutcome:
+    summary: str  # for the terminal; its last line is the sweep's count of trials
+    complete: bool  # every trial asked for gave a model (or the time budget drew no more)
+
+
+def run_main_job(job: MainJob) -> JobOutcome:
+    """Run or resume every stage; returns the summary for the terminal and whether the sweep was whole."""
+    from search import check_data, load_sweep_config, read_sweep_count
 
     # every input is named before Ray starts; the config and the data before torch is even imported
     started = time.monotonic()
@@ -61,10 +71,10 @@ def run_main_job(job: MainJob) -> str:
 
     check_member_count(job.members)  # a bad --members must not wait for the whole sweep to be named
 
-    from ensemble.artifact import is_model_folder
+    from ensemble.artifact import is_model_folder, read_manifest
     from ensemble.build import build_ensemble
-    from ensemble.ensemble_folder import (is_ensemble_folder, read_holdout_predictions, read_metrics,
-                                          report_path)
+    from ensemble.ensemble_folder import (is_ensemble_folder, read_ensemble_json, read_holdout_predictions,
+                                          read_metrics, report_path)
     from ensemble.evaluate import format_metrics
     from ensemble.export import export_model
     from ensemble.predict import predict
@@ -74,17 +84,26 @@ def run_main_job(job: MainJob) -> str:
     sweep, ens, model = job.out / "sweep", job.out / "ensemble", job.out / "model"
     log.info("[1/4] sweep: %d trials x %d folds -> %s", cfg.num_samples, cfg.cv_folds, sweep)
     launch(cfg, sweep, address=job.address)
+    count = read_sweep_count(sweep)  # launch has just written it
 
-    if is_ensemble_folder(ens):
+    def models_when_written(provenance: dict) -> int | None:  # None: written before the job counted trials
+        return (provenance.get("sweep_count") or {}).get("usable")
+
+    stale = is_ensemble_folder(ens) and models_when_written(read_ensemble_json(ens)["provenance"]) not in (
+        None, count.usable)
+    if is_ensemble_folder(ens) and not stale:
         log.info("[2/4] ensemble: already in %s (delete it to refit)", ens)
     else:
+        if stale:
+            log.info("[2/4] ensemble: the sweep has given %d model(s) since %s was fitted: fitting it again",
+                     count.usable, ens)
         # a sweep of 2 trials: ask for 2, not warn about 5
         members = job.members if job.members == ALL else min(job.members, cfg.num_samples)
         log.info("[2/4] ensemble: %s of %s trials -> %s", job.method,
                  "all the" if members == ALL else f"the top {members}", ens)
         build_ensemble(sweep, ens, EnsembleSettings(method=job.method, calibration=job.calibration,
                                                     members=members))
-    if is_model_folder(model):
+    if is_model_folder(model) and models_when_written(read_manifest(model)["provenance"]) in (None, count.usable):
         log.info("[3/4] export: already in %s (delete it to export again)", model)
     else:
         log.info("[3/4] export -> %s", model)
@@ -101,14 +120,15 @@ def run_main_job(job: MainJob) -> str:
 
     metrics = read_metrics(ens)
     minutes = (time.monotonic() - started) / 60
-    return "\n".join([
+    return JobOutcome("\n".join([
         format_metrics(metrics),
         f"scored on: {metrics['fitted_on']['scored_on']}",
         f"predicted {summary.predicted} example image(s) -> {job.out / 'predictions.csv'}",
         f"model:  {model}  (lungsweep predict {model} --data FOLDER)",
         f"report: {report_path(ens)}",
         f"done in {minutes:.1f} min",
-    ])
+        count.line(),  # last: a short sweep is the one thing a user must not miss
+    ]), count.complete)
 
 
 def _with_dataset(cfg: SweepConfig, *, data: str | None, manifest: str | None) -> SweepConfig:
