@@ -177,8 +177,8 @@ def _run_launch(args: argparse.Namespace) -> int:
         cfg = smoke_test(cfg)
     if args.address is None:  # on a cluster the data may live on the workers only: they check it there
         check_data(cfg)
-    launch(cfg, args.out, address=args.address, resume=args.resume)
-    return 0
+    table = launch(cfg, args.out, address=args.address, resume=args.resume)
+    return 0 if table.attrs["count"].complete else 1  # launch's last line says what is missing
 
 
 def _add_results(sub: argparse._SubParsersAction) -> None:

@@ -59,7 +59,7 @@ class JobOutcome:
 
 def run_main_job(job: MainJob) -> JobOutcome:
     """Run or resume every stage; returns the summary for the terminal and whether the sweep was whole."""
-    from search import check_data, load_sweep_config, read_sweep_count
+    from search import check_data, load_sweep_config
 
     # every input is named before Ray starts; the config and the data before torch is even imported
     started = time.monotonic()
@@ -83,8 +83,7 @@ def run_main_job(job: MainJob) -> JobOutcome:
 
     sweep, ens, model = job.out / "sweep", job.out / "ensemble", job.out / "model"
     log.info("[1/4] sweep: %d trials x %d folds -> %s", cfg.num_samples, cfg.cv_folds, sweep)
-    launch(cfg, sweep, address=job.address)
-    count = read_sweep_count(sweep)  # launch has just written it
+    count = launch(cfg, sweep, address=job.address).attrs["count"]
 
     def models_when_written(provenance: dict) -> int | None:  # None: written before the job counted trials
         return (provenance.get("sweep_count") or {}).get("usable")

@@ -43,6 +43,9 @@ class SweepConfig:
     tracking: str = "none"  # also log trials to: tensorboard, mlflow, or none
     tracking_uri: str | None = None  # mlflow: a tracking server or database URL; default RUN_DIR/mlflow.db
     max_failures: int = 2  # retries of a crashed trial, from its last checkpoint
+    # False: a fresh worker process per trial, so whatever a trial allocated goes back when it ends (a few
+    # seconds of start-up each); True: one worker runs trial after trial, and its memory grows with them
+    reuse_actors: bool = False
     keep_checkpoints: int = 2  # best N per trial (the latest is kept as well)
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
@@ -230,7 +233,8 @@ def _check_type(source: str, key: str, value: Any) -> None:
     if value is None and "None" in names:
         return
     ok = (
-        ("int" in names and isinstance(value, int) and not isinstance(value, bool))
+        ("bool" in names and isinstance(value, bool))
+        or ("int" in names and isinstance(value, int) and not isinstance(value, bool))
         or ("float" in names and isinstance(value, (int, float)) and not isinstance(value, bool))
         or ("str" in names and isinstance(value, str))
     )

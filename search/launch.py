@@ -15,11 +15,12 @@ from trainers import ConfigError, LungsweepError
 from trainers.audit import AUDIT_FILE, audit_into, format_audit
 from trainers.data import find_data
 
-from . import budget, cluster
+from . import budget, cluster, memory_kills
 from .config import SweepConfig
 from .progress import SweepProgress
 from .recovery import FailOrphanedProposals, RecoverCheckpoints
-from .record import check_same_sweep, new_sweep_id, read_sweep_id, study_name, trial_dirname, write_sweep
+from .record import (check_same_sweep, new_sweep_id, read_sweep_id, study_name, trial_dirname, trial_id_of,
+                     write_sweep)
 from .searcher import OptunaSearchWithPruning
 from .results import results_table, save_results, format_table
 from . import snapshot
@@ -41,7 +42,11 @@ def launch(
     address: str | None = None,
     resume: bool = False,
 ) -> Any:
-    """Run (or continue) the sweep in `out`; returns the results table (pandas)."""
+    """Run (or continue) the sweep in `out`; returns the results table (pandas), its SweepCount in attrs["count"].
+
+    A sweep that Tune stopped with an error still writes its results table and count from what is
+    on disk, and returns them when some trial gave a model; it raises only when none did.
+    """
     storage_path, name, run_dir = _storage(cfg, out)
     _study_storage(cfg.study_storage)  # a bad URL is named before any Ray process starts
     # Tune warns on every forced state snapshot; with a few checkpoints per trial that is noise
@@ -56,6 +61,7 @@ def launch(
         trainable = _trainable(cfg, run_dir)
         experiment = str(storage.join(storage_path, name))  # a folder, or a cloud URI
         snapshot.install()  # Tune's snapshot upload, made atomic: a crash mid-upload must not tear it
+        memory_kills.install()  # a worker Ray's memory monitor kills is one trial's failure, not the sweep's
         snapshot.expect_resumed(set())  # an earlier launch in this process may have left its expectation
         # tuner.pkl alone is no run state (a kill in the first seconds): Tune would "restore" it as a 1-sample sweep
         started = tune.Tuner.can_restore(experiment)
@@ -64,6 +70,7 @@ def launch(
             snapshot.expect_resumed(snapshot.check_before_resume(experiment))  # a torn snapshot is named here
             print(f"resuming the sweep in {experiment}: finished trials are kept", flush=True)
             tuner = tune.Tuner.restore(experiment, trainable, resume_unfinished=True, resume_errored=True)
+            _run_with_current_settings(tuner, cfg)
         else:
             if started:
                 print(f"the sweep in {experiment} was stopped before Tune saved its first state: starting it "
@@ -73,13 +80,25 @@ def launch(
                 log.warning("nothing to resume in %s: starting a new sweep", run_dir)
             tuner = _new_tuner(cfg, trainable, storage_path, name, run_dir)
         budget.forget()
-        results = tuner.fit()
-        _fail_if_every_trial_errored(results, run_dir)
+        try:
+            results, stopped_by = tuner.fit(), None
+        except Exception as e:  # Tune ends the whole sweep on what it cannot pin on one trial
+            results, stopped_by = None, e
+            log.error("the sweep stopped with an error: %s", _cause(e))
+        if results is not None:
+            _fail_if_every_trial_errored(results, run_dir)
+        # what is on disk, after an error too: a folder, or beside Tune's state at the cloud URI
         table = results_table(experiment, cfg)  # ResultGrid.experiment_path drops a URI's scheme and query
-        # a folder, or beside Tune's state at the cloud URI; with the count of trials asked for and given
+        if results is not None:
+            table = _with_final_errors(table, results)
         count = save_results(table, run_dir, cfg, budget_spent=budget.budget_spent(cfg.time_budget_s))
         print(format_table(table, cfg.reported_metric), flush=True)
         print(count.line(), flush=True)
+        if stopped_by is not None and not count.usable:
+            raise LungsweepError(f"the sweep stopped with an error before any trial gave a model: "
+                                 f"{_cause(stopped_by)}. Run the same command again to resume it; each "
+                                 f"trial's log is in {run_dir}/trial_*/") from stopped_by
+        table.attrs["count"] = count  # a short sweep still yields what finished: its count says what is missing
         return table
 
 
@@ -89,6 +108,38 @@ def _fail_if_every_trial_errored(results: Any, run_dir: str | Path) -> None:
         raise LungsweepError(
             f"every trial of the sweep failed; the first: {errors[0]}. Each trial's log is in {run_dir}/trial_*/"
         )
+
+
+def _with_final_errors(table: Any, results: Any) -> Any:
+    """Mark the trials that fit() ended in error: Tune's last snapshot can still list such a trial as RUNNING
+    (a trial that exhausted max_failures is not re-cached for the snapshot), so a rerun resumes it."""
+    errored = {trial_id_of(r.path) for r in results if r.error is not None and r.path}
+    if errored and len(table):
+        table = table.copy()
+        table.loc[table["trial_id"].isin(errored), "status"] = "error"
+    return table
+
+
+def _cause(error: BaseException) -> str:
+    """The innermost cause's last line: Tune wraps what ended the run, and Ray's messages end with it."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[-1]}" if lines else type(error).__name__
+
+
+def _run_with_current_settings(tuner: tune.Tuner, cfg: SweepConfig) -> None:
+    """A restored Tuner runs with the TuneConfig pickled when the sweep began; reuse_actors is this launch's.
+
+    Ray has no public way to change it on restore: this sets the restored Tuner's own field, and warns if
+    that moved. The other saved settings (num_samples, the searcher, the scheduler) define the sweep.
+    """
+    tune_config = getattr(getattr(tuner, "_local_tuner", None), "_tune_config", None)
+    if tune_config is None or not hasattr(tune_config, "reuse_actors"):
+        log.warning("cannot apply reuse_actors=%s to the restored sweep on this Ray: it keeps its first setting",
+                    cfg.reuse_actors)
+        return
+    tune_config.reuse_actors = cfg.reuse_actors
 
 
 def _storage(cfg: SweepConfig, out: str | Path) -> tuple[str, str, Any]:
@@ -148,7 +199,7 @@ def _new_tuner(cfg: SweepConfig, trainable: Any, storage_path: str, name: str, r
             max_concurrent_trials=cfg.max_concurrent,
             time_budget_s=cfg.time_budget_s,
             trial_dirname_creator=lambda trial: trial_dirname(trial.trial_id),
-            reuse_actors=True,  # a new worker per trial re-imports torch and timm: seconds per trial
+            reuse_actors=cfg.reuse_actors,  # False: a trial's memory goes back with its worker (search.config)
         ),
         run_config=tune.RunConfig(
             name=name,

@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 __all__ = [
     "BEST_CONFIG", "RESULTS_CSV", "RESULTS_PARQUET", "SWEEP_FILE", "SWEEP_ID", "USABLE_STATUSES",
     "is_sweep", "new_sweep_id", "read_record", "read_results", "read_sweep", "read_sweep_id", "study_name",
-    "sweep_record", "trial_dir", "trial_dirname", "trial_status", "write_sweep", "local_sweep", "fetch_checkpoint",
+    "sweep_record", "trial_dir", "trial_dirname", "trial_id_of", "trial_status", "write_sweep", "local_sweep",
+    "fetch_checkpoint",
     "sweep_location", "check_same_sweep", "sweep_config", "SweepFolder", "read_sweep_folder",
     "SWEEP_COUNT", "SweepCount", "count_trials", "write_sweep_count", "read_sweep_count",
 ]
@@ -55,6 +56,11 @@ USABLE_STATUSES = ("completed", "early-stopped", "stopped")
 def trial_dirname(trial_id: str) -> str:
     """The folder Tune writes a trial into (launch names it; readers find it)."""
     return f"trial_{trial_id}"
+
+
+def trial_id_of(folder: str | Path) -> str:
+    """The trial id in a trial's folder name (trial_dirname's inverse)."""
+    return Path(folder).name.removeprefix("trial_")
 
 
 def trial_dir(run_dir: str | Path, trial_id: str) -> Path:

@@ -60,8 +60,8 @@ def setting(tmp_path_factory):
     return {"root": root, "data": data, "config": config, "env": env}
 
 
-def _command(setting: dict, out: Path) -> list[str]:
-    return [sys.executable, "-m", "lungsweep", "run", "--config", str(setting["config"]), "--data",
+def _command(setting: dict, out: Path, config: Path | None = None) -> list[str]:
+    return [sys.executable, "-m", "lungsweep", "run", "--config", str(config or setting["config"]), "--data",
             str(setting["data"]), "--out", str(out)]
 
 
@@ -133,3 +133,52 @@ def test_a_job_killed_at_every_landmark_ends_as_a_clean_run_does(setting):
         assert json.loads((o / "ensemble/metrics.json").read_text())["sweep"]["usable"] == len(TRIALS)
         assert '<p id="sweep-count"><b>sweep complete: 2 of 2 trials gave a model</b>' in (
             o / "ensemble/report.html").read_text()
+
+
+def test_a_job_whose_trial_fails_for_good_yields_the_rest_says_so_and_a_rerun_finishes_it(setting):
+    """max_failures 0 and a trial's worker killed in its second fold: that trial ends in error. The job
+    still fits and exports the ensemble of the other bag, says "sweep incomplete" in its last line, the
+    report, metrics.json and the manifest, and exits 1; the same command again retries the failed trial
+    from its last fold and refits."""
+    import psutil
+    import yaml
+
+    config = setting["root"] / "no_retries.yaml"
+    config.write_text(yaml.safe_dump({**yaml.safe_load(setting["config"].read_text()), "max_failures": 0},
+                                     sort_keys=False))
+    out = setting["root"] / "short"
+    command = _command(setting, out, config)
+    log = setting["root"] / "short.log"
+    with log.open("w") as sink:
+        driver = subprocess.Popen(command, env=setting["env"], stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        second = None
+        while second is None or not list(second.glob("checkpoint_*")):  # the second trial's first fold is in
+            assert driver.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            second = next((t for t in (out / "sweep").glob("trial_*")
+                           if (t / "params.json").is_file() and json.loads((t / "params.json").read_text())["lr"]
+                           == TRIALS[1]["lr"]), None)
+            time.sleep(0.05)
+        workers = [p for p in psutil.Process(driver.pid).children(recursive=True)
+                   if "ImplicitFunc" in " ".join(p.cmdline())]
+        assert len(workers) == 1, workers
+        workers[0].kill()
+        driver.wait(timeout=300)
+    finally:
+        kill_tree(driver.pid)
+    text = log.read_text()
+    assert driver.returncode == 1, text[-4000:]
+    short = "sweep incomplete: 1 of 2 trials (1 failed after every retry); run the same command again to run the rest"
+    assert text.rstrip().splitlines()[-1] == short
+    metrics = json.loads((out / "ensemble/metrics.json").read_text())
+    assert metrics["sweep"]["complete"] is False and metrics["sweep"]["errored"] == 1
+    assert len(json.loads((out / "ensemble/ensemble.json").read_text())["members"]) == 1, "the bag that finished"
+    assert json.loads((out / "model/manifest.json").read_text())["provenance"]["sweep_count"]["statement"] == short
+    assert f'<p id="sweep-count" class="warning"><b>{short}</b>' in (out / "ensemble/report.html").read_text()
+
+    again = _run_to_the_end(setting, out)  # the same command, now with retries: the failed trial goes on
+    assert again.stdout.rstrip().splitlines()[-1] == "sweep complete: 2 of 2 trials gave a model"
+    assert "fitting it again" in again.stderr and "export: already in" not in again.stderr
+    assert len(json.loads((out / "ensemble/ensemble.json").read_text())["members"]) == 2
+    assert json.loads((out / "model/manifest.json").read_text())["provenance"]["sweep_count"]["complete"] is True

@@ -31,6 +31,7 @@ from .config import TrainConfig
 from .errors import CheckpointError, ConfigError
 from .inference import sigmoid
 from .loop import train
+from .memory import release_memory
 from .metrics import binary_metrics
 from .data.prepare import PreparedData, prepare_data
 from .records import read_record_file
@@ -144,6 +145,7 @@ def train_bag(
         atomic_write_text(bag_dir / BAG_JSON, json.dumps(bag, indent=1))
         log.info("fold %d/%d done: pooled out-of-fold auc %.4f over %d images", k + 1, cfg.cv_folds,
                  bag["metrics"].get("oof_auc", float("nan")), len(bag["oof"]))
+        release_memory()  # the fold's model and optimizer: the next fold starts from what the data holds
         report = FoldReport(fold=k, folds_done=len(bag["folds_done"]), cv_folds=cfg.cv_folds,
                             metrics=bag["metrics"], bag_dir=bag_dir)
         if on_fold is not None and on_fold(report):
