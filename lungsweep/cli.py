@@ -37,9 +37,9 @@ class _RegistryNames(Sequence[str]):
         return len(self._names)
 
 
-METHODS = _RegistryNames("ensemble.combine", "COMBINERS")
-CALIBRATIONS = _RegistryNames("ensemble.pipeline", "CALIBRATIONS")
-EXPLAIN_TARGETS = _RegistryNames("ensemble.explain", "TARGETS")
+METHODS = _RegistryNames("ensemble.fit.combine", "COMBINERS")
+CALIBRATIONS = _RegistryNames("ensemble.fit.pipeline", "CALIBRATIONS")
+EXPLAIN_TARGETS = _RegistryNames("ensemble.explaining.explain", "TARGETS")
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -200,7 +200,7 @@ def _run_results(args: argparse.Namespace) -> int:
 
 
 def _add_ensemble(sub: argparse._SubParsersAction) -> None:
-    from ensemble.settings import EnsembleSettings
+    from ensemble import EnsembleSettings
 
     default = EnsembleSettings()
     p = sub.add_parser("ensemble", help="combine a sweep's best checkpoints, calibrate, report cross-fitted metrics")
@@ -232,9 +232,7 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_ensemble(args: argparse.Namespace) -> int:
-    from ensemble.build import EnsembleSettings, build_ensemble
-    from ensemble.ensemble_folder import REPORT_HTML
-    from ensemble.evaluate import format_metrics
+    from ensemble import REPORT_HTML, EnsembleSettings, build_ensemble, format_metrics
 
     settings = EnsembleSettings(
         method=args.method, calibration=args.calibration, members=args.members,
@@ -263,7 +261,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from ensemble.evaluate import evaluate, format_metrics
+    from ensemble import evaluate, format_metrics
 
     metrics = evaluate(args.model_dir, args.data, out=args.out, n_boot=args.bootstrap, group_regex=args.group_regex)
     print(format_metrics(metrics))
@@ -285,7 +283,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from ensemble.export import export_model
+    from ensemble import export_model
 
     manifest = export_model(args.source, args.out, trial=args.trial, fmt=args.format, n_boot=args.bootstrap)
     members, parity = manifest["ensemble"]["members"], manifest["parity"]
@@ -309,8 +307,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from ensemble.artifact import ExportedModel
-    from ensemble.predict import find_images, predict
+    from ensemble import ExportedModel, find_images, predict
     from trainers.errors import DataError
 
     if not args.files and not args.data:
@@ -354,8 +351,7 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_explain(args: argparse.Namespace) -> int:
-    from ensemble.explain import ExplainError, explain, format_summary, load_explainable, samples_of
-    from ensemble.predict import find_images
+    from ensemble import ExplainError, explain, find_images, format_summary, load_explainable, samples_of
 
     if not args.images:
         raise ExplainError("nothing to explain: give image files or folders after SOURCE")
@@ -369,7 +365,7 @@ def _run_explain(args: argparse.Namespace) -> int:
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
-    from ensemble.settings import EnsembleSettings
+    from ensemble import EnsembleSettings
 
     default = EnsembleSettings()
     p = sub.add_parser("run", help="the whole job: sweep -> ensemble -> export -> predict, resumable")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ensemble.settings import EnsembleSettings
+from ensemble import EnsembleSettings
 from trainers.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -57,18 +57,13 @@ def run_main_job(job: MainJob) -> str:
     _check_k_fold(cfg, job.config)
     check_data(cfg)  # a missing folder, one class or too few groups: named here, not after Ray has started
 
-    from ensemble.members import ALL, check_member_count
+    from ensemble import (
+        ALL, build_ensemble, check_member_count, export_model, format_metrics, is_ensemble_folder, is_model_folder,
+        load_predictor, predict, read_holdout_predictions, read_metrics, report_path,
+    )
 
     check_member_count(job.members)  # a bad --members must not wait for the whole sweep to be named
 
-    from ensemble.artifact import is_model_folder
-    from ensemble.build import build_ensemble
-    from ensemble.ensemble_folder import (is_ensemble_folder, read_holdout_predictions, read_metrics,
-                                          report_path)
-    from ensemble.evaluate import format_metrics
-    from ensemble.export import export_model
-    from ensemble.predict import predict
-    from ensemble.predictor import load_predictor
     from search import launch
 
     sweep, ens, model = job.out / "sweep", job.out / "ensemble", job.out / "model"

@@ -9,10 +9,7 @@ import pytest
 import torch
 from tests_support import lungsweep
 
-from ensemble.artifact import ArtifactError, ExportedModel
-from ensemble.build import EnsembleSettings, build_ensemble
-from ensemble.errors import EnsembleError
-from ensemble.export import export_model
+from ensemble import ArtifactError, EnsembleError, EnsembleSettings, ExportedModel, build_ensemble, export_model
 
 
 def copy_of(model_dir: Path, tmp_path: Path) -> Path:
@@ -87,6 +84,6 @@ def test_no_pickle_on_any_load_path_in_the_source():
                 if call in code:
                     loads.append((path.relative_to(root).as_posix(), call, "weights_only=True" in code))
     assert loads == [
-        ("ensemble/artifact.py", "jit.load(", False),  # TorchScript's restricted loader, after the sha256 check
+        ("ensemble/runtime/exported.py", "jit.load(", False),  # TorchScript's restricted loader, after the sha256 check
         ("trainers/models/pretrained.py", "torch.load(", True),  # third-party .pth state dicts only
     ]

@@ -6,10 +6,8 @@ import pytest
 from scipy.special import expit
 from sklearn.metrics import log_loss
 
-from ensemble.bag_spread import variance_ratio
-from ensemble.errors import EnsembleError
-from ensemble.pipeline import EnsemblePipeline
-from ensemble.settings import EnsembleSettings
+from ensemble.fit.bag_spread import variance_ratio
+from ensemble import EnsembleError, EnsemblePipeline, EnsembleSettings
 
 
 def _fold_margins(rng: np.random.Generator, n: int, k: int, noise_share: float) -> tuple[np.ndarray, np.ndarray]:

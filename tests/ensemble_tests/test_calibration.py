@@ -9,18 +9,12 @@ import torch
 from scipy.special import expit
 from sklearn.metrics import log_loss
 
-from ensemble.calibration import (
-    CALIBRATORS,
-    Identity,
-    IsotonicCalibration,
-    PlattScaling,
-    TemperatureScaling,
-    calibrator_from_dict,
-    make_calibrator,
+from ensemble import (
+    CALIBRATORS, EnsembleError, IsotonicCalibration, PlattScaling, TemperatureScaling, make_calibrator,
     select_calibrator,
 )
-from ensemble.errors import EnsembleError
-from ensemble.metrics import expected_calibration_error
+from ensemble.fit.calibration import Identity, calibrator_from_dict
+from ensemble.fit.metrics import expected_calibration_error
 
 
 def _overconfident(n: int = 1500, factor: float = 5.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

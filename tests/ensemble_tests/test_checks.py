@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 
 from ensemble._checks import Interval, check_param, plain, validate_params
-from ensemble.calibration import CALIBRATORS
-from ensemble.combine import COMBINERS
-from ensemble.errors import EnsembleError
+from ensemble import CALIBRATORS, COMBINERS, EnsembleError
 
 
 @pytest.mark.parametrize(

@@ -10,18 +10,11 @@ from scipy.special import expit, logit
 from sklearn.base import clone
 from sklearn.metrics import log_loss, roc_auc_score
 
-from ensemble.calibration import CALIBRATORS
-from ensemble.combine import (
-    COMBINERS,
-    GreedyEnsemble,
-    MeanEnsemble,
-    StackingEnsemble,
-    combiner_from_dict,
+from ensemble import (
+    CALIBRATORS, COMBINERS, EnsembleError, EnsemblePipeline, GreedyEnsemble, MeanEnsemble, StackingEnsemble,
     make_combiner,
-    pooled_margin,
 )
-from ensemble.errors import EnsembleError
-from ensemble.pipeline import EnsemblePipeline
+from ensemble.fit.combine import combiner_from_dict, pooled_margin
 
 ESTIMATORS = [*(cls for cls in COMBINERS.values()), *(cls for cls in CALIBRATORS.values()), EnsemblePipeline]
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ensemble.crossfit import check_crossfit, crossfit_predict, crossfit_splits
-from ensemble.errors import EnsembleError
+from ensemble import EnsembleError, check_crossfit, crossfit_predict, crossfit_splits
 
 
 class _Memoriser:
@@ -86,8 +85,7 @@ class _MemorisingPipeline(_Memoriser):
 
 def test_the_reported_cross_fit_never_scores_a_group_its_pipeline_saw(members) -> None:
     """build.cross_fit makes the ensemble's reported numbers: a leak would show as a 1."""
-    from ensemble.build import cross_fit
-    from ensemble.members import StoredPredictions
+    from ensemble import StoredPredictions, cross_fit
 
     _, y, groups = members
     X = np.column_stack([groups, groups]).astype(float)  # the memoriser reads the group from column 0

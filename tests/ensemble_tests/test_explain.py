@@ -22,11 +22,13 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 from tests_support import lungsweep, tiny_config
 
-from ensemble.border import BORDER_MARGIN, content_box, content_rectangle, mass_shares
-from ensemble.cam import EnsembleCam, cell_centres
-from ensemble.explain import ExplainError, explain, explain_samples, load_explainable, samples_of
-from ensemble.explain_section import SECTION_ID, choose_images, explain_section
-from ensemble.predict import find_images
+from ensemble import (
+    EnsembleCam, ExplainError, content_box, explain, explain_samples, explain_section, find_images,
+    load_explainable, mass_shares, samples_of,
+)
+from ensemble.explaining.border import BORDER_MARGIN, content_rectangle
+from ensemble.explaining.cam import cell_centres
+from ensemble.report.explain_section import SECTION_ID, choose_images
 
 SIZE = 128  # px: test_efficientnet_gn's final feature map (stride 32) is then 4 cells across (cam.MIN_CAM_CELLS)
 CELL = 32  # px: one cell of that map; a map cannot place anything finer
@@ -100,7 +102,7 @@ def centre_bag(centre, tmp_path_factory, session_cache) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def corner_ens(corner, tmp_path_factory, session_cache) -> Path:
     """The corner model as a one-member ensemble (a sweep of one trial), with its report."""
-    from ensemble.build import EnsembleSettings, build_ensemble
+    from ensemble import EnsembleSettings, build_ensemble
 
     _, checkpoint = corner
     sweep = tmp_path_factory.mktemp("corner-sweep")
@@ -201,7 +203,7 @@ def test_members_are_weighed_by_the_combiner_and_drawn_at_the_largest_size():
     import timm
     import torch
 
-    from ensemble.model import LoadedMember
+    from ensemble import LoadedMember
     from trainers.inference import Preprocessing
 
     def member(name: str, size: int) -> LoadedMember:
@@ -276,7 +278,7 @@ def test_explain_writes_overlays_rows_and_summaries(kind, corner, corner_ens, ce
 
 
 def test_the_explanations_are_the_model_s_own_probabilities(corner_ens, corner, tmp_path):
-    from ensemble.model import EnsembleModel
+    from ensemble import EnsembleModel
     from trainers import decode_image
 
     model = EnsembleModel.load(corner_ens, device="cpu")
@@ -290,7 +292,7 @@ def test_the_explanations_are_the_model_s_own_probabilities(corner_ens, corner, 
 
 
 def test_an_exported_model_is_refused_naming_its_ensemble(corner_ens, tmp_path):
-    from ensemble.export import export_model
+    from ensemble import export_model
 
     export_model(corner_ens, tmp_path / "model")
     done = lungsweep("explain", str(tmp_path / "model"), str(tmp_path), "--out", str(tmp_path / "out"))
@@ -337,9 +339,7 @@ def test_the_report_shows_where_the_models_look(corner_ens):
 
 
 def test_the_section_says_so_when_the_training_data_is_gone(corner_ens):
-    from ensemble.members import Member, StoredPredictions
-    from ensemble.pipeline import EnsemblePipeline
-    from ensemble.settings import EnsembleSettings
+    from ensemble import EnsemblePipeline, EnsembleSettings, Member, StoredPredictions
 
     member = Member("a", corner_ens / "members" / "a", {"config": {"data": "/no/such/folder"}}, 1, 1.0)
     preds = StoredPredictions(ids=["x.png", "y.png"], y=np.array([1, 0]), groups=np.array(["x", "y"]),

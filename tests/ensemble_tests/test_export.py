@@ -10,10 +10,7 @@ import numpy as np
 import pytest
 from tests_support import new_images, reference_proba
 
-from ensemble.artifact import ExportedModel
-from ensemble.errors import EnsembleError
-from ensemble.export import export_model
-from ensemble.model import EnsembleModel
+from ensemble import EnsembleError, EnsembleModel, ExportedModel, export_model
 
 
 def test_onnx_model_agrees_with_the_ensemble_folder(ens_dir, model_dir, tmp_path):

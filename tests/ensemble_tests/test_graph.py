@@ -6,11 +6,9 @@ import pytest
 import torch
 from tests_support import new_images, reference_proba
 
-from ensemble.calibration import CALIBRATORS
-from ensemble.graph import EnsembleGraph, GraphMember
-from ensemble.members import holdout_predictions, pick_members
-from ensemble.model import EnsembleModel
-from ensemble.pipeline import EnsemblePipeline
+from ensemble import (
+    CALIBRATORS, EnsembleGraph, EnsembleModel, EnsemblePipeline, GraphMember, holdout_predictions, pick_members,
+)
 
 
 @pytest.mark.parametrize("method", ["mean", "greedy", "stack"])

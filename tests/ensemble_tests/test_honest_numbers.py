@@ -10,10 +10,9 @@ from typing import Any
 import numpy as np
 from tests_support import make_dataset, tiny_config
 
-from ensemble.audit_section import audit_block, grouping_statement
-from ensemble.ensemble_folder import read_metrics, report_path
-from ensemble.evaluate import format_metrics
-from ensemble.metrics import METRIC_NAMES, bootstrap_metrics
+from ensemble import (
+    METRIC_NAMES, audit_block, bootstrap_metrics, format_metrics, grouping_statement, read_metrics, report_path,
+)
 from trainers.audit import AUDIT_FILE
 from trainers.audit.report import audit_config
 
@@ -92,7 +91,7 @@ def test_evaluate_on_a_folder_named_by_class_and_number_is_honest(model_dir: Pat
     import logging
     import shutil
 
-    from ensemble.evaluate import evaluate
+    from ensemble import evaluate
 
     source = make_dataset(tmp_path / "source", groups_per_class=15, per_group=2, seed=9)
     folder = tmp_path / "test"

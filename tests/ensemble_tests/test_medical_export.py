@@ -9,10 +9,7 @@ import pytest
 from medical_support import marked_slice, write_dicom
 from tests_support import tiny_config
 
-from ensemble.artifact import ExportedModel
-from ensemble.evaluate import evaluate
-from ensemble.export import export_model
-from ensemble.predict import find_images, predict
+from ensemble import ExportedModel, evaluate, export_model, find_images, predict
 from trainers import discover, load_images, train
 
 

@@ -10,9 +10,8 @@ import pandas as pd
 import pytest
 from scipy.special import expit, logit
 
-from ensemble.errors import EnsembleError
-from ensemble.members import (check_compatible, fill_unscored, holdout_predictions, mean_spread, oof_predictions,
-                              pick_members)
+from ensemble import EnsembleError, fill_unscored, holdout_predictions, mean_spread, oof_predictions, pick_members
+from ensemble.fit.members import check_compatible
 
 
 def _checkpoint(folder: Path, holdout: dict, split_sha: str = "s1", fingerprint: str = "f1") -> Path:

@@ -10,18 +10,10 @@ from scipy.special import expit
 from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
 
-from ensemble.errors import EnsembleError
+from ensemble import METRIC_NAMES, EnsembleError, bootstrap_metrics, clinical_metrics
 from trainers.metrics import binary_metrics
-from ensemble.metrics import (
-    METRIC_NAMES,
-    MIN_GROUPS_PER_CLASS,
-    _weighted_metrics,
-    bootstrap_metrics,
-    clinical_metrics,
-    ece_bin_count,
-    ece_bins,
-    ece_edges,
-    expected_calibration_error,
+from ensemble.fit.metrics import (
+    MIN_GROUPS_PER_CLASS, _weighted_metrics, ece_bin_count, ece_bins, ece_edges, expected_calibration_error,
 )
 
 

@@ -8,11 +8,8 @@ import pytest
 from scipy.special import expit
 from sklearn.metrics import recall_score
 
-from ensemble.crossfit import crossfit_predict
-from ensemble.errors import EnsembleError
-from ensemble.metrics import bootstrap_metrics
-from ensemble.pipeline import FORMAT, EnsemblePipeline
-from ensemble.threshold import choose_threshold
+from ensemble import EnsembleError, EnsemblePipeline, bootstrap_metrics, choose_threshold, crossfit_predict
+from ensemble.fit.pipeline import FORMAT
 
 
 @pytest.mark.parametrize("calibration", ["temperature", "platt", "isotonic", "none", "auto"])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from tests_support import lungsweep, make_dataset
 
-from ensemble.artifact import ExportedModel
+from ensemble import ExportedModel
 
 
 def test_predict_streams_a_folder_and_reports_bad_images(model_dir, tmp_path):
@@ -38,7 +38,7 @@ def test_predict_streams_a_folder_and_reports_bad_images(model_dir, tmp_path):
 
 
 def test_evaluate_reads_model_dir_with_the_ensemble_folders_keys(ens_dir, model_dir, tmp_path):
-    from ensemble.evaluate import evaluate
+    from ensemble import evaluate
 
     folder = make_dataset(tmp_path / "new", groups_per_class=4, per_group=2, seed=9)
     from_model = evaluate(model_dir, folder, n_boot=50)

@@ -13,10 +13,11 @@ import pytest
 from PIL import Image
 from scipy.special import expit, logit
 
-from ensemble.members import Candidates, read_candidates
-from ensemble.metrics import METRIC_NAMES, bootstrap_metrics
-from ensemble.errors import EnsembleError
-from ensemble.report import FIGURE_IDS, ReportData, ReportSection, write_report
+from ensemble import (
+    METRIC_NAMES, Candidates, EnsembleError, ReportData, ReportSection, bootstrap_metrics, read_candidates,
+    write_report,
+)
+from ensemble.report.page import FIGURE_IDS
 
 SWEEP_FIGURES = ("fig-history", "fig-importance")
 SPACE = [

@@ -6,8 +6,8 @@ import pytest
 from scipy.stats import beta, norm
 from sklearn.metrics import recall_score
 
-from ensemble.errors import EnsembleError
-from ensemble.threshold import choose_threshold, sensitivity_bound, sensitivity_lower_bound
+from ensemble import EnsembleError, choose_threshold, sensitivity_bound
+from ensemble.fit.threshold import sensitivity_lower_bound
 
 
 def _scores(n: int = 157, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

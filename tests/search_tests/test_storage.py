@@ -73,8 +73,7 @@ def bucket(tmp_path, monkeypatch) -> str:
 
 def test_a_sweep_at_a_uri_is_launched_ranked_ensembled_and_exported_from_there(tmp_path, synthetic_data,
                                                                               isolated_cache, bucket):
-    from ensemble.build import EnsembleSettings, build_ensemble
-    from ensemble.export import export_model
+    from ensemble import EnsembleSettings, build_ensemble, export_model
     from search import load_results, storage
     from search.record import MIRROR_ORIGIN, local_sweep
 
