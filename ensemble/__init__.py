@@ -30,7 +30,8 @@ from trainers._lazy import lazy_exports
 _EXPORTS = {
     "ArtifactError": "errors", "EnsembleError": "errors", "ExplainError": "errors",
     # folders/
-    "EnsembleFolder": "folders.ensemble_dir", "REPORT_HTML": "folders.ensemble_dir",
+    "EnsembleFolder": "folders.ensemble_dir", "METRICS_JSON": "folders.ensemble_dir",
+    "REPORT_HTML": "folders.ensemble_dir",
     "is_ensemble_folder": "folders.ensemble_dir", "member_dir": "folders.ensemble_dir",
     "read_ensemble": "folders.ensemble_dir", "read_ensemble_json": "folders.ensemble_dir",
     "read_holdout_predictions": "folders.ensemble_dir", "read_metrics": "folders.ensemble_dir",
