@@ -26,6 +26,8 @@ from ensemble import (
 from search import read_sweep
 from trainers import Preprocessing, TrainConfig, load_model, prepare_data, read_bag
 
+pytestmark = pytest.mark.slow  # runs the main job (a Ray sweep, then ensemble, export, predict): not in the fast tier
+
 
 @pytest.fixture(scope="module")
 def job(tmp_path_factory, isolated_cache_dir):

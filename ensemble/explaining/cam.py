@@ -8,7 +8,7 @@ Each network is mapped at its final feature map (timm's forward_features, which 
 Grad-CAM is CAM: each position's exact share of the logit of a pool-then-linear head. Only when that map is
 under MIN_CAM_CELLS cells across (a tiny input) is a finer feature_info stage taken. Grad-CAM at mid-network
 stages is finer but unfaithful: on a planted shortcut it moved from the shortcut to the lungs from one
-training seed to the next, where the final map did not (tests/ensemble_tests/test_explain.py).
+training seed to the next, where the final map did not (tests/ensemble_tests/explaining_tests/test_explain.py).
 Each cell is put where its receptive field is centred (`cell_centres`), then filled in bilinearly. Every
 model's map is scaled to unit mass at the display size (the largest member image size); a bag's fold models
 are averaged within the member, members with the combiner's weights (their absolute shares: greedy and stack

@@ -36,7 +36,8 @@ from ..errors import EnsembleError
 from .bag_spread import as_shipped, spread_on_holdout
 from .crossfit import check_crossfit, crossfit_splits
 from .data_audit import audit_block
-from .members import Candidates, Member, StoredPredictions, holdout_predictions, mean_spread, oof_predictions, select_members
+from .members import (Candidates, Member, StoredPredictions, holdout_predictions, mean_spread, oof_predictions,
+                      select_members)
 from .metrics import bootstrap_metrics
 from .pipeline import EnsemblePipeline
 from .settings import EnsembleSettings
@@ -78,7 +79,7 @@ def fit_ensemble(run_dir: str | Path, settings: EnsembleSettings) -> FittedEnsem
         fit_on = tta_predictions(members, fit_on, "oof" if bags else "holdout", device)
         holdout = tta_predictions(members, holdout, "holdout", device) if holdout is not None else None
     spread = None
-    if bags:  # fit for the bag's mean margin, which is what ships (ensemble.bag_spread)
+    if bags:  # fit for the bag's mean margin, which is what ships (ensemble.fit.bag_spread)
         fit_on, spread = as_shipped(fit_on, members, settings.fold_noise_share)
     classes = members[0].meta["classes"]
     positive = members[0].meta["positive"]
@@ -204,7 +205,7 @@ def _weighable(members: list[Member], method: str) -> list[Member]:
 
 
 class _Scorer:
-    """metrics.json blocks: every metric with its bootstrap interval (ensemble.metrics.bootstrap_metrics)."""
+    """metrics.json blocks: every metric with its bootstrap interval (ensemble.fit.metrics.bootstrap_metrics)."""
 
     def __init__(self, settings: EnsembleSettings) -> None:
         self.settings = settings

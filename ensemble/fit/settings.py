@@ -16,12 +16,12 @@ __all__ = ["EnsembleSettings"]
 class EnsembleSettings:
     # every bag the sweep trained, averaged: on three outer splits (bench_members) +0.016 holdout AUC over greedy
     # weights on the top 5 finished bags, ahead on each split; greedy cannot weigh a bag ASHA stopped early
-    method: str = "mean"  # one of ensemble.combine.COMBINERS
-    calibration: str = "temperature"  # one of ensemble.pipeline.CALIBRATIONS
-    members: int | str = "all"  # "all" (ensemble.members.ALL), or the top N usable trials; ignored with `trials`
+    method: str = "mean"  # one of ensemble.fit.combine.COMBINERS
+    calibration: str = "temperature"  # one of ensemble.fit.pipeline.CALIBRATIONS
+    members: int | str = "all"  # "all" (ensemble.fit.members.ALL), or the top N usable trials; ignored with `trials`
     trials: tuple[str, ...] = ()
     tta: bool = False
-    fold_noise_share: float = 0.0  # ensemble.bag_spread; 0: bench_calibration found no gain from 0.13 or 0.26
+    fold_noise_share: float = 0.0  # ensemble.fit.bag_spread; 0: bench_calibration found no gain from 0.13 or 0.26
     target_sensitivity: float | None = None
     n_splits: int = 5
     n_boot: int = 1000

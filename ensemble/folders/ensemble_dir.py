@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENSEMBLE_JSON", "ENSEMBLE_KEYS", "MEMBERS_DIR", "METRICS_JSON", "PREDICTIONS_CSV", "REPORT_HTML",
-    "EnsembleFolder", "is_ensemble_folder", "read_ensemble", "member_dir", "metrics_path", "read_ensemble_json", "read_holdout_predictions",
-    "read_metrics", "report_path", "write_ensemble",
+    "EnsembleFolder", "is_ensemble_folder", "member_dir", "metrics_path", "read_ensemble", "read_ensemble_json",
+    "read_holdout_predictions", "read_metrics", "report_path", "write_ensemble",
 ]
 
 log = logging.getLogger(__name__)

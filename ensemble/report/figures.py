@@ -6,7 +6,7 @@
 Figures use matplotlib's object-oriented API (`Figure`, rendered by Agg when saved to
 PNG), so no pyplot state or GUI backend is touched. A figure that cannot be drawn from
 what is there raises FigureSkipped, whose message says why; the page shows it instead.
-The sweep's record and results come as picking members read them (ensemble.members.Candidates);
+The sweep's record and results come as picking members read them (ensemble.fit.members.Candidates);
 only each trial's progress.csv is read here, for the history.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """report.html: one self-contained page that shows what the ensemble is worth and where it came from.
 
-    write_report(report_path(ENS_DIR), ReportData(...))     # ensemble.ensemble_folder names the file
+    write_report(report_path(ENS_DIR), ReportData(...))     # ensemble.folders.ensemble_dir names the file
 
 The page holds, in order: a headline table (every metric of METRIC_NAMES with
 its 95% interval, or a numbered note saying why it has none, for the calibrated

@@ -30,7 +30,7 @@ def evaluate(
     """metrics.json keys (value and 95% bootstrap interval) of the model on `data`.
 
     The same keys whether `model_dir` is MODEL_DIR (run by onnxruntime), ENS_DIR, a bag or a checkpoint.
-    Intervals resample groups only where every class has enough of them (ensemble.metrics.interval_unit);
+    Intervals resample groups only where every class has enough of them (ensemble.fit.metrics.interval_unit);
     metrics["interval"] says which and why, metrics["data"] how the groups were formed.
     """
     model = load_predictor(model_dir, device=device)

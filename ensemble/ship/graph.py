@@ -40,7 +40,7 @@ class GraphMember:
 
 class _NormalisedMember(nn.Module):
     """uint8 (B, 1, S, S) -> logit margin (B,), float32; the same arithmetic as trainers.to_input
-    and ensemble.model.member_margins (a bag: the mean over its fold models)."""
+    and ensemble.runtime.model.member_margins (a bag: the mean over its fold models)."""
 
     def __init__(self, models: list[nn.Module], prep: Preprocessing, tta: bool) -> None:
         super().__init__()

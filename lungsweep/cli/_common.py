@@ -50,7 +50,7 @@ def window_arg(value: str) -> str | list[float]:
 
 
 def members_arg(value: str) -> int | str:
-    """--members: a count, or 'all'; ensemble.members.check_member_count names anything else."""
+    """--members: a count, or 'all'; ensemble.fit.members.check_member_count names anything else."""
     try:
         return int(value)
     except ValueError:

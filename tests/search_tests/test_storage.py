@@ -18,6 +18,8 @@ from search import load_sweep_config
 from search.record import is_sweep, read_record, read_results, read_sweep, read_sweep_id, write_sweep
 from search.results import save_results
 
+pytestmark = pytest.mark.slow  # starts Ray Tune sweeps on local and S3 storage: not in the fast tier
+
 
 def test_the_record_and_results_round_trip_through_a_uri(tmp_path, synthetic_data):
     cfg = load_sweep_config(sweep_yaml(tmp_path / "s.yaml", synthetic_data))

@@ -1,4 +1,4 @@
-"""ensemble/members.py: which trials become members, and their stored predictions, read as stored."""
+"""ensemble/fit/members.py: which trials become members, and their stored predictions, read as stored."""
 from __future__ import annotations
 
 import json

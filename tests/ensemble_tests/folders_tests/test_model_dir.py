@@ -75,7 +75,7 @@ def test_pickles_are_refused_as_models(sweep_dir, tmp_path):
 
 
 def test_no_pickle_on_any_load_path_in_the_source():
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     loads = []
     for path in sorted(p for pkg in ("trainers", "search", "ensemble", "lungsweep") for p in (root / pkg).rglob("*.py")):
         for n, line in enumerate(path.read_text().splitlines(), 1):
