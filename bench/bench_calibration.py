@@ -37,11 +37,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from ensemble.build import cross_fit, fit_ensemble  # noqa: E402
-from ensemble.members import oof_predictions  # noqa: E402
-from ensemble.pipeline import EnsemblePipeline  # noqa: E402
+from ensemble import EnsemblePipeline, EnsembleSettings, cross_fit, fit_ensemble, oof_predictions
 from trainers.metrics import clinical_metrics, ece_edges, expected_calibration_error  # noqa: E402
-from ensemble.settings import EnsembleSettings  # noqa: E402
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ensemble.build import EnsembleSettings, build_ensemble  # noqa: E402
+from ensemble import EnsembleSettings, build_ensemble
 from search.results import load_results, save_results  # noqa: E402
 
 
@@ -65,7 +65,7 @@ def main() -> None:
 
 
 def _row(model: str, calibration: str, m: dict, seconds: float | None) -> dict:
-    from ensemble.metrics import metric_text
+    from ensemble import metric_text
 
     def fmt(key: str) -> str:
         return metric_text(m, key)

@@ -23,9 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ensemble.ensemble_folder import read_ensemble_json, read_holdout_predictions  # noqa: E402
-from ensemble.explain import explain, format_summary, load_explainable, samples_of, training_samples  # noqa: E402
-from ensemble.predict import find_images  # noqa: E402
+from ensemble import (
+    explain, find_images, format_summary, load_explainable, read_ensemble_json, read_holdout_predictions,
+    samples_of, training_samples,
+)
 
 
 def main() -> int:

@@ -22,7 +22,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from ensemble.metrics import metric_text  # noqa: E402
+from ensemble import metric_text
 from trainers.checkpoint import read_meta  # noqa: E402
 from trainers.run_folder import BEST  # noqa: E402
 
@@ -55,7 +55,7 @@ def main() -> None:
 
 
 def holdout_metrics(meta: dict) -> dict:
-    from ensemble.metrics import bootstrap_metrics
+    from ensemble import bootstrap_metrics
     from trainers.inference import sigmoid
 
     holdout = meta["predictions"]["holdout"]

@@ -22,7 +22,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import ensemble.metrics as metrics  # noqa: E402
+import ensemble.fit.metrics as metrics  # noqa: E402
 
 
 def draw(rng: np.random.Generator, groups: int, images: int, shift: float, spread: float, noise: float):

@@ -27,8 +27,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from ensemble.ensemble_folder import read_metrics  # noqa: E402
-from ensemble.metrics import metric_text  # noqa: E402
+from ensemble import metric_text, read_metrics
 
 DATA = ROOT.parent / "shared" / "datasets" / "covid-ct-qsr" / "train"
 LUNGSWEEP = [sys.executable, "-m", "lungsweep"]
@@ -77,7 +76,7 @@ def main() -> None:
 
 
 def single_model_metrics(checkpoint: Path) -> dict:
-    from ensemble.metrics import bootstrap_metrics
+    from ensemble import bootstrap_metrics
     from trainers.inference import sigmoid
 
     from trainers.checkpoint import read_meta

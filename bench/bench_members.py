@@ -36,10 +36,8 @@ from sklearn.metrics import roc_auc_score
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from ensemble.build import fit_ensemble  # noqa: E402
-from ensemble.combine import pooled_margin  # noqa: E402
-from ensemble.members import pick_members  # noqa: E402
-from ensemble.settings import EnsembleSettings  # noqa: E402
+from ensemble import EnsembleSettings, fit_ensemble, pick_members
+from ensemble.fit.combine import pooled_margin
 
 VARIANTS = {
     "greedy-top5": EnsembleSettings(method="greedy", members=5),

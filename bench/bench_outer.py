@@ -115,7 +115,7 @@ def _parse_arm(text: str) -> tuple[str, Path | tuple[int, ...] | str]:
 def run_plain(folder: Path, seed: int, data: str, train_seeds: tuple[int, ...] = (0,)) -> dict[str, Any]:
     """Plain models on this split, one per training seed: their mean margin on the holdout, thresholded at 0.5
     (no calibration), and each one's own scores."""
-    from ensemble.metrics import bootstrap_metrics
+    from ensemble import bootstrap_metrics
 
     folder.mkdir(parents=True, exist_ok=True)
     seconds, logits, singles = 0.0, [], []
@@ -147,7 +147,7 @@ def holdout_margins(run: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.nd
 
 def run_job(folder: Path, seed: int, sweep: Path, data: str) -> dict[str, Any]:
     """The main job with this sweep on this split: the ensemble's holdout and cross-fit, its best bag alone."""
-    from ensemble.ensemble_folder import read_ensemble_json, read_metrics
+    from ensemble import read_ensemble_json, read_metrics
 
     config = yaml.safe_load(sweep.read_text())
     config.setdefault("train", {})["split_seed"] = seed
@@ -171,8 +171,7 @@ def run_job(folder: Path, seed: int, sweep: Path, data: str) -> dict[str, Any]:
 
 def run_refit(folder: Path, seed: int, data: str, default_folder: Path) -> dict[str, Any]:
     """The default job's top members, each retrained as one model on 80% of the images, against their bags."""
-    from ensemble.ensemble_folder import member_dir, read_ensemble_json
-    from ensemble.metrics import bootstrap_metrics
+    from ensemble import bootstrap_metrics, member_dir, read_ensemble_json
     from trainers.bag import read_bag
 
     ens = default_folder / "job" / "ensemble"

@@ -36,14 +36,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ensemble.artifact import ExportedModel, is_model_folder  # noqa: E402
-from ensemble.build import EnsembleSettings, build_ensemble  # noqa: E402
-from ensemble.ensemble_folder import is_ensemble_folder  # noqa: E402
-from ensemble.export import export_model, write_onnx  # noqa: E402
-from ensemble.graph import EnsembleGraph, GraphMember  # noqa: E402
-from ensemble.members import pick_members  # noqa: E402
-from ensemble.model import EnsembleModel  # noqa: E402
-from ensemble.predict import find_images, predict  # noqa: E402
+from ensemble import (
+    EnsembleGraph, EnsembleModel, EnsembleSettings, ExportedModel, GraphMember, build_ensemble, export_model,
+    find_images, is_ensemble_folder, is_model_folder, pick_members, predict, write_onnx,
+)
 from trainers import Preprocessing, create_model, decode_image, decode_image_sizes  # noqa: E402
 
 BATCH = 32
@@ -173,7 +169,7 @@ def main() -> None:
 
 
 def untrained_graph(model_name: str, size: int, k: int, prep: dict) -> EnsembleGraph:
-    from ensemble.pipeline import EnsemblePipeline
+    from ensemble import EnsemblePipeline
 
     pipe = EnsemblePipeline.single_member().to_dict()
     pipe["n_members"] = k

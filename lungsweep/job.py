@@ -23,20 +23,18 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from ensemble.settings import EnsembleSettings
+# each face loads a name where it is first used: the config and the data are checked before torch or Ray loads
+import ensemble
+import search
 from trainers.errors import ConfigError
-
-if TYPE_CHECKING:
-    from search import SweepConfig
 
 __all__ = ["MainJob", "JobOutcome", "run_main_job"]
 
 log = logging.getLogger("lungsweep")
 
 PREDICT_EXAMPLES = 8
-_ENSEMBLE = EnsembleSettings()  # the ensemble's defaults, said once there
+_ENSEMBLE = ensemble.EnsembleSettings()  # the ensemble's defaults, said once there
 
 
 @dataclass(frozen=True)
@@ -59,78 +57,65 @@ class JobOutcome:
 
 def run_main_job(job: MainJob) -> JobOutcome:
     """Run or resume every stage; returns the summary for the terminal and whether the sweep was whole."""
-    from search import check_data, load_sweep_config
-
     # every input is named before Ray starts; the config and the data before torch is even imported
     started = time.monotonic()
-    cfg = _with_dataset(load_sweep_config(job.config), data=job.data, manifest=job.manifest)
+    cfg = _with_dataset(search.load_sweep_config(job.config), data=job.data, manifest=job.manifest)
     _check_k_fold(cfg, job.config)
-    check_data(cfg)  # a missing folder, one class or too few groups: named here, not after Ray has started
+    search.check_data(cfg)  # a missing folder, one class or too few groups: named here, not after Ray has started
 
-    from ensemble.members import ALL, check_member_count
-
-    check_member_count(job.members)  # a bad --members must not wait for the whole sweep to be named
-
-    from ensemble.artifact import is_model_folder, read_manifest
-    from ensemble.build import build_ensemble
-    from ensemble.ensemble_folder import (is_ensemble_folder, read_ensemble_json, read_holdout_predictions,
-                                          read_metrics, report_path)
-    from ensemble.evaluate import format_metrics
-    from ensemble.export import export_model
-    from ensemble.predict import predict
-    from ensemble.predictor import load_predictor
-    from search import launch
+    ensemble.check_member_count(job.members)  # a bad --members must not wait for the whole sweep to be named
 
     sweep, ens, model = job.out / "sweep", job.out / "ensemble", job.out / "model"
     log.info("[1/4] sweep: %d trials x %d folds -> %s", cfg.num_samples, cfg.cv_folds, sweep)
-    count = launch(cfg, sweep, address=job.address).attrs["count"]
+    count = search.launch(cfg, sweep, address=job.address).attrs["count"]
 
     def models_when_written(provenance: dict) -> int | None:  # None: written before the job counted trials
         return (provenance.get("sweep_count") or {}).get("usable")
 
-    stale = is_ensemble_folder(ens) and models_when_written(read_ensemble_json(ens)["provenance"]) not in (
-        None, count.usable)
-    if is_ensemble_folder(ens) and not stale:
+    stale = ensemble.is_ensemble_folder(ens) and models_when_written(
+        ensemble.read_ensemble_json(ens)["provenance"]) not in (None, count.usable)
+    if ensemble.is_ensemble_folder(ens) and not stale:
         log.info("[2/4] ensemble: already in %s (delete it to refit)", ens)
     else:
         if stale:
             log.info("[2/4] ensemble: the sweep has given %d model(s) since %s was fitted: fitting it again",
                      count.usable, ens)
         # a sweep of 2 trials: ask for 2, not warn about 5
-        members = job.members if job.members == ALL else min(job.members, cfg.num_samples)
+        members = job.members if job.members == ensemble.ALL else min(job.members, cfg.num_samples)
         log.info("[2/4] ensemble: %s of %s trials -> %s", job.method,
-                 "all the" if members == ALL else f"the top {members}", ens)
-        build_ensemble(sweep, ens, EnsembleSettings(method=job.method, calibration=job.calibration,
+                 "all the" if members == ensemble.ALL else f"the top {members}", ens)
+        ensemble.build_ensemble(sweep, ens, ensemble.EnsembleSettings(method=job.method, calibration=job.calibration,
                                                     members=members))
-    if is_model_folder(model) and models_when_written(read_manifest(model)["provenance"]) in (None, count.usable):
+    if ensemble.is_model_folder(model) and models_when_written(
+            ensemble.read_manifest(model)["provenance"]) in (None, count.usable):
         log.info("[3/4] export: already in %s (delete it to export again)", model)
     else:
         log.info("[3/4] export -> %s", model)
-        export_model(ens, model)
+        ensemble.export_model(ens, model)
 
     log.info("[4/4] predict on %d holdout images -> %s", PREDICT_EXAMPLES, job.out / "predictions.csv")
-    scored = read_holdout_predictions(ens)
+    scored = ensemble.read_holdout_predictions(ens)
     base = cfg.base_train_config()
     root = Path(base.data) if base.data else Path(base.manifest).parent  # sample ids are relative to it
     # a slice of a DICOM series or volume is named FILE#k: predict reads the file with the model's slice policy
     examples = list(dict.fromkeys(str(root / str(i).split("#", 1)[0]) for i in scored["id"]))[:PREDICT_EXAMPLES]
-    summary = predict(load_predictor(model), [Path(p) for p in examples], out=job.out / "predictions.csv",
-                      progress=False)
+    summary = ensemble.predict(ensemble.load_predictor(model), [Path(p) for p in examples],
+                               out=job.out / "predictions.csv", progress=False)
 
-    metrics = read_metrics(ens)
+    metrics = ensemble.read_metrics(ens)
     minutes = (time.monotonic() - started) / 60
     return JobOutcome("\n".join([
-        format_metrics(metrics),
+        ensemble.format_metrics(metrics),
         f"scored on: {metrics['fitted_on']['scored_on']}",
         f"predicted {summary.predicted} example image(s) -> {job.out / 'predictions.csv'}",
         f"model:  {model}  (lungsweep predict {model} --data FOLDER)",
-        f"report: {report_path(ens)}",
+        f"report: {ensemble.report_path(ens)}",
         f"done in {minutes:.1f} min",
         count.line(),  # last: a short sweep is the one thing a user must not miss
     ]), count.complete)
 
 
-def _with_dataset(cfg: SweepConfig, *, data: str | None, manifest: str | None) -> SweepConfig:
+def _with_dataset(cfg: search.SweepConfig, *, data: str | None, manifest: str | None) -> search.SweepConfig:
     """The sweep on the job's dataset: --data or --manifest replaces whichever train: names."""
     if (data is None) == (manifest is None):
         raise ConfigError("give the dataset once: either --data DIR (one sub-folder per class) or --manifest CSV "
@@ -141,7 +126,7 @@ def _with_dataset(cfg: SweepConfig, *, data: str | None, manifest: str | None) -
     return dataclasses.replace(cfg, train={**train, key: str(Path(str(path)).expanduser().resolve())})
 
 
-def _check_k_fold(cfg: SweepConfig, config: str | None) -> None:
+def _check_k_fold(cfg: search.SweepConfig, config: str | None) -> None:
     """The ensemble is fitted on the bags' out-of-fold predictions: a single-split sweep has none."""
     if not cfg.cross_validated:
         raise ConfigError(

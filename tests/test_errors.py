@@ -49,7 +49,8 @@ def bad_study_storage(tmp: Path, data: Path) -> list[str]:
 
 
 def model_dir(tmp: Path, files: dict) -> Path:
-    from ensemble.artifact import MANIFEST, MODEL_FORMAT, REQUIRED_KEYS
+    from ensemble import MODEL_FORMAT
+    from ensemble.folders.model_dir import MANIFEST, REQUIRED_KEYS
 
     folder = tmp / "model"
     folder.mkdir()

@@ -18,16 +18,15 @@ import torch
 from scipy.special import expit, logit
 from tests_support import lungsweep, make_dataset, new_images, sweep_yaml
 
-from ensemble.artifact import ExportedModel
-from ensemble.build import EnsembleSettings, build_ensemble, fit_ensemble, tta_predictions
-from ensemble.export import export_model
-from ensemble.members import fill_unscored, holdout_predictions, mean_spread, oof_predictions, pick_members
-from ensemble.model import model_margins
-from ensemble.pipeline import EnsemblePipeline
-from ensemble.metrics import METRIC_NAMES
-from ensemble.predictor import load_predictor
+from ensemble import (
+    METRIC_NAMES, EnsemblePipeline, EnsembleSettings, ExportedModel, build_ensemble, export_model, fill_unscored,
+    fit_ensemble, holdout_predictions, load_predictor, mean_spread, model_margins, oof_predictions, pick_members,
+    tta_predictions,
+)
 from search import read_sweep
 from trainers import Preprocessing, TrainConfig, load_model, prepare_data, read_bag
+
+pytestmark = pytest.mark.slow  # runs the main job (a Ray sweep, then ensemble, export, predict): not in the fast tier
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ from ._lazy import lazy_exports
 # public name -> the module that defines it: this package's table of contents
 _EXPORTS = {
     "audit_config": "audit.report", "audit_dataset": "audit.report", "audit_summary": "audit.report", "write_audit": "audit.report",
-    "BagResult": "bag", "FoldReport": "bag", "read_bag": "bag", "train_bag": "bag",
+    "BagResult": "bag", "FoldReport": "bag", "existing_bag": "bag", "read_bag": "bag", "train_bag": "bag",
+    "BEST": "run_folder", "resume_point": "run_folder",
     "load_model": "checkpoint", "load_weights": "checkpoint", "read_meta": "checkpoint", "save_checkpoint": "checkpoint",
     "TrainConfig": "config", "load_yaml": "config", "merge_config": "config",
     "Dataset": "data.discover", "discover": "data.discover", "infer_group": "data.discover",

@@ -87,7 +87,7 @@ def sweep_dir(tmp_path_factory: pytest.TempPathFactory, session_cache: None) -> 
 @pytest.fixture(scope="session")
 def ens_dir(sweep_dir: Path, tmp_path_factory: pytest.TempPathFactory, session_cache: None) -> Path:
     """sweep_dir's three trials as a mean, temperature-calibrated ensemble with mirror TTA."""
-    from ensemble.build import EnsembleSettings, build_ensemble
+    from ensemble import EnsembleSettings, build_ensemble
 
     out = tmp_path_factory.mktemp("ens") / "ens"
     build_ensemble(sweep_dir, out, EnsembleSettings(method="mean", calibration="temperature", members=3,
@@ -98,7 +98,7 @@ def ens_dir(sweep_dir: Path, tmp_path_factory: pytest.TempPathFactory, session_c
 @pytest.fixture(scope="session")
 def model_dir(ens_dir: Path, tmp_path_factory: pytest.TempPathFactory, session_cache: None) -> Path:
     """ens_dir exported as ONNX."""
-    from ensemble.export import export_model
+    from ensemble import export_model
 
     out = tmp_path_factory.mktemp("model") / "model"
     export_model(ens_dir, out)

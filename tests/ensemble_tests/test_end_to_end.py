@@ -10,10 +10,7 @@ import pandas as pd
 import pytest
 from tests_support import lungsweep, make_dataset, sweep_yaml
 
-from ensemble.errors import EnsembleError
-from ensemble.members import pick_members
-from ensemble.metrics import METRIC_NAMES
-from ensemble.model import EnsembleModel
+from ensemble import METRIC_NAMES, EnsembleError, EnsembleModel, pick_members
 from search import launch, load_sweep_config
 
 

@@ -5,6 +5,8 @@ newer one, so a hard crash could leave a trial whose recorded checkpoint is gone
 """
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import re
@@ -21,6 +23,8 @@ from tests_support import kill_tree, make_dataset, sweep_yaml
 from search import load_results
 from search.record import read_sweep_id
 from search.recovery import reported_checkpoints
+
+pytestmark = pytest.mark.slow  # starts Ray Tune sweeps and kills them: not in the fast tier
 
 
 def reported_epochs(run_dir: Path) -> int:

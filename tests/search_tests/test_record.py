@@ -13,7 +13,7 @@ from trainers import LungsweepError
 
 
 def test_reading_a_sweep_folder_never_imports_ray():
-    code = "import sys, search, search.record, ensemble.members, ensemble.report; print('ray' in sys.modules)"
+    code = "import sys, search, search.record, ensemble.fit.members, ensemble.report.page; print('ray' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"

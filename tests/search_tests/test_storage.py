@@ -18,6 +18,8 @@ from search import load_sweep_config
 from search.record import is_sweep, read_record, read_results, read_sweep, read_sweep_id, write_sweep
 from search.results import save_results
 
+pytestmark = pytest.mark.slow  # starts Ray Tune sweeps on local and S3 storage: not in the fast tier
+
 
 def test_the_record_and_results_round_trip_through_a_uri(tmp_path, synthetic_data):
     cfg = load_sweep_config(sweep_yaml(tmp_path / "s.yaml", synthetic_data))
@@ -73,8 +75,7 @@ def bucket(tmp_path, monkeypatch) -> str:
 
 def test_a_sweep_at_a_uri_is_launched_ranked_ensembled_and_exported_from_there(tmp_path, synthetic_data,
                                                                               isolated_cache, bucket):
-    from ensemble.build import EnsembleSettings, build_ensemble
-    from ensemble.export import export_model
+    from ensemble import EnsembleSettings, build_ensemble, export_model
     from search import load_results, storage
     from search.record import MIRROR_ORIGIN, local_sweep
 

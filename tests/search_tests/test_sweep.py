@@ -16,6 +16,7 @@ from search import launch, load_results, load_sweep_config
 from trainers import load_model, predict_margins, prepare_data, TrainConfig
 from trainers.inference import Preprocessing
 
+pytestmark = pytest.mark.slow  # starts Ray Tune sweeps: not in the fast tier
 
 def test_local_sweep_with_asha_ranks_trials_and_the_best_checkpoint_predicts(
     local_ray, tmp_path, synthetic_data, monkeypatch

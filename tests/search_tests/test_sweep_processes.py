@@ -22,6 +22,8 @@ from tests_support import free_port, kill_tree, sweep_yaml
 from search import load_results
 from search.record import SWEEP_FILE
 
+pytestmark = pytest.mark.slow  # starts Ray Tune sweeps in processes of their own: not in the fast tier
+
 RAY = str(Path(sys.executable).with_name("ray"))
 HEAD, SECOND = "127.0.0.2", "127.0.0.3"  # one loopback address per node
 

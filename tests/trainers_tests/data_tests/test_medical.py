@@ -246,8 +246,7 @@ def test_slice_policy_changes_the_fingerprint(ct_tree):
 
 
 def test_prediction_decodes_exactly_what_training_cached(tmp_path, ct_tree):
-    from ensemble.artifact import ExportedModel
-    from ensemble.predict import find_images, samples
+    from ensemble import ExportedModel, find_images, samples
 
     root = tmp_path / "mixed"
     write_nifti(root / "A" / "v.nii.gz", marked_volume([-1000.0, -700.0, -650.0, LUNG_CENTRE]))

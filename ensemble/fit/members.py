@@ -1,0 +1,332 @@
+"""Ensemble candidates: the sweep's ranked trials, their checkpoints or bags, and their stored predictions.
+
+A member is a trial's best checkpoint (single-split sweep) or its bag of fold models
+(k-fold sweep, `cv_folds` > 1). Reads only what `lungsweep launch` / `results` wrote
+(through search.record: the results table, the sweep record and the trial folders); never
+imports Ray. What it read of the sweep comes back as `Candidates`, for the report.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from scipy.special import expit, log_expit, logit, logsumexp
+
+from search.config import oof_name
+from search.record import USABLE_STATUSES, fetch_checkpoint, read_sweep_folder, trial_dir
+from trainers import LungsweepError, read_meta
+from trainers.bag import fold_checkpoints, is_bag, read_bag
+from trainers.checkpoint import META
+
+from ..errors import EnsembleError
+from .settings import EnsembleSettings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "ALL", "Candidates", "Member", "StoredPredictions", "check_compatible", "check_member_count", "fill_unscored",
+    "holdout_predictions", "load_member_meta", "mean_spread", "oof_predictions", "pick_members", "read_candidates", "select_members",
+    "split_predictions",
+]
+
+log = logging.getLogger(__name__)
+
+# --members all: every trial that trained a model, in a k-fold sweep also the bags ASHA stopped before their
+# last fold (each a model of its own config: on the outer splits averaging more configs was the lever that showed)
+ALL = "all"
+MIN_SHARED_IMAGES = 20  # fewer images scored by every member say too little about the mean's spread
+
+
+@dataclass(frozen=True)
+class Member:
+    trial_id: str
+    checkpoint: Path  # the trial's best checkpoint folder, or its bag folder (bag.json + fold_<k>/)
+    meta: dict[str, Any]  # checkpoint.json, or bag.json
+    rank: int
+    metric: float
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.meta["config"]
+
+    @property
+    def is_bag(self) -> bool:
+        return "oof" in self.meta
+
+    def model_folders(self) -> list[Path]:
+        """The checkpoint folder(s) whose models make this member: one, or the bag's folds."""
+        return fold_checkpoints(self.checkpoint) if self.is_bag else [self.checkpoint]
+
+
+@dataclass(frozen=True)
+class StoredPredictions:
+    ids: list[str]
+    y: np.ndarray  # 1 for the positive class
+    groups: np.ndarray
+    margins: np.ndarray  # (n_samples, n_members) logit margins
+    # (n_samples, n_members): which margins a member's own models made; None: all of them. A bag stopped before
+    # its last fold scored only its folds' part of the pool; the rest of its column is filled (fill_unscored).
+    scored: np.ndarray | None = None
+
+    def member_rows(self, j: int) -> np.ndarray:
+        """The rows member j scored itself (every row, but for a stopped bag out of fold)."""
+        return np.ones(len(self.y), dtype=bool) if self.scored is None else self.scored[:, j]
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """The sweep as picking members read it: its ranked results and, when readable, its record.
+
+    The report draws the sweep's history, importances and member ranks from this, so the
+    sweep's record and results are read once.
+    """
+
+    run_dir: Path
+    table: pd.DataFrame  # the ranked results (search.record.read_sweep_folder)
+    record: dict[str, Any] | None  # the sweep record as written; None: see record_error
+    record_error: str | None  # why there is no record: search.record's message, naming the file and the remedy
+    cross_validated: bool  # a k-fold sweep, whose members are bags
+
+    @property
+    def metric(self) -> str:
+        """The column trials were ranked by: val_auc, or oof_auc in a k-fold sweep."""
+        assert self.record is not None, self.record_error
+        return oof_name(self.record["metric"]) if self.record.get("cv_folds", 1) > 1 else self.record["metric"]
+
+
+# what a checkpoint's meta must hold for the ensemble step, beyond what read_meta checks (read_bag checks a bag's)
+CHECKPOINT_MEMBER_KEYS = ("split", "predictions")
+
+
+def load_member_meta(folder: Path) -> dict[str, Any]:
+    """A bag's record (read_bag), else a checkpoint's meta with the split and stored predictions ensembling reads."""
+    if is_bag(folder):
+        return read_bag(folder)
+    meta = read_meta(folder)
+    missing = [k for k in CHECKPOINT_MEMBER_KEYS if k not in meta]
+    if missing:
+        raise EnsembleError(
+            f"{folder / META} lacks {', '.join(map(repr, missing))}: it was written by another lungsweep version or "
+            "edited; run the sweep again (or leave this trial out with --trials)"
+        )
+    return meta
+
+
+def check_member_count(top: Any) -> int | str:
+    """--members: a whole number of at least 1, or "all" (checked before any sweep or fit starts)."""
+    if top == ALL:
+        return ALL
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise EnsembleError(f"--members must be a whole number of at least 1 or {ALL!r}, got {top!r}; "
+                            "e.g. --members 5")
+    return top
+
+
+def pick_members(run_dir: str | Path, *, top: int | str | None = None,
+                 trials: list[str] | None = None) -> list[Member]:
+    """The top `top` usable trials by the sweep's metric (default: EnsembleSettings.members), every one
+    (`top="all"`), or exactly the `trials` named.
+
+    In a k-fold sweep a top N counts only trials that finished every fold: a bag stopped by
+    ASHA after one fold has out-of-fold predictions for part of the pool only. "all" takes
+    those bags too, with the folds they finished (oof_predictions marks what they scored).
+    """
+    return select_members(run_dir, top=top, trials=trials)[0]
+
+
+def select_members(
+    run_dir: str | Path, *, top: int | str | None = None, trials: list[str] | None = None,
+) -> tuple[list[Member], Candidates]:
+    """pick_members, and the sweep as it was read to pick them (for the report)."""
+    if not trials:
+        top = check_member_count(EnsembleSettings().members if top is None else top)  # before reading anything
+    sweep = read_candidates(run_dir)
+    run_dir, table = sweep.run_dir, sweep.table
+    usable = ("completed",) if sweep.cross_validated and top != ALL else USABLE_STATUSES
+    if trials:
+        unknown = [t for t in trials if t not in set(table.trial_id)]
+        if unknown:
+            raise EnsembleError(
+                f"trial {unknown[0]!r} is not in {run_dir}; trials there: {', '.join(table.trial_id)}"
+            )
+        chosen = table.set_index("trial_id").loc[trials].reset_index()
+        bad = chosen[~chosen.status.isin(usable) | chosen.checkpoint.isna()]
+        if len(bad):
+            row = bad.iloc[0]
+            why = " (a k-fold trial must finish every fold)" if usable == ("completed",) else ""
+            raise EnsembleError(f"trial {row.trial_id} has no usable checkpoint (status {row.status}){why}")
+    else:
+        candidates = table[table.status.isin(usable) & table.checkpoint.notna()]
+        chosen = candidates if top == ALL else candidates.head(top)
+        if top != ALL and 0 < len(chosen) < top:
+            what = "finished every fold" if usable == ("completed",) else "finished"
+            log.warning("asked for %d members, but only %d trial(s) of %s %s: using those", top, len(chosen),
+                        run_dir, what)
+    if chosen.empty:
+        what = "finished every fold of its bag" if usable == ("completed",) else "finished with a checkpoint"
+        raise EnsembleError(f"{run_dir} has no trial that {what}, so there is nothing to ensemble; "
+                            "let the sweep run longer (or resume it) and run `lungsweep results` again")
+    members = []
+    for row in chosen.itertuples():
+        folder = _local_checkpoint(run_dir, row.trial_id, row.checkpoint)
+        members.append(Member(row.trial_id, folder, load_member_meta(folder), int(row.rank), float(row.best_metric)))
+    check_compatible(members)
+    return members, sweep
+
+
+def read_candidates(run_dir: str | Path) -> Candidates:
+    """The sweep's ranked results (a named EnsembleError without them) and its record, where readable."""
+    try:
+        folder = read_sweep_folder(run_dir)
+    except LungsweepError as e:  # search.record's message names the missing file and the command that writes it
+        raise EnsembleError(str(e)) from e
+    cross_validated = folder.config is not None and folder.config.cross_validated  # else: single split
+    return Candidates(Path(run_dir), folder.table, folder.record, folder.record_error, cross_validated)
+
+
+def _local_checkpoint(run_dir: Path, trial_id: str, recorded: str) -> Path:
+    """The checkpoint folder inside this sweep folder, also when the sweep was moved or copied."""
+    inside = trial_dir(run_dir, trial_id) / Path(recorded).name
+    if inside.is_dir():
+        return inside
+    # a mirror of a sweep at a URI fetches it; the recorded path is then the bucket's, not this machine's
+    fetched = fetch_checkpoint(run_dir, trial_id, Path(recorded).name)
+    if fetched is not None:
+        return fetched
+    if Path(recorded).is_dir():
+        return Path(recorded)
+    raise EnsembleError(f"checkpoint {recorded} of trial {trial_id} is missing")
+
+
+def check_compatible(members: list[Member]) -> None:
+    """Members must come from the same data and the same split, or their holdouts mean different things."""
+    first = members[0]
+    key = "partition_sha256" if first.is_bag else "sha256"
+    for m in members[1:]:
+        if m.meta["data_fingerprint"] != first.meta["data_fingerprint"]:
+            raise EnsembleError(
+                f"trial {m.trial_id} was trained on other data than trial {first.trial_id} "
+                "(data fingerprints differ); ensemble trials of one sweep on one dataset"
+            )
+        if m.is_bag != first.is_bag or m.meta["split"].get(key) != first.meta["split"].get(key):
+            raise EnsembleError(
+                f"trial {m.trial_id} has another train/validation/holdout split than trial {first.trial_id} "
+                f"(split_seed {m.meta['split']['seed']} vs {first.meta['split']['seed']}, cv_folds "
+                f"{m.meta['split'].get('cv_folds', 1)} vs {first.meta['split'].get('cv_folds', 1)}); "
+                "members must share one split so that none trained on another's holdout"
+            )
+
+
+def holdout_predictions(members: list[Member]) -> StoredPredictions:
+    """The members' stored holdout margins (a bag's: the mean over its folds), aligned by sample id."""
+    if not _stored(members[0], "holdout"):
+        raise EnsembleError(
+            f"trial {members[0].trial_id} has no holdout predictions: the sweep ran with holdout_fraction 0; "
+            "ensembling and calibration need a holdout split"
+        )
+    return split_predictions(members, split="holdout")
+
+
+def oof_predictions(members: list[Member]) -> StoredPredictions:
+    """The bags' out-of-fold margins over the whole development pool, aligned by sample id.
+
+    A bag stopped before its last fold scored its folds' part of the pool only; the rest of its
+    column is filled (fill_unscored) so that the mean of the members there is the mean of those
+    that scored the image, at the spread the mean of all of them shows where all scored.
+    """
+    not_bags = [m.trial_id for m in members if not m.is_bag]
+    if not_bags:
+        raise EnsembleError(f"trial {not_bags[0]} is not a k-fold bag: it has no out-of-fold predictions")
+    widest = max(len(m.meta["oof"]) for m in members)
+    complete = [m for m in members if len(m.meta["oof"]) == widest]
+    if len(complete) == len(members):
+        return split_predictions(members, split="oof")
+    ids = sorted(complete[0].meta["oof"])
+    first = complete[0].meta["oof"]
+    margins = np.array([[m.meta["oof"].get(i, {}).get("logit", np.nan) for m in members] for i in ids],
+                       dtype=np.float64)
+    scored = ~np.isnan(margins)
+    strays = [m.trial_id for m in members if not set(m.meta["oof"]) <= set(ids)]
+    if strays:
+        raise EnsembleError(f"trial {strays[0]} predicted another out-of-fold set than trial {complete[0].trial_id}")
+    return StoredPredictions(ids=ids, y=np.array([first[i]["label"] for i in ids], dtype=np.int64),
+                             groups=np.array([first[i].get("group", i) for i in ids]),
+                             margins=fill_unscored(margins, scored), scored=scored)
+
+
+def fill_unscored(margins: np.ndarray, scored: np.ndarray) -> np.ndarray:
+    """Each margin a member did not make (a stopped bag's, off its folds), filled so that the members' mean
+    probability on that image is what the mean of all of them would be.
+
+    That is the mean of the members that made one, moved toward the pool's centre by mean_spread: the mean
+    of more, more different models is narrower, and the calibrator must fit the mean that ships.
+    """
+    filled = margins.copy()
+    partial = ~scored.all(axis=1)
+    if not partial.any():
+        return filled
+    made = _pooled(margins, scored)
+    centre = made.mean()
+    target = expit(centre + mean_spread(margins, scored) * (made - centre))
+    n = scored.shape[1]
+    for i in np.flatnonzero(partial):
+        known = scored[i]
+        missing = (n * target[i] - expit(margins[i, known]).sum()) / (~known).sum()
+        filled[i, ~known] = logit(np.clip(missing, 1e-6, 1 - 1e-6))
+    return filled
+
+
+def mean_spread(margins: np.ndarray, scored: np.ndarray) -> float:
+    """How wide the mean of every member is against the mean of the members that scored every image, measured
+    on the images every member scored (sd ratio; 1 when there are fewer than MIN_SHARED_IMAGES of them)."""
+    shared, always = scored.all(axis=1), scored.all(axis=0)
+    if shared.sum() < MIN_SHARED_IMAGES or always.all() or not always.any():
+        return 1.0
+    every = _pooled(margins[shared], scored[shared])
+    steady = _pooled(margins[shared][:, always], scored[shared][:, always])
+    return float(every.std() / steady.std()) if steady.std() > 0 else 1.0
+
+
+def _pooled(margins: np.ndarray, scored: np.ndarray) -> np.ndarray:
+    """Per image, the logit of the mean probability of the members that scored it: combine.pooled_margin with
+    equal weights over each row's scored members (the weights' sum cancels in the difference)."""
+    made = np.where(scored, margins, 0.0)  # unscored entries get weight 0; 0 keeps them finite
+    return logsumexp(log_expit(made), b=scored, axis=1) - logsumexp(log_expit(-made), b=scored, axis=1)
+
+
+def split_predictions(members: list[Member], *, split: str) -> StoredPredictions:
+    """The members' stored margins on one split ("holdout", "val" or a bag's "oof"), aligned by sample id."""
+    first = _stored(members[0], split)
+    ids = sorted(first)
+    columns = []
+    for m in members:
+        preds = _stored(m, split)
+        if set(preds) != set(ids):
+            raise EnsembleError(f"trial {m.trial_id} predicted another {split} set than trial {members[0].trial_id}")
+        columns.append([preds[i]["logit"] for i in ids])
+    return StoredPredictions(
+        ids=ids,
+        y=np.array([first[i]["label"] for i in ids], dtype=np.int64),
+        groups=np.array([first[i].get("group", i) for i in ids]),
+        margins=np.array(columns, dtype=np.float64).T.reshape(len(ids), len(members)),
+    )
+
+
+def _stored(member: Member, split: str) -> dict[str, dict[str, Any]]:
+    if member.is_bag:
+        if split == "val":
+            split = "oof"
+        return member.meta[split]
+    if split == "oof":
+        raise EnsembleError(f"trial {member.trial_id} is not a k-fold bag: it has no out-of-fold predictions")
+    stored = member.meta["predictions"]
+    if not isinstance(stored, dict) or not isinstance(stored.get(split), dict):
+        raise EnsembleError(
+            f"{member.checkpoint / META} has no stored {split!r} predictions (predictions.{split}); it was written "
+            "by another lungsweep version or edited: run the sweep again, or leave this trial out with --trials"
+        )
+    return stored[split]

@@ -1,0 +1,56 @@
+"""Which kind of folder a path is: the one place that tells a checkpoint from a bag, a run, a sweep,
+an ensemble or an exported model.
+
+Each kind's own module owns its file names (trainers.checkpoint, trainers.bag,
+search.record, ensemble.folders.ensemble_dir, ensemble.folders.model_dir); this module only asks them.
+"""
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+from search.record import is_sweep
+from trainers.bag import is_bag
+from trainers.checkpoint import META
+from trainers.errors import LungsweepError
+
+from .ensemble_dir import is_ensemble_folder
+from .model_dir import is_model_folder
+
+__all__ = ["FolderKind", "kind_of", "run_checkpoint"]
+
+
+class FolderKind(Enum):
+    MODEL = "exported model (MODEL_DIR)"
+    ENSEMBLE = "ensemble folder (ENS_DIR)"
+    SWEEP = "sweep folder (RUN_DIR of `lungsweep launch`)"
+    BAG = "k-fold bag (bag.json and one model per fold)"
+    CHECKPOINT = "checkpoint folder (model.safetensors + checkpoint.json)"
+    TRAIN_RUN = "`lungsweep train` run folder"
+
+
+def kind_of(path: str | Path) -> FolderKind:
+    """The kind of `path`, or a LungsweepError that says what it is not."""
+    path = Path(path)
+    if not path.is_dir():
+        raise LungsweepError(f"{path} does not exist or is not a folder")
+    if is_model_folder(path):
+        return FolderKind.MODEL
+    if is_ensemble_folder(path):
+        return FolderKind.ENSEMBLE
+    if is_sweep(path):
+        return FolderKind.SWEEP
+    if is_bag(path):
+        return FolderKind.BAG
+    if (path / META).is_file():
+        return FolderKind.CHECKPOINT
+    if (path / "best" / META).is_file():
+        return FolderKind.TRAIN_RUN
+    kinds = "; ".join(k.value for k in FolderKind)
+    raise LungsweepError(f"{path} is none of the folders lungsweep writes ({kinds})")
+
+
+def run_checkpoint(path: str | Path) -> Path:
+    """The model folder of a checkpoint, bag or train run: what one-model commands load."""
+    path = Path(path)
+    return path / "best" if kind_of(path) is FolderKind.TRAIN_RUN else path

@@ -1,0 +1,147 @@
+"""An ensemble folder (or one trial's checkpoint or bag) loaded for prediction in this process.
+
+ENS_DIR (ensemble.folders.ensemble_dir) holds the combiner, calibrator and threshold as plain numbers,
+and each member: a checkpoint folder (safetensors weights and checkpoint.json), or a bag folder
+(bag.json and one checkpoint folder per fold).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trainers import CheckpointError, Preprocessing, load_model
+from trainers.bag import BAG_JSON, fold_checkpoints, is_bag, read_model_meta
+from trainers.checkpoint import META
+from trainers.inference import resolve_device, shared_reading
+
+from ..errors import EnsembleError
+from ..fit.pipeline import EnsemblePipeline
+from ..fit.tta import model_margins
+from ..folders.ensemble_dir import ENSEMBLE_JSON, EnsembleFolder, is_ensemble_folder, read_ensemble
+
+__all__ = ["LoadedMember", "EnsembleModel", "load_member", "member_margins"]
+
+
+@dataclass
+class LoadedMember:
+    """One member: a model, or a bag of fold models whose margins are averaged."""
+
+    trial_id: str
+    models: list[torch.nn.Module]
+    prep: Preprocessing
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The model of a single-model member (a bag has several: use `models`)."""
+        if len(self.models) != 1:
+            raise EnsembleError(f"member {self.trial_id} is a bag of {len(self.models)} fold models")
+        return self.models[0]
+
+
+def member_margins(
+    member: LoadedMember, images: np.ndarray, *, tta: bool, device: torch.device, batch_size: int = 64
+) -> np.ndarray:
+    """Logit margins of one member on (N, S, S) uint8 images: a bag's is the mean over its fold models."""
+    return np.mean([model_margins(m, member.prep, images, tta=tta, device=device, batch_size=batch_size)
+                    for m in member.models], axis=0)
+
+
+class EnsembleModel:
+    """Members + fitted pipeline: images in, calibrated P(positive) out (an ensemble.Predictor)."""
+
+    def __init__(self, *, members: list[LoadedMember], pipeline: EnsemblePipeline, tta: bool,
+                 classes: list[str], positive: str, manifest: dict[str, Any], device: str = "cpu") -> None:
+        self.members, self.pipeline, self.tta = members, pipeline, tta
+        self.classes, self.positive, self.manifest = classes, positive, manifest
+        self.device = torch.device(device)
+
+    @property
+    def threshold(self) -> float:
+        return float(self.pipeline.threshold_)
+
+    @property
+    def image_sizes(self) -> list[int]:
+        return sorted({m.prep.image_size for m in self.members})
+
+    @property
+    def window(self) -> Any:
+        """The DICOM/NIfTI window every member was trained with."""
+        return shared_reading(m.prep for m in self.members)[0]
+
+    @property
+    def slices(self) -> str:
+        return shared_reading(m.prep for m in self.members)[1]
+
+    @classmethod
+    def load(cls, folder: str | Path, *, device: str = "auto") -> "EnsembleModel":
+        """An ensemble folder, or one checkpoint or bag folder (one member, no calibration, threshold 0.5)."""
+        model = cls._load(Path(folder))
+        model.device = resolve_device(device)
+        for member in model.members:
+            for m in member.models:
+                m.to(model.device)
+        return model
+
+    @classmethod
+    def _load(cls, folder: Path) -> "EnsembleModel":
+        if is_ensemble_folder(folder):
+            return cls.of_folder(read_ensemble(folder))
+        if (folder / META).is_file() or is_bag(folder):
+            member = load_member(folder, folder.name)
+            meta = read_model_meta(folder)
+            pipeline = EnsemblePipeline.single_member()
+            return cls(members=[member], pipeline=pipeline, tta=False, classes=meta["classes"],
+                       positive=meta["positive"], manifest={"kind": "checkpoint", "checkpoint": str(folder)})
+        raise EnsembleError(
+            f"{folder} is neither an ensemble folder ({ENSEMBLE_JSON}), a bag ({BAG_JSON}) nor a checkpoint folder "
+            f"({META})"
+        )
+
+    @classmethod
+    def of_folder(cls, ens: EnsembleFolder) -> "EnsembleModel":
+        """The ensemble of an ENS_DIR as ensemble.folders.ensemble_dir.read_ensemble read it (on the CPU)."""
+        members = [load_member(folder, t) for t, folder in ens.members.items()]
+        manifest = ens.manifest
+        try:
+            pipeline = EnsemblePipeline.from_dict(manifest["pipeline"])
+        except (KeyError, TypeError, ValueError) as e:
+            if isinstance(e, EnsembleError):
+                raise
+            raise EnsembleError(f"{ens.path / ENSEMBLE_JSON}: its 'pipeline' is malformed ({e!r}); "
+                                "run `lungsweep ensemble` again") from e
+        return cls(members=members, pipeline=pipeline, tta=manifest["tta"], classes=manifest["classes"],
+                   positive=manifest["positive"], manifest=manifest)
+
+    def margins_for_images(self, arrays: dict[int, np.ndarray], *, device: torch.device) -> np.ndarray:
+        """(N, n_members) margins for {image_size: (N, S, S) uint8} decoded images."""
+        return np.stack(
+            [member_margins(m, np.asarray(arrays[m.prep.image_size]), tta=self.tta, device=device) for m in self.members],
+            axis=1,
+        )
+
+    def predict_proba(self, images: dict[int, np.ndarray]) -> np.ndarray:
+        """Calibrated P(positive) for {image_size: (N, S, S) uint8} decoded images."""
+        return self.proba_from_margins(self.margins_for_images(images, device=self.device))
+
+    def proba_from_margins(self, margins: np.ndarray) -> np.ndarray:
+        """The fitted pipeline on (N, n_members) member margins."""
+        return self.pipeline.predict_proba(margins)
+
+
+def load_member(folder: Path, trial_id: str) -> LoadedMember:
+    """A checkpoint folder (one model) or a bag folder (its fold models)."""
+    try:
+        folders = fold_checkpoints(folder) if is_bag(folder) else [folder]
+        loaded = [load_model(f) for f in folders]
+    except CheckpointError as e:
+        raise EnsembleError(f"member {trial_id}: {e}") from e
+    preps = {json.dumps(meta["preprocessing"], sort_keys=True) for _, meta in loaded}
+    if len(preps) != 1:
+        raise EnsembleError(f"member {trial_id}: its fold models were trained with different preprocessing")
+    return LoadedMember(trial_id=trial_id, models=[m for m, _ in loaded],
+                        prep=Preprocessing.from_dict(loaded[0][1]["preprocessing"]))

@@ -1,0 +1,317 @@
+"""`lungsweep export`: an ensemble folder, or one trial of a sweep, as one verified MODEL_DIR.
+
+    export_model("runs/ens", "runs/model")                       # ONNX, the default
+    export_model("runs/sweep", "runs/model", trial="best")       # the sweep's best trial alone
+
+MODEL_DIR holds model.onnx (members, combiner and calibrator in one graph, dynamic
+batch), manifest.json and, from an ensemble folder, metrics.json and report.html.
+Before the folder is written, the graph is checked by onnx.checker, run by
+onnxruntime on real holdout images and compared with the in-process ensemble.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import warnings
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.special import expit
+
+from search.record import local_sweep, sweep_location
+from trainers import discover
+from trainers.atomic import atomic_dir
+from trainers.checkpoint import package_versions
+from trainers.data import PREPROCESSING_VERSION, decode_image_sizes, file_sha256
+from trainers.inference import shared_reading
+
+from ..errors import ArtifactError
+from ..fit.members import Member, load_member_meta, pick_members, split_predictions
+from ..fit.metrics import bootstrap_metrics
+from ..fit.pipeline import EnsemblePipeline
+from ..folders.ensemble_dir import read_ensemble
+from ..folders.kinds import FolderKind, kind_of, run_checkpoint
+from ..folders.model_dir import MODEL_FORMAT, is_model_folder, refuse_pickle, write_manifest
+from ..runtime.exported import ExportedModel
+from ..runtime.model import EnsembleModel, load_member
+from .graph import EnsembleGraph, GraphMember
+
+__all__ = ["export_model", "write_onnx", "write_torchscript", "FORMATS", "PARITY_TOLERANCE"]
+
+log = logging.getLogger(__name__)
+
+FORMATS = {"onnx": "model.onnx", "torchscript": "model.torchscript"}
+PARITY_TOLERANCE = 1e-4
+OPSET = 18
+PARITY_IMAGES = 32
+
+
+@dataclass
+class _Source:
+    """What gets exported, whichever folder it came from."""
+
+    kind: str  # "ensemble" | "single"
+    reference: EnsembleModel  # the in-process model the export must agree with
+    metrics: dict[str, Any]
+    provenance: dict[str, Any]
+    copies: list[Path]  # files copied into MODEL_DIR as they are
+    holdout: tuple[str | None, list[str]]  # data folder and holdout sample ids, for the parity check
+
+
+def export_model(
+    source: str | Path,
+    out: str | Path,
+    *,
+    trial: str | None = None,
+    fmt: str = "onnx",
+    n_boot: int = 1000,
+) -> dict[str, Any]:
+    """Export ENS_DIR, RUN_DIR's `trial` ("best" or an id), or one checkpoint / train run, to MODEL_DIR `out`.
+
+    Returns the manifest.
+    """
+    if fmt not in FORMATS:
+        raise ArtifactError(f"unknown export format {fmt!r}; choose one of {sorted(FORMATS)}")
+    source, out = local_sweep(source), Path(out)  # a sweep at a URI is read from a local mirror
+    refuse_pickle(source)
+    if not source.is_dir():
+        raise ArtifactError(f"{source} does not exist or is not a folder; give an ENS_DIR, a sweep RUN_DIR or a run folder")
+    if out.resolve() == source.resolve():
+        raise ArtifactError(f"--out {out} is the source folder; give a new folder for the exported model")
+    if out.exists() and not is_model_folder(out) and (not out.is_dir() or any(out.iterdir())):
+        raise ArtifactError(f"--out {out} exists and is not a MODEL_DIR; give a new folder (it would be replaced)")
+    found = _read_source(source, trial, n_boot)
+    ref = found.reference
+    graph = EnsembleGraph(
+        [GraphMember(m.trial_id, m.models, m.prep) for m in ref.members], ref.pipeline, tta=ref.tta
+    ).eval()
+    images = _parity_images(found, graph.image_sizes)
+    expected = ref.predict_proba(images["arrays"])
+
+    with atomic_dir(out) as tmp:
+        model_file = FORMATS[fmt]
+        started = time.perf_counter()
+        log.info("exporting %d member(s) (%s) to %s ...", len(graph.members), ", ".join(graph.trial_ids), fmt)
+        (write_onnx if fmt == "onnx" else write_torchscript)(graph, tmp / model_file, images["arrays"])
+        log.info("exported in %.1f s", time.perf_counter() - started)
+        for path in found.copies:
+            shutil.copy2(path, tmp / path.name)
+        manifest = _manifest(found, graph, model_file, fmt)
+        manifest["files"] = {
+            p.name: {"sha256": file_sha256(p), "bytes": p.stat().st_size} for p in sorted(tmp.iterdir()) if p.is_file()
+        }
+        # Verify what a user will load: the folder as written, through the loader predict uses.
+        write_manifest(tmp, manifest)
+        got = ExportedModel.load(tmp).predict_proba(images["arrays"])
+        diff = float(np.max(np.abs(got - expected))) if len(got) else 0.0
+        if not diff <= PARITY_TOLERANCE:
+            raise ArtifactError(
+                f"the exported model disagrees with the in-process ensemble by {diff:.2e} in probability "
+                f"(tolerance {PARITY_TOLERANCE:.0e}) on {len(got)} images; nothing was written to {out}"
+            )
+        manifest["parity"] = {
+            "images": len(got), "source": images["source"], "max_abs_diff": diff, "tolerance": PARITY_TOLERANCE,
+        }
+        write_manifest(tmp, manifest)
+    log.info("parity with the in-process ensemble on %d %s: max |dp| = %.1e", len(got), images["source"], diff)
+    return manifest
+
+
+def _read_source(source: Path, trial: str | None, n_boot: int) -> _Source:
+    kind = kind_of(source)
+    if trial is not None and kind is not FolderKind.SWEEP:
+        raise ArtifactError(f"{source} is an {kind.value}; --trial is for a sweep folder (RUN_DIR)")
+    if kind is FolderKind.ENSEMBLE:
+        ens = read_ensemble(source)  # the one read of ENS_DIR; the model and what is shipped come from it
+        reference = EnsembleModel.of_folder(ens)
+        manifest = ens.manifest
+        first = manifest["provenance"]["members"][0]
+        first_meta = load_member_meta(ens.members[first["trial_id"]])
+        return _Source(
+            kind="ensemble", reference=reference, metrics=ens.metrics(),
+            provenance={"ensemble_dir": str(source.resolve()), **manifest["provenance"]},
+            copies=ens.shipped,
+            holdout=(first["config"].get("data"), sorted(_holdout_rows(first_meta))),
+        )
+    if kind is FolderKind.SWEEP:
+        trial = trial or "best"
+        member = pick_members(source, top=1)[0] if trial == "best" else pick_members(source, trials=[trial])[0]
+        return _single_model(member.checkpoint, member.trial_id, n_boot, {
+            "sweep": sweep_location(source),
+            "members": [{"trial_id": member.trial_id, "rank": member.rank, "sweep_metric": member.metric,
+                         "checkpoint": str(member.checkpoint), "config": member.config}],
+        }, described=f"trial {member.trial_id} (rank {member.rank} of the sweep)")
+    if kind is FolderKind.MODEL:
+        raise ArtifactError(f"{source} is already an exported model (MODEL_DIR); copy it instead of exporting it")
+    folder = run_checkpoint(source)  # a checkpoint or bag folder, or a `lungsweep train` run's best/
+    meta = load_member_meta(folder)
+    name = source.name
+    return _single_model(folder, name, n_boot, {
+        "run": str(source.resolve()),
+        "members": [{"trial_id": name, "checkpoint": str(folder.resolve()), "config": meta["config"]}],
+    }, described=f"the model of {source}")
+
+
+def _holdout_rows(meta: dict[str, Any]) -> dict[str, Any]:
+    return meta["holdout"] if "oof" in meta else meta["predictions"]["holdout"]
+
+
+def _single_model(folder: Path, name: str, n_boot: int, where: dict[str, Any], *, described: str) -> _Source:
+    """One model (or one bag) as trained: its own probability, threshold 0.5, metrics on its holdout.
+
+    Without a holdout: a bag's out-of-fold predictions (the sweep ranked on them), else the
+    validation split (which also chose the best epoch): both flagged as optimistic.
+    """
+    meta = load_member_meta(folder)
+    member = Member(name, folder, meta, rank=1, metric=float("nan"))
+    reference = EnsembleModel(
+        members=[load_member(folder, name)], pipeline=EnsemblePipeline.single_member(), tta=False,
+        classes=meta["classes"], positive=meta["positive"], manifest={"kind": "single"},
+    )
+    split = "holdout" if _holdout_rows(meta) else ("oof" if member.is_bag else "val")
+    preds = split_predictions([member], split=split)
+    y, groups = preds.y, preds.groups
+    metrics: dict[str, Any] = {}
+    if len(set(y)) == 2:
+        p = expit(preds.margins[:, 0])
+        metrics = bootstrap_metrics(y, p, groups, 0.5, n_boot=n_boot)
+        caveat = {"holdout": "", "val": " (it also chose the best epoch, so these are optimistic)",
+                  "oof": " (the sweep also ranked trials on them, so these are optimistic)"}[split]
+        named = {"holdout": "holdout split", "val": "validation split", "oof": "out-of-fold predictions"}[split]
+        metrics["data"] = (
+            f"{described} on its {named}{caveat}: {len(y)} images, {len(set(groups))} groups; its own "
+            "probability, threshold 0.5"
+        )
+    return _Source(
+        kind="single", reference=reference, metrics=metrics,
+        provenance={**where, "data_fingerprint": meta["data_fingerprint"], "split": meta["split"],
+                    "versions": meta.get("versions", {})},
+        copies=[], holdout=(meta["config"].get("data"), preds.ids),
+    )
+
+
+def _parity_images(found: _Source, sizes: list[int]) -> dict[str, Any]:
+    """Up to PARITY_IMAGES holdout images when the data is still where training read it, else seeded noise."""
+    data, ids = found.holdout
+    paths: list[str] = []
+    if data and Path(data).is_dir() and ids:
+        try:
+            window, slices = shared_reading(m.prep for m in found.reference.members)
+            dataset = discover(data=data, positive=found.reference.positive, slices=slices)
+            by_id = {i: (p, dataset.frame(k)) for k, (i, p) in enumerate(zip(dataset.ids, dataset.paths))}
+            paths = [by_id[i] for i in ids if i in by_id][:PARITY_IMAGES]
+            decoded = [decode_image_sizes(p, sizes, frame=f, window=window) for p, f in paths]
+            arrays = {s: np.stack([d[s] for d in decoded]) for s in sizes} if paths else {}
+        except Exception as e:  # the check still runs, on noise, rather than failing the export
+            log.warning("cannot read holdout images from %s (%s); checking parity on generated images", data, e)
+            paths = []
+    if not paths:
+        rng = np.random.default_rng(0)
+        arrays = {s: rng.integers(0, 256, (PARITY_IMAGES, s, s), dtype=np.uint8) for s in sizes}
+        return {"arrays": arrays, "source": "generated images (the training data was not found)"}
+    return {"arrays": arrays, "source": "holdout images"}
+
+
+def _example_inputs(graph: EnsembleGraph, arrays: dict[int, np.ndarray]) -> tuple[torch.Tensor, ...]:
+    return tuple(torch.from_numpy(np.asarray(arrays[s][:2])).unsqueeze(1) for s in graph.image_sizes)
+
+
+def write_onnx(graph: EnsembleGraph, path: Path, arrays: dict[int, np.ndarray]) -> None:
+    """The graph as one ONNX file with a dynamic batch axis, checked by onnx.checker.
+
+    arrays: {image_size: (N >= 2, S, S) uint8} example images for the exporter's trace.
+    """
+    import onnx
+
+    for noisy in ("onnxscript", "onnx_ir", "torch.onnx"):  # pass-by-pass INFO lines mean nothing to users
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    example = _example_inputs(graph, arrays)
+    batch = torch.export.Dim("batch", min=1)
+    params = sum(p.numel() * p.element_size() for p in graph.parameters())
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="# The axis name")  # every input shares the one batch axis
+        try:
+            torch.onnx.export(
+                graph, example, str(path), dynamo=True, opset_version=OPSET, verbose=False,
+                input_names=graph.input_names, output_names=["probability"],
+                dynamic_shapes=(tuple({0: batch} for _ in example),),
+                external_data=params > 1_500_000_000,  # protobuf's 2 GB limit
+            )
+        except Exception as e:
+            raise ArtifactError(f"torch.onnx.export failed for members {graph.trial_ids}: {e}") from e
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except onnx.checker.ValidationError as e:
+        raise ArtifactError(f"onnx.checker rejects the exported graph: {e}") from e
+
+
+def write_torchscript(graph: EnsembleGraph, path: Path, arrays: dict[int, np.ndarray]) -> None:
+    # torch.jit is deprecated in favour of torch.export; kept because deployments still ask for it.
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.filterwarnings("ignore", message=".*deprecated.*")
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        traced = torch.jit.trace(graph, _example_inputs(graph, arrays), check_trace=False)
+        torch.jit.save(traced, str(path))
+
+
+def _manifest(found: _Source, graph: EnsembleGraph, model_file: str, fmt: str) -> dict[str, Any]:
+    ref = found.reference
+    pipe = ref.pipeline
+    by_id = {m.trial_id: m.prep for m in ref.members}
+    reading = shared_reading(by_id[t] for t in graph.trial_ids)
+    versions = package_versions()
+    for name in ("onnx", "onnxruntime"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    metric_values = {k: v for k, v in found.metrics.items() if k not in ("members", "uncalibrated")}
+    return {
+        "format": MODEL_FORMAT,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "kind": found.kind,
+        "model_file": model_file,
+        "model_format": fmt,
+        "opset": OPSET if fmt == "onnx" else None,
+        "inputs": [
+            {"name": name, "image_size": size, "dtype": "uint8", "shape": ["batch", 1, size, size]}
+            for name, size in zip(graph.input_names, graph.image_sizes)
+        ],
+        "output": {"name": "probability", "dtype": "float32", "shape": ["batch"],
+                   "meaning": f"calibrated probability of {ref.positive}"},
+        "classes": list(ref.classes),
+        "positive": ref.positive,
+        "threshold": float(pipe.threshold_),
+        "decision": f"{ref.positive} where probability >= threshold, else the other class",
+        "preprocessing": {
+            "decode": "any image file -> grey (16-bit scans stretched to their own range, transparency read as black); "
+                      "DICOM / NIfTI: HU, then `window`, one sample per slice kept by `slices` (trainers.data.medical)",
+            "resize": "keep aspect ratio, bilinear, to fit image_size x image_size",
+            "padding": "zero (black), centred, to a square",
+            "input": "uint8 0..255, shape (batch, 1, image_size, image_size), one input per image size",
+            "normalisation": "inside the graph, per member: (x / 255 - mean) / std",
+            "members": {t: {"image_size": by_id[t].image_size, "mean": by_id[t].mean, "std": by_id[t].std}
+                        for t in graph.trial_ids},
+            "implementation": "trainers.decode_image (the one used in training)",
+            "version": PREPROCESSING_VERSION,
+            # DICOM / NIfTI (trainers.data.medical): window in HU ('auto', 'lung', 'mediastinum', 'none' or
+            # [width, level]) and which slices of a series or volume are samples
+            "window": reading[0],
+            "slices": reading[1],
+        },
+        "ensemble": {
+            "method": pipe.combiner_.name,
+            "calibration": pipe.calibration_,
+            "tta": ref.tta,
+            "members": graph.trial_ids,
+            "left_out_with_zero_weight": [m.trial_id for m in ref.members if m.trial_id not in graph.trial_ids],
+            "weights": graph.weights,
+        },
+        "metrics": metric_values,
+        "provenance": {**found.provenance, "exported_with": versions},
+    }

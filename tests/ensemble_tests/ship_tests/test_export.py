@@ -1,0 +1,62 @@
+"""`lungsweep export`: the ONNX model agrees with the ensemble folder; manifest; single trials; TorchScript.
+
+The sweep, ensemble and exported folders are the session's (conftest.py).
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from tests_support import new_images, reference_proba
+
+from ensemble import EnsembleError, EnsembleModel, ExportedModel, export_model
+
+
+def test_onnx_model_agrees_with_the_ensemble_folder(ens_dir, model_dir, tmp_path):
+    reference = EnsembleModel.load(ens_dir)
+    exported = ExportedModel.load(model_dir)
+    assert exported.image_sizes == [32, 40]
+    images = new_images(tmp_path / "new", exported.image_sizes)
+    expected = reference_proba(reference, images)
+    got = exported.predict_proba(images)
+    assert np.max(np.abs(got - expected)) <= 1e-4
+    # dynamic batch: one image at a time gives the same numbers
+    one_by_one = [exported.predict_proba({s: a[k : k + 1] for s, a in images.items()})[0] for k in range(len(got))]
+    np.testing.assert_allclose(one_by_one, got, atol=1e-6)
+
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    assert manifest["parity"]["max_abs_diff"] <= 1e-4 and manifest["parity"]["source"] == "holdout images"
+    assert manifest["threshold"] == pytest.approx(reference.threshold)
+    assert manifest["classes"] == reference.classes and manifest["positive"] == "CT_COVID"
+    assert set(manifest["files"]) == {"model.onnx", "metrics.json", "report.html"}
+    assert {"value", "ci_low", "ci_high"} <= set(manifest["metrics"]["auc"])
+    assert manifest["preprocessing"]["members"]["b40"]["image_size"] == 40
+    assert manifest["provenance"]["data_fingerprint"] and manifest["provenance"]["exported_with"]["onnxruntime"]
+    assert manifest["ensemble"]["tta"] is True and manifest["ensemble"]["members"] == ["a32", "b40", "c32"]
+
+    import onnx
+
+    graph = onnx.load(str(model_dir / "model.onnx"))
+    onnx.checker.check_model(graph)
+    assert [i.name for i in graph.graph.input] == ["image_32", "image_40"]
+    assert graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # a named, dynamic batch axis
+
+
+def test_single_trial_export_and_torchscript(sweep_dir, tmp_path):
+    manifest = export_model(sweep_dir, tmp_path / "best", trial="b40", fmt="torchscript", n_boot=50)
+    assert manifest["kind"] == "single" and manifest["threshold"] == 0.5
+    assert "trial b40 (rank 2 of the sweep) on its holdout split" in manifest["metrics"]["data"]
+    assert manifest["ensemble"]["members"] == ["b40"] and manifest["model_file"] == "model.torchscript"
+    exported = ExportedModel.load(tmp_path / "best")
+    images = new_images(tmp_path / "new", [40])
+    reference = EnsembleModel.load(sweep_dir / "trial_b40" / "best")
+    np.testing.assert_allclose(exported.predict_proba(images), reference_proba(reference, images), atol=1e-4)
+
+    # a `lungsweep train` run folder exports its best checkpoint
+    run = export_model(sweep_dir / "trial_a32", tmp_path / "run", n_boot=50)
+    assert run["ensemble"]["members"] == ["trial_a32"] and run["provenance"]["run"].endswith("trial_a32")
+
+    with pytest.raises(EnsembleError, match="trial 'nope' is not in .*; trials there: a32, b40, c32"):
+        export_model(sweep_dir, tmp_path / "x", trial="nope")
+    assert not (tmp_path / "x").exists()
