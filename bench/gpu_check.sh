@@ -31,7 +31,7 @@ step() {  # step NAME CMD...: run one check, its output to the console and $OUT/
 
 if [ "${1:-}" = "--smoke-test" ]; then
   [ -z "${PYTHON:-}" ] && [ -x .venv/bin/python ] && PY=.venv/bin/python
-  step packing "$PY" bench/bench_gpu_packing.py --smoke-test --out "$WORK/packing"
+  step packing "$PY" -m bench.searching.bench_gpu_packing --smoke-test --out "$WORK/packing"
   rm -rf "$WORK"
   exit $status
 fi
@@ -39,14 +39,14 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv > "$OUT/gpu.txt" 2>&1
 "$PY" -c "import torch, timm; print('torch', torch.__version__, '| timm', timm.__version__, '|', torch.cuda.get_device_name(0), torch.cuda.get_device_capability(0))" | tee -a "$OUT/gpu.txt"
 DATA="$WORK/data"
-"$PY" -c "import sys; sys.path.insert(0, 'tests'); from pathlib import Path; from tests_support import make_dataset; make_dataset(Path('$DATA'), groups_per_class=300, per_group=2, seed=1)"
+"$PY" -c "from pathlib import Path; from tests.tests_support import make_dataset; make_dataset(Path('$DATA'), groups_per_class=300, per_group=2, seed=1)"
 
 # mixed precision per device, fp32 stored margins equal to an fp32 recomputation (< 1e-4), memory recorded
 step cuda_tests "$PY" -m pytest -p no:cacheprovider -q -m cuda tests/trainers_tests/test_precision.py
 # the trainer against a bare torch loop on the GPU (bf16 autocast, channels_last)
-step trainer "$PY" bench/bench_trainer.py --device cuda --data "$DATA" --model efficientnet_lite0 --image-size 160 --epochs 3
+step trainer "$PY" -m bench.training.bench_trainer --device cuda --data "$DATA" --model efficientnet_lite0 --image-size 160 --epochs 3
 # trials packed per GPU: images/s per run and per GPU, GPU memory per run
-step packing "$PY" bench/bench_gpu_packing.py --device cuda --data "$DATA" --model efficientnet_lite0 \
+step packing "$PY" -m bench.searching.bench_gpu_packing --device cuda --data "$DATA" --model efficientnet_lite0 \
   --image-size 160 --epochs 3 --packs 1 2 4 8 --out "$WORK/packing"
 rm -rf "$WORK"
 exit $status

@@ -51,25 +51,19 @@ import csv
 import dataclasses
 import math
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(BENCH))
+import numpy as np
+from sklearn.metrics import accuracy_score, roc_auc_score
 
-import numpy as np  # noqa: E402
-from sklearn.metrics import accuracy_score, roc_auc_score  # noqa: E402
+import bench.searching.bench_search as bs
+from bench.common import DATA_FROM_ROOT, ROOT
+from trainers import TrainConfig, prepare_data, read_meta, train
 
-import bench_search as bs  # noqa: E402
-from trainers import TrainConfig, prepare_data, read_meta, train  # noqa: E402
-
-DEFAULT_DATA = "../shared/datasets/covid-ct-qsr/train"  # relative to the repository root
 
 
 # --- scoring a checkpoint --------------------------------------------------------------
@@ -268,7 +262,7 @@ def print_part_b(scores: list[SweepScore]) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=DEFAULT_DATA, help=f"relative to the repository root (default {DEFAULT_DATA})")
+    p.add_argument("--data", default=DATA_FROM_ROOT, help=f"relative to the repository root (default {DATA_FROM_ROOT})")
     p.add_argument("--out", help="runs go to OUT/direct/seedN/ARM and OUT/sweeps/NAME, relative to the repository "
                    "root (default runs/bench_pretrained; with --smoke-test a temporary folder)")
     a = p.add_argument_group("part A")

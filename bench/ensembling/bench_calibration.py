@@ -31,14 +31,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench.common import ROOT
 from ensemble import EnsemblePipeline, EnsembleSettings, cross_fit, fit_ensemble, oof_predictions
-from trainers.metrics import clinical_metrics, ece_edges, expected_calibration_error  # noqa: E402
+from trainers.metrics import clinical_metrics, ece_edges, expected_calibration_error
 
 
 def main() -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -25,15 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from trainers import discover  # noqa: E402
-from trainers.audit.report import audit_dataset, format_audit  # noqa: E402
-from trainers.data.duplicates import find_duplicates, hash_images  # noqa: E402
-from trainers.data.phash import hamming_matrix  # noqa: E402
-
-DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "covid-ct-qsr" / "train"
+from bench.common import DATA
+from trainers import discover
+from trainers.audit.report import audit_dataset, format_audit
+from trainers.data.duplicates import find_duplicates, hash_images
+from trainers.data.phash import hamming_matrix
 
 
 def old_default_group(sample_id: str) -> str:
@@ -49,7 +44,7 @@ def audit(dataset, cache: str):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(DEFAULT_DATA))
+    parser.add_argument("--data", default=str(DATA))
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     print(f"# bench_audit {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, data {args.data}")

@@ -25,12 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench.common import DATA, LUNGSWEEP, ROOT
 from ensemble import metric_text, read_metrics
-
-DATA = ROOT.parent / "shared" / "datasets" / "covid-ct-qsr" / "train"
-LUNGSWEEP = [sys.executable, "-m", "lungsweep"]
 
 
 def timed(cmd: list[str], log: Path) -> float:

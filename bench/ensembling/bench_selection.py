@@ -21,7 +21,6 @@ import argparse
 import json
 import logging
 import os
-import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -29,8 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "datasets" / "covid-ct-qsr" / "train"
+from bench.common import DATA
 
 
 def sample_configs(n: int, image_size: int, epochs: int, seed: int) -> list[dict]:
@@ -101,10 +99,9 @@ def main() -> None:
     parser.add_argument("--out", default="runs/bench_selection")
     parser.add_argument("--smoke-test", action="store_true")
     args = parser.parse_args()
-    data = str(SHARED)
+    data = str(DATA)
     if args.smoke_test:
-        sys.path.insert(0, str(ROOT / "tests"))
-        from tests_support import make_dataset
+        from tests.tests_support import make_dataset
 
         data = str(make_dataset(Path(tempfile.mkdtemp()) / "train", groups_per_class=12, per_group=2))
         args.configs, args.image_size, args.epochs, args.folds = 3, 32, 1, 3

@@ -32,6 +32,8 @@ import psutil
 import yaml
 from PIL import Image
 
+from bench.common import LUNGSWEEP
+
 RECOVERED = "was deleted before the crash"
 LOST = "does not exist on storage anymore"
 RESTARTED = "Failed to restore the run state"  # Tune's own log line before it silently starts a sweep over
@@ -106,7 +108,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     data = args.data or generated_data(args.out / "data")
     run_dir = args.out / "sweep"
-    cmd = [sys.executable, "-m", "lungsweep", "launch", "--config", str(sweep_file(args.out / "s.yaml", data, args)),
+    cmd = [*LUNGSWEEP, "launch", "--config", str(sweep_file(args.out / "s.yaml", data, args)),
            "--out", str(run_dir)]
     env = {**os.environ, "LUNGSWEEP_CACHE": str(args.out / "cache")}
     start, kills, rounds, done = time.monotonic(), 0, 0, False

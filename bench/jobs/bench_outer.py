@@ -52,13 +52,10 @@ import numpy as np
 import yaml
 from scipy.special import expit
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from bench_main_job import timed  # noqa: E402  (bench/ is on the path when run as a script)
-from trainers.atomic import atomic_write_text  # noqa: E402
+from bench.common import DATA, LUNGSWEEP, ROOT
+from bench.jobs.bench_main_job import timed
+from trainers.atomic import atomic_write_text
 
-DATA = ROOT.parent / "shared" / "datasets" / "covid-ct-qsr" / "train"
-LUNGSWEEP = [sys.executable, "-m", "lungsweep"]
 BUNDLED = {"quick": ROOT / "search" / "sweeps" / "quick.yaml", "default": ROOT / "search" / "sweeps" / "default.yaml"}
 PLAIN_CONFIG = ROOT / "configs" / "plain.yaml"
 PLAIN_ARMS = {"plain": (0,), "plain_x3": (0, 1, 2)}

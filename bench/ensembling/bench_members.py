@@ -34,8 +34,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench.common import ROOT
 from ensemble import EnsembleSettings, fit_ensemble, pick_members
 from ensemble.fit.combine import pooled_margin
 

@@ -27,8 +27,8 @@ from pathlib import Path
 import psutil
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_kill_resume import generated_data, tiny_sweep  # noqa: E402
+from bench.common import LUNGSWEEP
+from bench.searching.bench_kill_resume import generated_data, tiny_sweep
 
 
 def sweep_file(path: Path, data: Path, args: argparse.Namespace) -> Path:
@@ -75,7 +75,7 @@ def main() -> int:
     if run_dir.exists():
         sys.exit(f"{run_dir} exists: give a fresh --out (the soak measures a sweep from its start)")
     data = generated_data(args.out / "data")
-    cmd = [sys.executable, "-m", "lungsweep", "launch", "--config", str(sweep_file(args.out / "s.yaml", data, args)),
+    cmd = [*LUNGSWEEP, "launch", "--config", str(sweep_file(args.out / "s.yaml", data, args)),
            "--out", str(run_dir)]
     env = {**os.environ, "LUNGSWEEP_CACHE": str(args.out / "cache")}
     marks = sorted({max(1, round(args.trials * f)) for f in (0.1, 0.5, 1.0)})  # 50 / 250 / 500 of 500

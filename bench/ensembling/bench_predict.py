@@ -33,14 +33,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 from ensemble import (
     EnsembleGraph, EnsembleModel, EnsembleSettings, ExportedModel, GraphMember, build_ensemble, export_model,
     find_images, is_ensemble_folder, is_model_folder, pick_members, predict, write_onnx,
 )
-from trainers import Preprocessing, create_model, decode_image, decode_image_sizes  # noqa: E402
+from trainers import Preprocessing, create_model, decode_image, decode_image_sizes
 
 BATCH = 32
 

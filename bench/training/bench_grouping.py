@@ -15,16 +15,14 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench.common import LUNGSWEEP, ROOT
 from ensemble import metric_text
-from trainers.checkpoint import read_meta  # noqa: E402
-from trainers.run_folder import BEST  # noqa: E402
+from trainers.checkpoint import read_meta
+from trainers.run_folder import BEST
 
 # the stem before '%': the grouping used before trailing slice and crop indices were read
 OLD_GROUP_REGEX = r"^(.*?)(?:%\d+)?\.(?:png|jpg|jpeg)$"
@@ -45,7 +43,7 @@ def main() -> None:
         config.write_text(yaml.safe_dump({**base, "data": str((ROOT / base["data"]).resolve()), **changes}))
         run = out / f"arm{n}"
         with (out / f"arm{n}.log").open("w") as log:
-            done = subprocess.run([sys.executable, "-m", "lungsweep", "train", "--config", str(config), "--out",
+            done = subprocess.run([*LUNGSWEEP, "train", "--config", str(config), "--out",
                                    str(run), "--resume"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         if done.returncode != 0:
             sys.exit(f"arm {name} failed; see {out / f'arm{n}.log'}")

@@ -47,22 +47,19 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import numpy as np
+import torch
+import torch.nn.functional as F
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+from bench.common import DATA_FROM_ROOT, ROOT
+from trainers import TrainConfig, train
+from trainers.augment import augment_batch
+from trainers.inference import Preprocessing, predict_margins, to_input
+from trainers.inference import resolve_device
+from trainers.models.factory import create_model, optimizer_param_groups
+from trainers.data.prepare import PreparedData, prepare_data
+from trainers.models.pretrained import normalisation
 
-from trainers import TrainConfig, train  # noqa: E402
-from trainers.augment import augment_batch  # noqa: E402
-from trainers.inference import Preprocessing, predict_margins, to_input  # noqa: E402
-from trainers.inference import resolve_device  # noqa: E402
-from trainers.models.factory import create_model, optimizer_param_groups  # noqa: E402
-from trainers.data.prepare import PreparedData, prepare_data  # noqa: E402
-from trainers.models.pretrained import normalisation  # noqa: E402
-
-DEFAULT_DATA = "../shared/datasets/covid-ct-qsr/train"  # relative to the repository root
 
 
 @dataclass(frozen=True)
@@ -103,8 +100,8 @@ class RunTiming:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default=DEFAULT_DATA,
-                   help=f"class-per-folder dataset; relative paths are from the repository root (default {DEFAULT_DATA})")
+    p.add_argument("--data", default=DATA_FROM_ROOT,
+                   help=f"class-per-folder dataset; relative paths are from the repository root (default {DATA_FROM_ROOT})")
     p.add_argument("--model", default="efficientnet_lite0")
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=32)
@@ -299,8 +296,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-trainer-") as tmp:
         workdir = Path(tmp)
         if args.smoke_test:
-            sys.path.insert(0, str(ROOT / "tests"))
-            from tests_support import make_dataset
+            from tests.tests_support import make_dataset
 
             data_dir = make_dataset(workdir / "data" / "train")
             cache_dir: Path | None = workdir / "cache"

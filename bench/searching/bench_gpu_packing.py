@@ -22,9 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+from bench.common import LUNGSWEEP, ROOT
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -48,7 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def train_command(args: argparse.Namespace, data: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "lungsweep", "train", "--data", str(data), "--out", str(out),
+    return [*LUNGSWEEP, "train", "--data", str(data), "--out", str(out),
             "--model", args.model, "--image-size", str(args.image_size), "--batch-size", str(args.batch_size),
             "--epochs", str(args.epochs), "--device", args.device, "--no-pretrained"]
 
@@ -97,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.data:
         data = Path(args.data)
     else:
-        from tests_support import make_dataset
+        from tests.tests_support import make_dataset
 
         data = make_dataset(out / "data", groups_per_class=args.groups, per_group=2, seed=1)
     # decode once before timing: the packed runs then share the cache, as trials on one node do

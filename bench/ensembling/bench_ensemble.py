@@ -18,11 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 from ensemble import EnsembleSettings, build_ensemble
-from search.results import load_results, save_results  # noqa: E402
+from search.results import load_results, save_results
 
 
 def main() -> None:

@@ -15,14 +15,11 @@ bootstrap is used from that many groups per class on.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import ensemble.fit.metrics as metrics  # noqa: E402
+import ensemble.fit.metrics as metrics
 
 
 def draw(rng: np.random.Generator, groups: int, images: int, shift: float, spread: float, noise: float):

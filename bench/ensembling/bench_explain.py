@@ -18,10 +18,6 @@ import logging
 import sys
 import time
 from datetime import datetime, timezone
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from ensemble import (
     explain, find_images, format_summary, load_explainable, read_ensemble_json, read_holdout_predictions,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,13 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-
-from medical_support import write_dicom, write_nifti  # noqa: E402
-
-from trainers import discover, load_images  # noqa: E402
+from tests.medical_support import write_dicom, write_nifti
+from trainers import discover, load_images
 
 CLASSES = ("CT_COVID", "CT_NonCOVID")
 

@@ -93,11 +93,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.common import ROOT
 
-from search import AshaConfig, ParamSpec, SweepConfig, launch, load_sweep_config  # noqa: E402
-from trainers import prepare_data  # noqa: E402
+from search import AshaConfig, ParamSpec, SweepConfig, launch, load_sweep_config
+from trainers import prepare_data
 
 DEFAULT_CONFIG = "configs/sweep_covid_ct.yaml"  # relative to the repository root
 ARMS = ("tpe_asha", "random_fifo")
@@ -616,11 +615,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def smoke_setup(tmp: Path) -> tuple[Path, Path]:
     """Generated images and a private decoded-image cache (the user's is never touched)."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    try:  # the generated images of the test suite
-        from tests_support import make_dataset
-    except ImportError:
-        from conftest import make_dataset
+    from tests.tests_support import make_dataset  # the generated images of the test suite
 
     cache = tmp / "cache"
     os.environ["LUNGSWEEP_CACHE"] = str(cache)  # inherited by the local Ray's workers

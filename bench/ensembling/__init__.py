@@ -1,0 +1,1 @@
+"""Benchmarks of ensembles: members, selection, calibration, intervals, prediction throughput, Grad-CAM."""

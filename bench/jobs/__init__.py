@@ -1,0 +1,1 @@
+"""Benchmarks of the main job: against one model, and over several outer splits."""
