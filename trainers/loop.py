@@ -112,7 +112,7 @@ def train(
         info = load_pretrained(model, cfg.model, weights_file=cfg.pretrained_file)
         pretrained_source, mean, std = info.source, info.mean, info.std
     prep = Preprocessing(image_size=cfg.image_size, mean=mean, std=std, window=cfg.window, slices=cfg.slices)
-    # channels_last on every device: on 2 CPU cores too a training step runs 1.4x faster (bench_trainer.py)
+    # channels_last on every device: on 2 CPU cores too a training step runs 1.4x faster (bench/training/bench_trainer.py)
     model.to(device, memory_format=torch.channels_last)
 
     # 4. optimizer and a per-step cosine schedule with warmup

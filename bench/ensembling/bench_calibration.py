@@ -2,7 +2,7 @@
 
 A k-fold bag ships the mean of its fold models' margins, while its calibrator and threshold
 are fitted on out-of-fold margins, each from one fold model (ensemble/bag_spread.py). This
-reads the job folders bench/bench_outer.py wrote (OUT/ARM/seedN/job/sweep), refits each
+reads the job folders bench/jobs/bench_outer.py wrote (OUT/ARM/seedN/job/sweep), refits each
 job's ensemble (as `lungsweep ensemble` fits it by default) with each `fold_noise_share` given (0: the out-of-fold
 margins as they are), and prints per outer split the holdout's ECE, calibration slope and
 intercept, and whether the deployed threshold's holdout sensitivity and specificity fall in
@@ -24,7 +24,7 @@ the pool shows on new patients at this sample size.
 It also prints the noise share each bag shows on its holdout (the r the correction would
 assume). The holdouts judge here as in bench_outer; BENCHMARKS.md names the splits looked at.
 
-    .venv/bin/python bench/bench_calibration.py --out runs/bench_outer --shares 0 0.13 0.26
+    .venv/bin/python -m bench.ensembling.bench_calibration --out runs/bench_outer --shares 0 0.13 0.26
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def main() -> None:
     jobs = sorted(p.parent / "job" / "sweep" for p in (ROOT / args.out).glob("*/seed*/result.json")
                   if (p.parent / "job").is_dir())  # finished job arms only
     if not jobs:
-        sys.exit(f"no job folders under {args.out}: run bench/bench_outer.py first")
+        sys.exit(f"no job folders under {args.out}: run python -m bench.jobs.bench_outer first")
     print(f"{'arm':14s} {'seed':>4s} {'r':>5s} {'ECE':>6s} {'slope':>6s} {'icpt':>6s} {'sens':>6s} {'in cf':>5s} "
           f"{'spec':>6s} {'in cf':>5s} {'AUC':>6s} {'floor':>6s} {'patient floor':>16s}  measured noise share per bag")
     rows = []

@@ -5,7 +5,7 @@ pipeline fitted on K-1 folds of holdout patients scores the remaining fold. The
 goal: the calibrated ensemble beats the best single member on AUC and has
 ECE at most 0.03.
 
-    .venv/bin/python bench/bench_ensemble.py runs/bench_search/tpe_asha --out runs/bench_ensemble
+    .venv/bin/python -m bench.ensembling.bench_ensemble runs/bench_search/tpe_asha --out runs/bench_ensemble
 """
 from __future__ import annotations
 

@@ -5,8 +5,8 @@ maps on the images' border band, per class and per outcome.
 borders, captions). If the models read the source rather than the lungs, the positive class's maps put
 more mass on the border band than a map spread evenly would ('uniform'), and more than the negative class's.
 
-    .venv/bin/python bench/bench_explain.py runs/quickstart/ensemble --out runs/bench_explain
-    .venv/bin/python bench/bench_explain.py ENS_DIR --data path/to/labelled/folder --out DIR
+    .venv/bin/python -m bench.ensembling.bench_explain runs/quickstart/ensemble --out runs/bench_explain
+    .venv/bin/python -m bench.ensembling.bench_explain ENS_DIR --data path/to/labelled/folder --out DIR
 
 Writes DIR/explanations.csv, summary.json, summary.csv and overlays/ (as `lungsweep explain` does) and prints
 the per-class and per-outcome table with the wall time. --smoke explains the first 8 images only.

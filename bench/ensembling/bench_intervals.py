@@ -9,8 +9,8 @@ and checks whether it contains the population AUC (from 200 000 groups). A 95%
 interval should cover about 95% of the time. This chose MIN_GROUPS_PER_CLASS: the group
 bootstrap is used from that many groups per class on.
 
-    .venv/bin/python bench/bench_intervals.py                      # ~2 min on 2 cores
-    .venv/bin/python bench/bench_intervals.py --reps 20 --boot 100 # a smoke run
+    .venv/bin/python -m bench.ensembling.bench_intervals                      # ~2 min on 2 cores
+    .venv/bin/python -m bench.ensembling.bench_intervals --reps 20 --boot 100 # a smoke run
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Which bags, combined how? The default job's ensemble refitted from its sweep, per outer split.
 
-Reads the job folders bench/bench_outer.py wrote for an arm (OUT/ARM/seedN/job/sweep) and fits
+Reads the job folders bench/jobs/bench_outer.py wrote for an arm (OUT/ARM/seedN/job/sweep) and fits
 the ensemble again with each variant below, from the same sweep: nothing is retrained. Per split
 and as a mean over the splits it prints the holdout (78 images that no training, selection or
 fitting step used) and the development cross-fit (465 images, out of fold) beside it.
@@ -21,7 +21,7 @@ of the finished bags, of the finished bags' first fold models, and of one fold m
 on average. AUC only: these means are not calibrated, and AUC does not depend on a monotone
 calibrator.
 
-    .venv/bin/python bench/bench_members.py --out runs/bench_outer --arm default
+    .venv/bin/python -m bench.ensembling.bench_members --out runs/bench_outer --arm default
 """
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def main() -> None:
     logging.disable(logging.WARNING)
     sweeps = sorted((ROOT / args.out / args.arm).glob("seed*/job/sweep"))
     if not sweeps:
-        sys.exit(f"no job folders under {ROOT / args.out / args.arm}: run bench/bench_outer.py --arms {args.arm}")
+        sys.exit(f"no job folders under {ROOT / args.out / args.arm}: run python -m bench.jobs.bench_outer --arms {args.arm}")
     print(f"{'variant':12s} {'split':>5s} {'bags':>4s} {'folds':>5s} | holdout " + " ".join(f"{k[:5]:>6s}" for k in SHOWN)
           + " | cross-fit    AUC    ECE")
     results: dict[str, list[tuple[dict, dict]]] = {name: [] for name in VARIANTS}

@@ -18,7 +18,7 @@ share falls as the members grow.
 Goal: the ensemble costs at most k x one member + 10%, and decoding is
 under 10% of the time.
 
-    .venv/bin/python bench/bench_predict.py runs/bench_search/tpe_asha --members 5
+    .venv/bin/python -m bench.ensembling.bench_predict runs/bench_search/tpe_asha --members 5
 """
 from __future__ import annotations
 

@@ -12,8 +12,8 @@ The holdout (used by no training or selection) judges both: Spearman's rank corr
 between each arm's selection metric and its holdout AUC over the configs, the holdout AUC
 of the config each arm would pick (top 1), and of the mean of each arm's top 3.
 
-    .venv/bin/python bench/bench_selection.py --configs 10 --image-size 96 --epochs 4   # ~30 min on 2 cores
-    .venv/bin/python bench/bench_selection.py --smoke-test                             # generated data, seconds
+    .venv/bin/python -m bench.ensembling.bench_selection --configs 10 --image-size 96 --epochs 4   # ~30 min on 2 cores
+    .venv/bin/python -m bench.ensembling.bench_selection --smoke-test                             # generated data, seconds
 """
 from __future__ import annotations
 

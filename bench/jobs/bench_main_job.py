@@ -10,8 +10,8 @@ Both share split_seed 0, so both hold out the same images (the holdout is cut be
 validation split or the folds). Prints each one's holdout AUC and accuracy with 95%
 group-bootstrap intervals and its wall time.
 
-    .venv/bin/python bench/bench_main_job.py --out runs/bench_main_job      # ~15-20 min on 2 CPU cores
-    .venv/bin/python bench/bench_main_job.py --job default --out runs/bench_default_job   # ~70 min
+    .venv/bin/python -m bench.jobs.bench_main_job --out runs/bench_main_job      # ~15-20 min on 2 CPU cores
+    .venv/bin/python -m bench.jobs.bench_main_job --job default --out runs/bench_default_job   # ~70 min
 """
 from __future__ import annotations
 

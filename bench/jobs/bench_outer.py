@@ -35,9 +35,9 @@ Each (arm, split) writes OUT/ARM/seedN/result.json when it finishes; a rerun ski
 finished ones, so the bench can be run a piece at a time and resumed after a kill.
 Wall times are per arm on this machine; the first arm on a cold cache also pays decoding.
 
-    .venv/bin/python bench/bench_outer.py --arms plain quick --seeds 0 1 2          # ~45 min
-    .venv/bin/python bench/bench_outer.py --arms default --seeds 0 1 2              # ~2 h
-    .venv/bin/python bench/bench_outer.py --table-only                              # print what is done
+    .venv/bin/python -m bench.jobs.bench_outer --arms plain quick --seeds 0 1 2          # ~45 min
+    .venv/bin/python -m bench.jobs.bench_outer --arms default --seeds 0 1 2              # ~2 h
+    .venv/bin/python -m bench.jobs.bench_outer --table-only                              # print what is done
 """
 from __future__ import annotations
 

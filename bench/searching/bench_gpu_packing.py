@@ -9,8 +9,8 @@ max_memory_reserved, which `trainers.train` records as gpu_memory_peak_mib) and 
 time. Steady state: an epoch's training images over its training time, every epoch but
 the first (warm-up) when there are more.
 
-    python3 bench/bench_gpu_packing.py --device cuda --packs 1 2 4      # on a GPU machine
-    .venv/bin/python bench/bench_gpu_packing.py --smoke-test            # seconds, on the CPU
+    python3 -m bench.searching.bench_gpu_packing --device cuda --packs 1 2 4      # on a GPU machine
+    .venv/bin/python -m bench.searching.bench_gpu_packing --smoke-test            # seconds, on the CPU
 """
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ the kills, the resumes that met a checkpoint deleted before the crash, any
 trial that could not be restored, any resume whose snapshot Tune could not load (it
 would start the sweep over) or that was refused, and the final status of every trial.
 
-    python bench/bench_kill_resume.py --out /tmp/soak                     # until done, at most 15 min
-    python bench/bench_kill_resume.py --out /tmp/soak --max-seconds 115   # a short look
+    python -m bench.searching.bench_kill_resume --out /tmp/soak                     # until done, at most 15 min
+    python -m bench.searching.bench_kill_resume --out /tmp/soak --max-seconds 115   # a short look
 
 --data: a folder with one sub-folder per class; default: a generated one (72 small
 images, two classes), so the soak needs nothing but this repository. The sweep is tiny

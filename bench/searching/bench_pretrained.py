@@ -22,7 +22,7 @@ best epoch was chosen on val, so val AUC is optimistic; the holdout was used by
 neither arm and is the fairer number. --seeds 0 1 2 repeats each pair (mean +- sd).
 
 Part B (--sweeps, long): the example sweep (configs/sweep_covid_ct.yaml) twice with one
-wall-time budget each, shrunk as bench/bench_search.py shrinks it (one image size,
+wall-time budget each, shrunk as bench/searching/bench_search.py shrinks it (one image size,
 --sweep-max-epochs, --sweep-budget, many samples): "with" samples `pretrained` from
 [true, false] as the config does; "without" forces `pretrained: [false]` (the
 `when: {pretrained: true}` parameters are then never sampled). For each: trials, best
@@ -39,10 +39,10 @@ matching, head dropped, first conv adapted to one channel). It checks the script
 the benefit of pretraining. With --sweeps as well, Part B runs efficientnet_lite0 at 32
 px with the real ImageNet weights from the pip package, 40 s per sweep.
 
-    .venv/bin/python bench/bench_pretrained.py                           # Part A, one seed (~6 min)
-    .venv/bin/python bench/bench_pretrained.py --seeds 0 1 2 --sweeps \
+    .venv/bin/python -m bench.searching.bench_pretrained                           # Part A, one seed (~6 min)
+    .venv/bin/python -m bench.searching.bench_pretrained --seeds 0 1 2 --sweeps \
         --sweep-models efficientnet_lite0 tf_efficientnet_lite0          # A x 3 seeds, then B (~50 min)
-    .venv/bin/python bench/bench_pretrained.py --smoke-test              # seconds, generated data
+    .venv/bin/python -m bench.searching.bench_pretrained --smoke-test              # seconds, generated data
 """
 from __future__ import annotations
 

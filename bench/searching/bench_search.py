@@ -71,8 +71,8 @@ before the arm's end, or its last epoch is not an ASHA rung, else as ASHA-stoppe
 
     # the measurement, ~32 min on 2 CPU cores (resnet18 has no ImageNet weights offline,
     # and the example space may sample it with pretrained: true; the script stops if so)
-    .venv/bin/python bench/bench_search.py --models efficientnet_lite0 tf_efficientnet_lite0
-    .venv/bin/python bench/bench_search.py --smoke-test    # ~2 min, generated data
+    .venv/bin/python -m bench.searching.bench_search --models efficientnet_lite0 tf_efficientnet_lite0
+    .venv/bin/python -m bench.searching.bench_search --smoke-test    # ~2 min, generated data
 """
 from __future__ import annotations
 

@@ -6,8 +6,8 @@ Printed: the driver's RSS when 50, 250 and 500 trials (or the fractions of --tri
 have finished, wall time per trial, and the disk the checkpoints take against
 trials x keep_checkpoints x checkpoint size (the bound Tune's num_to_keep promises).
 
-    python bench/bench_soak.py --out /tmp/soak500                 # 500 trials, ~25 min on 2 cores
-    python bench/bench_soak.py --out /tmp/soak20 --trials 20      # a quick look
+    python -m bench.searching.bench_soak --out /tmp/soak500                 # 500 trials, ~25 min on 2 cores
+    python -m bench.searching.bench_soak --out /tmp/soak20 --trials 20      # a quick look
 
 Epochs default to 3 with keep_checkpoints 2, so every trial deletes a checkpoint and
 the bound is tight (a 1-epoch trial holds one checkpoint whatever keep_checkpoints says).

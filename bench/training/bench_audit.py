@@ -10,7 +10,7 @@ decode cache: decoding and file headers included) and warm (what `train` pays).
 
 Goal: the cold audit of 543 images under 30 s on 2 cores.
 
-    .venv/bin/python bench/bench_audit.py [--data ../shared/datasets/covid-ct-qsr/train]
+    .venv/bin/python -m bench.training.bench_audit [--data ../shared/datasets/covid-ct-qsr/train]
 """
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ pydicom wheel with new pixels; RLE Lossless is decoded by pydicom with numpy alo
 NIfTI is timed as volumes of --depth axial slices (`slices: all`), uncompressed
 (.nii, memory-mapped) and gzipped (.nii.gz, which nibabel decompresses per slice read).
 
-    .venv/bin/python bench/bench_decode.py                # N = 200 slices per format
-    .venv/bin/python bench/bench_decode.py --smoke-test   # seconds
+    .venv/bin/python -m bench.training.bench_decode                # N = 200 slices per format
+    .venv/bin/python -m bench.training.bench_decode --smoke-test   # seconds
 """
 from __future__ import annotations
 

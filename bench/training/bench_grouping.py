@@ -8,7 +8,7 @@ Each arm trains `configs/quickstart.yaml` (same seed and split_seed) and is scor
 own holdout; a leak-free split usually reads lower, and that is the point: the old number
 was inflated by crops of one figure on both sides of the split.
 
-    .venv/bin/python bench/bench_grouping.py --out runs/bench_grouping     # ~8 min on 2 CPU cores
+    .venv/bin/python -m bench.training.bench_grouping --out runs/bench_grouping     # ~8 min on 2 CPU cores
 """
 from __future__ import annotations
 

@@ -32,8 +32,8 @@ enqueue them, so the share reads low there. The goal is < 5%.
 Runs alternate trainer / bare (A B A B ...) `--repeats` times and each side keeps its
 best run, which damps noise from other work on the machine.
 
-    .venv/bin/python bench/bench_trainer.py                 # the default measurement
-    .venv/bin/python bench/bench_trainer.py --smoke-test    # seconds, on generated data
+    .venv/bin/python -m bench.training.bench_trainer                 # the default measurement
+    .venv/bin/python -m bench.training.bench_trainer --smoke-test    # seconds, on generated data
 """
 from __future__ import annotations
 

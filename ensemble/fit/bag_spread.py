@@ -14,9 +14,9 @@ fitting the pipeline on mu + c (m - mu) (mu: the member's mean out-of-fold margi
 it for the margins the bag ships, and the shipped graph stays as it is.
 
 r is not measurable on the development pool (each image is unseen by one fold model
-only). On the holdouts of bench/bench_outer.py's outer splits, where no fold model saw the
+only). On the holdouts of bench/jobs/bench_outer.py's outer splits, where no fold model saw the
 images, 12 three-fold bags showed r = 0.26 (sd 0.05). Yet the correction did not pay there
-(bench/bench_calibration.py, BENCHMARKS.md): pooled over three splits, the uncorrected quick
+(bench/ensembling/bench_calibration.py, BENCHMARKS.md): pooled over three splits, the uncorrected quick
 ensemble already had calibration slope 1.04 and an ECE at the noise floor, because a fold
 model's margins are also narrower on new patients than out of fold. So the default is
 r = 0 (fit the out-of-fold margins as they are); each ensemble records what its own holdout

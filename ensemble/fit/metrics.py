@@ -63,7 +63,7 @@ __all__ = [
 ]
 
 # A group bootstrap needs this many groups in each class; with fewer, images are resampled within each class.
-# On simulated clustered holdouts (bench/bench_intervals.py) the group bootstrap's 95% AUC interval covers the
+# On simulated clustered holdouts (bench/ensembling/bench_intervals.py) the group bootstrap's 95% AUC interval covers the
 # truth 0.90 of the time from 5 groups a class on, the image bootstrap's 0.58-0.68 at any size.
 MIN_GROUPS_PER_CLASS = 5
 # A metric undefined (e.g. no predicted positives for ppv) in more resamples than 1 - this share gets no interval.
