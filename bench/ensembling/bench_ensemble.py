@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ensemble import EnsembleSettings, build_ensemble
+from ensemble import EnsembleSettings, build_ensemble, metric_text
 from search.results import load_results, save_results
 
 
@@ -62,8 +62,6 @@ def main() -> None:
 
 
 def _row(model: str, calibration: str, m: dict, seconds: float | None) -> dict:
-    from ensemble import metric_text
-
     def fmt(key: str) -> str:
         return metric_text(m, key)
 

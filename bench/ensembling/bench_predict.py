@@ -34,8 +34,8 @@ import numpy as np
 import torch
 
 from ensemble import (
-    EnsembleGraph, EnsembleModel, EnsembleSettings, ExportedModel, GraphMember, build_ensemble, export_model,
-    find_images, is_ensemble_folder, is_model_folder, pick_members, predict, write_onnx,
+    EnsembleGraph, EnsembleModel, EnsemblePipeline, EnsembleSettings, ExportedModel, GraphMember, build_ensemble,
+    export_model, find_images, is_ensemble_folder, is_model_folder, pick_members, predict, write_onnx,
 )
 from trainers import Preprocessing, create_model, decode_image, decode_image_sizes
 
@@ -166,8 +166,6 @@ def main() -> None:
 
 
 def untrained_graph(model_name: str, size: int, k: int, prep: dict) -> EnsembleGraph:
-    from ensemble import EnsemblePipeline
-
     pipe = EnsemblePipeline.single_member().to_dict()
     pipe["n_members"] = k
     pipe["combiner"]["state"]["n_members_"] = k

@@ -28,22 +28,24 @@ from pathlib import Path
 
 import numpy as np
 
+import search
+import trainers
 from bench.common import DATA
+from tests.tests_support import make_dataset
+from trainers.metrics import binary_metrics
 
 
 def sample_configs(n: int, image_size: int, epochs: int, seed: int) -> list[dict]:
     import optuna
 
-    from search import load_sweep_config, suggest
-
-    sweep = load_sweep_config("default")
+    sweep = search.load_sweep_config("default")
     fixed = {k: v for k, v in sweep.train.items() if k != "data"}
     configs = [{**fixed, **sweep.first_trials[0]}]
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     while len(configs) < n:
         trial = study.ask()
-        configs.append({**fixed, **suggest(trial, sweep.space, fixed)})
+        configs.append({**fixed, **search.suggest(trial, sweep.space, fixed)})
         study.tell(trial, 0.0)
     # one image size and epoch budget for every run: the comparison is of selection, not of size
     return [{**c, "image_size": image_size, "epochs": epochs, "patience": None, "progress": False,
@@ -52,31 +54,27 @@ def sample_configs(n: int, image_size: int, epochs: int, seed: int) -> list[dict
 
 def run_one(job: tuple[int, str, dict, str, str]) -> dict:
     index, arm, values, data, out = job
-    import torch
-
-    from trainers import TrainConfig, read_bag, read_meta, train, train_bag
-    from trainers.metrics import binary_metrics
-    from trainers.run_folder import BEST
-    from trainers.inference import sigmoid
+    import torch  # trainers' names load on first use, so torch loads here, in the worker
 
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.WARNING)
     folder = Path(out) / f"{arm}_{index}"
     started = time.perf_counter()
-    cfg = TrainConfig.from_dict({**values, "data": data, "cv_folds": 1 if arm == "single" else values["cv_folds"]})
+    folds = 1 if arm == "single" else values["cv_folds"]
+    cfg = trainers.TrainConfig.from_dict({**values, "data": data, "cv_folds": folds})
     if arm == "single":
-        result = train(cfg, folder)
-        meta = read_meta(folder / BEST)
+        result = trainers.train(cfg, folder)
+        meta = trainers.read_meta(folder / trainers.BEST)
         selection = float(result.best_metrics["val_auc"])
         holdout = meta["predictions"]["holdout"]
     else:
-        bag = train_bag(cfg, folder)
+        bag = trainers.train_bag(cfg, folder)
         selection = float(bag.metrics["oof_auc"])
-        holdout = read_bag(folder)["holdout"]
+        holdout = trainers.read_bag(folder)["holdout"]
     ids = sorted(holdout)
     y = np.array([holdout[i]["label"] for i in ids])
     margins = np.array([holdout[i]["logit"] for i in ids])
-    scored = binary_metrics(y, sigmoid(margins))
+    scored = binary_metrics(y, trainers.sigmoid(margins))
     return {"index": index, "arm": arm, "selection": selection, "holdout_auc": scored["auc"],
             "holdout_accuracy": scored["accuracy"], "seconds": time.perf_counter() - started,
             "ids": ids, "y": y.tolist(), "margins": margins.tolist(), "config": values}
@@ -101,8 +99,6 @@ def main() -> None:
     args = parser.parse_args()
     data = str(DATA)
     if args.smoke_test:
-        from tests.tests_support import make_dataset
-
         data = str(make_dataset(Path(tempfile.mkdtemp()) / "train", groups_per_class=12, per_group=2))
         args.configs, args.image_size, args.epochs, args.folds = 3, 32, 1, 3
     out = Path(args.out)
@@ -126,9 +122,6 @@ def main() -> None:
 
 
 def summarise(results: list[dict]) -> None:
-    from trainers.inference import sigmoid
-    from trainers.metrics import binary_metrics
-
     print("\narm      configs  spearman(selection, holdout auc)  top-1 holdout auc  top-3 mean holdout auc  "
           "mean holdout auc  wall s per config")
     for arm in ("single", "bag"):
@@ -136,7 +129,7 @@ def summarise(results: list[dict]) -> None:
         rho = spearman([r["selection"] for r in rows], [r["holdout_auc"] for r in rows])
         top3 = rows[:3]
         y = np.array(top3[0]["y"])
-        mean_p = np.mean([sigmoid(np.array(r["margins"])) for r in top3], axis=0)
+        mean_p = np.mean([trainers.sigmoid(np.array(r["margins"])) for r in top3], axis=0)
         ens = binary_metrics(y, mean_p)["auc"]
         print(f"{arm:8s} {len(rows):7d}  {rho:32.3f}  {rows[0]['holdout_auc']:17.3f}  {ens:22.3f}  "
               f"{np.mean([r['holdout_auc'] for r in rows]):16.3f}  {np.mean([r['seconds'] for r in rows]):17.0f}")

@@ -26,7 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import DATA, LUNGSWEEP, ROOT
-from ensemble import metric_text, read_metrics
+from ensemble import bootstrap_metrics, metric_text, read_metrics
+from trainers.checkpoint import read_meta
+from trainers.inference import sigmoid
 
 
 def timed(cmd: list[str], log: Path) -> float:
@@ -72,11 +74,6 @@ def main() -> None:
 
 
 def single_model_metrics(checkpoint: Path) -> dict:
-    from ensemble import bootstrap_metrics
-    from trainers.inference import sigmoid
-
-    from trainers.checkpoint import read_meta
-
     holdout = read_meta(checkpoint)["predictions"]["holdout"]
     ids = sorted(holdout)
     y = np.array([holdout[i]["label"] for i in ids])

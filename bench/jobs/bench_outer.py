@@ -54,7 +54,10 @@ from scipy.special import expit
 
 from bench.common import DATA, LUNGSWEEP, ROOT
 from bench.jobs.bench_main_job import timed
+from ensemble import bootstrap_metrics, member_dir, read_ensemble_json, read_metrics
 from trainers.atomic import atomic_write_text
+from trainers.bag import read_bag
+from trainers.checkpoint import read_meta
 
 BUNDLED = {"quick": ROOT / "search" / "sweeps" / "quick.yaml", "default": ROOT / "search" / "sweeps" / "default.yaml"}
 PLAIN_CONFIG = ROOT / "configs" / "plain.yaml"
@@ -112,8 +115,6 @@ def _parse_arm(text: str) -> tuple[str, Path | tuple[int, ...] | str]:
 def run_plain(folder: Path, seed: int, data: str, train_seeds: tuple[int, ...] = (0,)) -> dict[str, Any]:
     """Plain models on this split, one per training seed: their mean margin on the holdout, thresholded at 0.5
     (no calibration), and each one's own scores."""
-    from ensemble import bootstrap_metrics
-
     folder.mkdir(parents=True, exist_ok=True)
     seconds, logits, singles = 0.0, [], []
     for train_seed in train_seeds:
@@ -134,8 +135,6 @@ def run_plain(folder: Path, seed: int, data: str, train_seeds: tuple[int, ...] =
 
 def holdout_margins(run: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """A `lungsweep train` run's holdout, as its best checkpoint scored it: ids, labels, groups, margins."""
-    from trainers.checkpoint import read_meta
-
     holdout = read_meta(run / "best")["predictions"]["holdout"]
     ids = sorted(holdout)
     return (ids, np.array([holdout[i]["label"] for i in ids]), np.array([holdout[i]["group"] for i in ids]),
@@ -144,8 +143,6 @@ def holdout_margins(run: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.nd
 
 def run_job(folder: Path, seed: int, sweep: Path, data: str) -> dict[str, Any]:
     """The main job with this sweep on this split: the ensemble's holdout and cross-fit, its best bag alone."""
-    from ensemble import read_ensemble_json, read_metrics
-
     config = yaml.safe_load(sweep.read_text())
     config.setdefault("train", {})["split_seed"] = seed
     folder.mkdir(parents=True, exist_ok=True)
@@ -168,9 +165,6 @@ def run_job(folder: Path, seed: int, sweep: Path, data: str) -> dict[str, Any]:
 
 def run_refit(folder: Path, seed: int, data: str, default_folder: Path) -> dict[str, Any]:
     """The default job's top members, each retrained as one model on 80% of the images, against their bags."""
-    from ensemble import bootstrap_metrics, member_dir, read_ensemble_json
-    from trainers.bag import read_bag
-
     ens = default_folder / "job" / "ensemble"
     if not (default_folder / "result.json").is_file():
         sys.exit(f"the refit arm retrains the default job's members: run --arms default --seeds {seed} first "
@@ -205,8 +199,6 @@ def bag_shrinkage(bag_dir: Path) -> dict[str, float]:
     (the part averaging removes): noise_share = mean within-image variance over folds
     (unbiased) / mean variance of a fold's margins.
     """
-    from trainers.bag import read_bag
-
     bag = read_bag(bag_dir)
     folds = bag["fold_holdout"]
     ids = sorted(next(iter(folds.values())))

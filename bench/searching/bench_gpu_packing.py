@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 
 from bench.common import LUNGSWEEP, ROOT
+from tests.tests_support import make_dataset
+from trainers.run_folder import read_history
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -53,8 +55,6 @@ def train_command(args: argparse.Namespace, data: Path, out: Path) -> list[str]:
 
 def steady_state(run_dir: Path) -> tuple[float, float]:
     """(images/s over every epoch but the first, peak GPU MiB) from a run's history."""
-    from trainers.run_folder import read_history
-
     rows = read_history(run_dir)
     timed = rows[1:] or rows
     images = sum(r["train_images_per_second"] * r["train_seconds"] for r in timed)
@@ -95,8 +95,6 @@ def main(argv: list[str] | None = None) -> None:
     if args.data:
         data = Path(args.data)
     else:
-        from tests.tests_support import make_dataset
-
         data = make_dataset(out / "data", groups_per_class=args.groups, per_group=2, seed=1)
     # decode once before timing: the packed runs then share the cache, as trials on one node do
     subprocess.run([*train_command(args, data, out / "warm"), "--epochs", "1"], cwd=ROOT, check=True,

@@ -32,6 +32,7 @@ import psutil
 import yaml
 from PIL import Image
 
+import search
 from bench.common import LUNGSWEEP
 
 RECOVERED = "was deleted before the crash"
@@ -143,10 +144,8 @@ def main() -> int:
     print(f"resumes refused with a named error: {text.count(REFUSED)}")
     complete = False
     if (run_dir / "lungsweep_sweep.json").is_file():
-        from search import load_results
-
         try:
-            table = load_results(run_dir)
+            table = search.load_results(run_dir)
             print(table[["trial_id", "status", "epochs", "best_metric"]].to_string(index=False))
             complete = len(table) == args.num_samples and set(table.status) == {"completed"}
         except Exception as e:  # an unfinished sweep killed before Tune's first snapshot

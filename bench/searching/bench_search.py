@@ -94,9 +94,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import ROOT
-
 from search import AshaConfig, ParamSpec, SweepConfig, launch, load_sweep_config
-from trainers import prepare_data
+from tests.tests_support import make_dataset
+from trainers import create_model, load_pretrained, prepare_data
+from trainers.errors import WeightsError
 
 DEFAULT_CONFIG = "configs/sweep_covid_ct.yaml"  # relative to the repository root
 ARMS = ("tpe_asha", "random_fifo")
@@ -197,9 +198,6 @@ def check_pretrained(cfg: SweepConfig) -> None:
     Such trials would fail at their first step and be retried `max_failures` times,
     spending the arm's budget on actor start-ups instead of training.
     """
-    from trainers import create_model, load_pretrained
-    from trainers.errors import WeightsError
-
     specs = {s.name: s for s in cfg.space}
     may_be_pretrained = True in (specs["pretrained"].values if "pretrained" in specs else (cfg.train.get("pretrained"),))
     if not may_be_pretrained:
@@ -614,9 +612,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def smoke_setup(tmp: Path) -> tuple[Path, Path]:
-    """Generated images and a private decoded-image cache (the user's is never touched)."""
-    from tests.tests_support import make_dataset  # the generated images of the test suite
-
+    """The test suite's generated images and a private decoded-image cache (the user's is never touched)."""
     cache = tmp / "cache"
     os.environ["LUNGSWEEP_CACHE"] = str(cache)  # inherited by the local Ray's workers
     return make_dataset(tmp / "data" / "train", groups_per_class=20), cache

@@ -20,8 +20,9 @@ import numpy as np
 import yaml
 
 from bench.common import LUNGSWEEP, ROOT
-from ensemble import metric_text
+from ensemble import bootstrap_metrics, metric_text
 from trainers.checkpoint import read_meta
+from trainers.inference import sigmoid
 from trainers.run_folder import BEST
 
 # the stem before '%': the grouping used before trailing slice and crop indices were read
@@ -53,9 +54,6 @@ def main() -> None:
 
 
 def holdout_metrics(meta: dict) -> dict:
-    from ensemble import bootstrap_metrics
-    from trainers.inference import sigmoid
-
     holdout = meta["predictions"]["holdout"]
     ids = sorted(holdout)
     y = np.array([holdout[i]["label"] for i in ids])

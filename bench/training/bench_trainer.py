@@ -52,6 +52,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.common import DATA_FROM_ROOT, ROOT
+from tests.tests_support import make_dataset
 from trainers import TrainConfig, train
 from trainers.augment import augment_batch
 from trainers.inference import Preprocessing, predict_margins, to_input
@@ -296,8 +297,6 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-trainer-") as tmp:
         workdir = Path(tmp)
         if args.smoke_test:
-            from tests.tests_support import make_dataset
-
             data_dir = make_dataset(workdir / "data" / "train")
             cache_dir: Path | None = workdir / "cache"
         else:
