@@ -83,6 +83,7 @@ def launch(
         try:
             results, stopped_by = tuner.fit(), None
         except Exception as e:  # Tune ends the whole sweep on what it cannot pin on one trial
+            _raise_our_own(e)  # a refused resume (search.snapshot) is named as it is, and nothing is written
             results, stopped_by = None, e
             log.error("the sweep stopped with an error: %s", _cause(e))
         if results is not None:
@@ -118,6 +119,16 @@ def _with_final_errors(table: Any, results: Any) -> Any:
         table = table.copy()
         table.loc[table["trial_id"].isin(errored), "status"] = "error"
     return table
+
+
+def _raise_our_own(error: BaseException) -> None:
+    """Re-raise the LungsweepError that ended fit(), however Tune wrapped it."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, LungsweepError):
+            raise error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
 
 
 def _cause(error: BaseException) -> str:
