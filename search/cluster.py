@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from trainers import LungsweepError, prepare_data
+from trainers import LungsweepError, TrainConfig, prepare_data
 
 from .config import SweepConfig
 from .storage import not_shared
@@ -117,8 +117,6 @@ def prepare_every_node(cfg: SweepConfig, run_dir: Path | None) -> None:
 
 @ray.remote(max_retries=0)
 def _prepare_on_node(configs: list[dict[str, Any]], marker: str | None) -> str | None:
-    from trainers import TrainConfig
-
     if marker is not None and not os.path.exists(marker):
         return "storage"
     try:

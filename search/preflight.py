@@ -6,6 +6,8 @@ The file hashes computed here are cached, so the sweep's own preparation reuses 
 """
 from __future__ import annotations
 
+from trainers.data import find_data, merge_duplicate_groups, split_dataset
+
 from .config import SweepConfig
 
 __all__ = ["check_data"]
@@ -13,8 +15,6 @@ __all__ = ["check_data"]
 
 def check_data(cfg: SweepConfig) -> None:
     """Discover the sweep's data and split it as every trial will; raises the data's own error."""
-    from trainers.data import find_data, merge_duplicate_groups, split_dataset
-
     base = cfg.base_train_config()  # progress off, as in every trial
     found = find_data(base)
     dataset = merge_duplicate_groups(found.dataset, found.duplicates, base)

@@ -15,6 +15,7 @@ the record and the results tables are read and written through pyarrow.fs (searc
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -22,6 +23,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from trainers.data import default_cache_dir
 from trainers.errors import ConfigError, LungsweepError
 from trainers.records import read_record_file
 
@@ -90,8 +92,6 @@ def local_sweep(location: str | Path) -> Path:
     if not found:
         raise LungsweepError(f"{uri} holds no sweep ({SWEEP_FILE} or {RESULTS_PARQUET}); give the URI of a "
                              "launch's RUN_DIR (storage: URI in sweep.yaml, then the --out folder's name)")
-    from trainers.data import default_cache_dir
-
     key = hashlib.sha256(uri.encode()).hexdigest()[:16]
     mirror = default_cache_dir() / "sweeps" / key / storage.basename(uri)
     storage.mirror_files(uri, mirror, skip=lambda relative: CHECKPOINT_PREFIX in relative.rsplit("/", 1)[0])
@@ -218,21 +218,26 @@ class SweepFolder:
     table: "pd.DataFrame"  # results.parquet, ranked
     record: dict[str, Any] | None  # SWEEP_FILE as written; None: see record_error
     record_error: str | None  # why there is no record: the missing or damaged file, and the command that writes it
-    config: SweepConfig | None  # the record rebuilt and validated; None when it is missing or does not validate
+
+    @functools.cached_property
+    def config(self) -> SweepConfig | None:
+        """The record rebuilt and validated, on first use; None when it is missing or does not validate."""
+        if self.record is None:
+            return None
+        try:
+            return sweep_config(self.record, self.run_dir)
+        except LungsweepError:
+            return None  # a hand-made or edited record: readers treat the sweep as single-split
 
 
 def read_sweep_folder(run_dir: str | Path) -> SweepFolder:
-    """The results table (a named error without it), the record and its SweepConfig, each read once."""
+    """The results table (a named error without it) and the record, each read once."""
     table = read_results(run_dir)
     try:
         record = read_record(run_dir)
     except LungsweepError as e:
-        return SweepFolder(Path(run_dir), table, None, f"{e}.", None)
-    try:
-        config = sweep_config(record, run_dir)
-    except LungsweepError:
-        config = None  # a hand-made or edited record: readers treat the sweep as single-split
-    return SweepFolder(Path(run_dir), table, record, None, config)
+        return SweepFolder(Path(run_dir), table, None, f"{e}.")
+    return SweepFolder(Path(run_dir), table, record, None)
 
 
 def read_results(run_dir: str | Path) -> "pd.DataFrame":

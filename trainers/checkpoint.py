@@ -86,7 +86,7 @@ def load_weights(folder: str | Path) -> dict[str, torch.Tensor]:
 
 def load_model(folder: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The model of a checkpoint folder, ready for inference on CPU, and its meta."""
-    from .models.factory import create_model
+    from .models.factory import create_model  # timm loads only to build a model: reading a checkpoint's meta needs none
 
     meta = read_meta(folder)
     model = create_model(meta["config"]["model"], drop_rate=meta["config"].get("drop_rate"))

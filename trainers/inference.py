@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from scipy.special import expit
 
-from .errors import ConfigError
+from .data.images import PREPROCESSING_VERSION
+from .errors import ConfigError, DataError
 
 __all__ = ["Preprocessing", "mixed_precision_dtype", "resolve_device", "shared_reading", "to_input", "predict_margins",
            "sigmoid"]
@@ -40,8 +41,6 @@ class Preprocessing:
     slices: str = "middle"
 
     def to_dict(self) -> dict[str, object]:
-        from .data.images import PREPROCESSING_VERSION
-
         return {
             "image_size": self.image_size,
             "mean": self.mean,
@@ -66,8 +65,6 @@ def shared_reading(preps: Iterable[Preprocessing]) -> tuple[Any, str]:
     """(window, slices) that every member reads its images with; members that disagree cannot share one decode."""
     readings = {(json.dumps(p.window), p.slices) for p in preps}
     if len(readings) != 1:
-        from .errors import DataError
-
         raise DataError(
             f"the members read DICOM/NIfTI images differently {sorted(readings)} (window, slices); "
             "ensemble only models trained with one window and slice policy"

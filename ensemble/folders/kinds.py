@@ -50,7 +50,7 @@ def kind_of(path: str | Path) -> FolderKind:
     raise LungsweepError(f"{path} is none of the folders lungsweep writes ({kinds})")
 
 
-def run_checkpoint(path: str | Path) -> Path:
-    """The model folder of a checkpoint, bag or train run: what one-model commands load."""
+def run_checkpoint(path: str | Path, kind: FolderKind | None = None) -> Path:
+    """The model folder of a checkpoint, bag or train run: what one-model commands load (`kind`: if known)."""
     path = Path(path)
-    return path / "best" if kind_of(path) is FolderKind.TRAIN_RUN else path
+    return path / "best" if (kind or kind_of(path)) is FolderKind.TRAIN_RUN else path

@@ -141,19 +141,18 @@ def _read_source(source: Path, trial: str | None, n_boot: int) -> _Source:
     if kind is FolderKind.SWEEP:
         trial = trial or "best"
         member = pick_members(source, top=1)[0] if trial == "best" else pick_members(source, trials=[trial])[0]
-        return _single_model(member.checkpoint, member.trial_id, n_boot, {
+        return _single_model(member.checkpoint, member.trial_id, member.meta, n_boot, {
             "sweep": sweep_location(source),
             "members": [{"trial_id": member.trial_id, "rank": member.rank, "sweep_metric": member.metric,
                          "checkpoint": str(member.checkpoint), "config": member.config}],
         }, described=f"trial {member.trial_id} (rank {member.rank} of the sweep)")
     if kind is FolderKind.MODEL:
         raise ArtifactError(f"{source} is already an exported model (MODEL_DIR); copy it instead of exporting it")
-    folder = run_checkpoint(source)  # a checkpoint or bag folder, or a `lungsweep train` run's best/
+    folder = run_checkpoint(source, kind)  # a checkpoint or bag folder, or a `lungsweep train` run's best/
     meta = load_member_meta(folder)
-    name = source.name
-    return _single_model(folder, name, n_boot, {
+    return _single_model(folder, source.name, meta, n_boot, {
         "run": str(source.resolve()),
-        "members": [{"trial_id": name, "checkpoint": str(folder.resolve()), "config": meta["config"]}],
+        "members": [{"trial_id": source.name, "checkpoint": str(folder.resolve()), "config": meta["config"]}],
     }, described=f"the model of {source}")
 
 
@@ -161,14 +160,14 @@ def _holdout_rows(meta: dict[str, Any]) -> dict[str, Any]:
     return meta["holdout"] if "oof" in meta else meta["predictions"]["holdout"]
 
 
-def _single_model(folder: Path, name: str, n_boot: int, where: dict[str, Any], *, described: str) -> _Source:
+def _single_model(folder: Path, name: str, meta: dict[str, Any], n_boot: int, where: dict[str, Any], *,
+                  described: str) -> _Source:
     """One model (or one bag) as trained: its own probability, threshold 0.5, metrics on its holdout.
 
     Without a holdout: a bag's out-of-fold predictions (the sweep ranked on them), else the
     validation split (which also chose the best epoch): both flagged as optimistic.
     """
-    meta = load_member_meta(folder)
-    member = Member(name, folder, meta, rank=1, metric=float("nan"))
+    member = Member(name, folder, meta, rank=1, metric=float("nan"))  # its meta as the caller read it, once
     reference = EnsembleModel(
         members=[load_member(folder, name)], pipeline=EnsemblePipeline.single_member(), tta=False,
         classes=meta["classes"], positive=meta["positive"], manifest={"kind": "single"},

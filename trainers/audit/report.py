@@ -43,6 +43,7 @@ from ..data.discover import Dataset
 from ..data.duplicates import HASH_IMAGE_SIZE, Duplicates, find_duplicates, merged_groups
 from ..errors import DataError, SplitError
 from ..records import read_record_file
+from .html import render_html
 from ..data.groups import group_summary, group_warnings
 from ..data.images import DecodedImages
 from ..data.phash import DEFAULT_MAX_DISTANCE, nearest_distances
@@ -245,8 +246,6 @@ def write_audit(report: dict[str, Any], json_path: str | Path | None = None, htm
     if json_path is not None:
         atomic_write_text(json_path, json.dumps(report, indent=1) + "\n")
     if html_path is not None:
-        from .html import render_html
-
         atomic_write_text(html_path, render_html(report))
 
 
