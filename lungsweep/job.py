@@ -34,6 +34,8 @@ __all__ = ["MainJob", "JobOutcome", "run_main_job"]
 log = logging.getLogger("lungsweep")
 
 PREDICT_EXAMPLES = 8
+# OUT's layout: the stages' folders and the example predictions
+SWEEP, ENSEMBLE, MODEL, PREDICTIONS_CSV = "sweep", "ensemble", "model", "predictions.csv"
 _ENSEMBLE = ensemble.EnsembleSettings()  # the ensemble's defaults, said once there
 
 
@@ -65,7 +67,7 @@ def run_main_job(job: MainJob) -> JobOutcome:
 
     ensemble.check_member_count(job.members)  # a bad --members must not wait for the whole sweep to be named
 
-    sweep, ens, model = job.out / "sweep", job.out / "ensemble", job.out / "model"
+    sweep, ens, model, predictions = (job.out / name for name in (SWEEP, ENSEMBLE, MODEL, PREDICTIONS_CSV))
     log.info("[1/4] sweep: %d trials x %d folds -> %s", cfg.num_samples, cfg.cv_folds, sweep)
     count = search.launch(cfg, sweep, address=job.address).attrs["count"]
 
@@ -93,21 +95,21 @@ def run_main_job(job: MainJob) -> JobOutcome:
         log.info("[3/4] export -> %s", model)
         ensemble.export_model(ens, model)
 
-    log.info("[4/4] predict on %d holdout images -> %s", PREDICT_EXAMPLES, job.out / "predictions.csv")
+    log.info("[4/4] predict on %d holdout images -> %s", PREDICT_EXAMPLES, predictions)
     scored = ensemble.read_holdout_predictions(ens)
     base = cfg.base_train_config()
     root = Path(base.data) if base.data else Path(base.manifest).parent  # sample ids are relative to it
     # a slice of a DICOM series or volume is named FILE#k: predict reads the file with the model's slice policy
     examples = list(dict.fromkeys(str(root / str(i).split("#", 1)[0]) for i in scored["id"]))[:PREDICT_EXAMPLES]
     summary = ensemble.predict(ensemble.load_predictor(model), [Path(p) for p in examples],
-                               out=job.out / "predictions.csv", progress=False)
+                               out=predictions, progress=False)
 
     metrics = ensemble.read_metrics(ens)
     minutes = (time.monotonic() - started) / 60
     return JobOutcome("\n".join([
         ensemble.format_metrics(metrics),
         f"scored on: {metrics['fitted_on']['scored_on']}",
-        f"predicted {summary.predicted} example image(s) -> {job.out / 'predictions.csv'}",
+        f"predicted {summary.predicted} example image(s) -> {predictions}",
         f"model:  {model}  (lungsweep predict {model} --data FOLDER)",
         f"report: {ensemble.report_path(ens)}",
         f"done in {minutes:.1f} min",

@@ -23,6 +23,8 @@ from tests_support import kill_tree, make_dataset, sweep_yaml
 
 from search.record import RESULTS_PARQUET
 
+pytestmark = pytest.mark.slow  # runs the main job again and again, killing it: not in the fast tier
+
 TRIALS = [{"lr": 0.01, "batch_size": 16, "optimizer": "adamw"},
           {"lr": 0.003, "batch_size": 8, "optimizer": "sgd", "momentum": 0.9}]
 

@@ -18,7 +18,13 @@ share falls as the members grow.
 Goal: the ensemble costs at most k x one member + 10%, and decoding is
 under 10% of the time.
 
+With --export-networks (no sweep needed), it exports mean ensembles of that many untrained
+networks (--model at --size: speed does not depend on the weights) as `lungsweep export`
+writes them, and prints per row the export seconds, the artifact's MB and its images/s
+(goal, issue 29: 30 networks export in at most 60 s on 2 cores).
+
     .venv/bin/python -m bench.ensembling.bench_predict runs/bench_search/tpe_asha --members 5
+    .venv/bin/python -m bench.ensembling.bench_predict --export-networks 1,5,15,30
 """
 from __future__ import annotations
 
@@ -62,13 +68,22 @@ def batches(arrays: dict[int, np.ndarray]):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sweep", help="a sweep RUN_DIR with results.parquet")
+    parser.add_argument("sweep", nargs="?", help="a sweep RUN_DIR with results.parquet")
     parser.add_argument("--members", type=int, default=5)
     parser.add_argument("--images", type=int, default=256, help="image files timed (from the sweep's data)")
     parser.add_argument("--out", default="runs/bench_predict")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sizes", default="", help="e.g. 160,224: also time untrained k-member ensembles at these sizes")
+    parser.add_argument("--export-networks", default="", help="e.g. 1,5,15,30: export untrained ensembles of that "
+                                                              "many networks (no sweep needed)")
+    parser.add_argument("--model", default="efficientnet_lite0", help="--export-networks: the architecture")
+    parser.add_argument("--size", type=int, default=160, help="--export-networks: the image size")
     args = parser.parse_args()
+    if args.export_networks:
+        export_rows([int(k) for k in args.export_networks.split(",")], args.model, args.size, Path(args.out),
+                    args.repeats)
+    if args.sweep is None:
+        return
     logging.basicConfig(level=logging.WARNING)
     cores = len(os.sched_getaffinity(0))
     torch.set_num_threads(cores)
@@ -163,6 +178,24 @@ def main() -> None:
         ens_s, one_s = (best[p.name] for p in row)
         print(f"{size:>5} {1000 * decode_s / n:10.2f} {1000 * ens_s / n:12.2f} {1000 * one_s / n:8.2f} "
               f"{ens_s / (k * one_s):14.3f} {decode_s / (decode_s + ens_s):13.1%}")
+
+
+def export_rows(networks: list[int], model_name: str, size: int, out: Path, repeats: int) -> None:
+    """Per row: write_onnx's seconds (the exporter and onnx.checker, as `lungsweep export` runs them), the file's
+    MB, and onnxruntime's images/s at batch 32 on this machine."""
+    out.mkdir(parents=True, exist_ok=True)
+    arrays = {size: np.random.default_rng(0).integers(0, 256, (BATCH, size, size), dtype=np.uint8)}
+    print(f"\nexport: mean of k untrained {model_name} at {size} px, ONNX (torch {torch.__version__})")
+    print(f"{'networks':>8} {'export s':>9} {'MB':>7} {'images/s':>9}")
+    for k in networks:
+        graph = untrained_graph(model_name, size, k, {"mean": 0.5, "std": 0.25})
+        path = out / f"export_{model_name}_s{size}_k{k}.onnx"
+        start = time.perf_counter()
+        write_onnx(graph, path, arrays)
+        seconds = time.perf_counter() - start
+        megabytes = sum(p.stat().st_size for p in out.glob(path.name + "*")) / 2**20  # with external data, if any
+        best = timed({"run": lambda: run_session(path, arrays)}, repeats)["run"]
+        print(f"{k:>8} {seconds:9.1f} {megabytes:7.1f} {BATCH / best:9.1f}", flush=True)
 
 
 def untrained_graph(model_name: str, size: int, k: int, prep: dict) -> EnsembleGraph:

@@ -23,6 +23,7 @@ import ensemble
 from trainers import audit
 from trainers.errors import ConfigError, LungsweepError
 
+from .. import job
 from . import ensembling, explaining, run, shipping, sweeping, training
 
 __all__ = ["main"]
@@ -54,7 +55,7 @@ def _file_out(command: str) -> dict[str, str]:
     traceback. (Read when the command runs: trainers.audit's names load with its report code.)"""
     if command == "audit":
         return {"out": audit.AUDIT_FILE, "html": audit.AUDIT_HTML}
-    return {"evaluate": {"out": ensemble.METRICS_JSON}, "predict": {"out": "predictions.csv"}}.get(command, {})
+    return {"evaluate": {"out": ensemble.METRICS_JSON}, "predict": {"out": job.PREDICTIONS_CSV}}.get(command, {})
 
 # what a subcommand writes beside the class folders it reads (--data, audit's DATA): never inside them,
 # where the next command on that data would take it for a class folder or images

@@ -17,10 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import psutil
+import pytest
 from tests_support import kill_tree, make_dataset, sweep_yaml
 
 from search import load_results
 from search.record import read_sweep_count
+
+pytestmark = pytest.mark.slow  # starts a Ray Tune sweep and kills its workers: not in the fast tier
 
 TRIALS = [{"lr": 0.01, "batch_size": 16, "optimizer": "adamw"},
           {"lr": 0.003, "batch_size": 8, "optimizer": "adamw"}]
