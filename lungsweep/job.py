@@ -111,10 +111,18 @@ def run_main_job(job: MainJob) -> JobOutcome:
         f"scored on: {metrics['fitted_on']['scored_on']}",
         f"predicted {summary.predicted} example image(s) -> {predictions}",
         f"model:  {model}  (lungsweep predict {model} --data FOLDER)",
+        _cost(ensemble.read_manifest(model)),
         f"report: {ensemble.report_path(ens)}",
         f"done in {minutes:.1f} min",
         count.line(),  # last: a short sweep is the one thing a user must not miss
     ]), count.complete)
+
+
+def _cost(manifest: dict) -> str:
+    cost = manifest.get("cost") or {}  # a model exported before the manifest stated it has none
+    if not cost:
+        return "cost:   not stated (exported before lungsweep measured it)"
+    return f"cost:   {cost['networks']} network(s) an image, {cost['ms_per_image']:.1f} ms an image here"
 
 
 def _with_dataset(cfg: search.SweepConfig, *, data: str | None, manifest: str | None) -> search.SweepConfig:

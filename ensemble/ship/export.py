@@ -11,6 +11,7 @@ onnxruntime on real holdout images and compared with the in-process ensemble.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 import warnings
@@ -107,7 +108,8 @@ def export_model(
         }
         # Verify what a user will load: the folder as written, through the loader predict uses.
         write_manifest(tmp, manifest)
-        got = ExportedModel.load(tmp).predict_proba(images["arrays"])
+        exported = ExportedModel.load(tmp)
+        got = exported.predict_proba(images["arrays"])
         diff = float(np.max(np.abs(got - expected))) if len(got) else 0.0
         if not diff <= PARITY_TOLERANCE:
             raise ArtifactError(
@@ -117,9 +119,28 @@ def export_model(
         manifest["parity"] = {
             "images": len(got), "source": images["source"], "max_abs_diff": diff, "tolerance": PARITY_TOLERANCE,
         }
+        manifest["cost"] = _predict_cost(graph, exported, images["arrays"])
         write_manifest(tmp, manifest)
     log.info("parity with the in-process ensemble on %d %s: max |dp| = %.1e", len(got), images["source"], diff)
+    log.info("%d network(s) per image: %.1f ms an image here (%s)", manifest["cost"]["networks"],
+             manifest["cost"]["ms_per_image"], manifest["cost"]["measured_on"])
     return manifest
+
+
+def _predict_cost(graph: EnsembleGraph, exported: ExportedModel, arrays: dict[int, np.ndarray]) -> dict[str, Any]:
+    """What one image costs to predict: the networks it runs through, and the exported graph's time on this
+    machine (decoded images, after a warm-up run), which grows with them."""
+    networks = sum(len(member.models) for member in graph.members)
+    n = len(next(iter(arrays.values())))
+    started = time.perf_counter()
+    exported.predict_proba(arrays)  # the parity check's run warmed the session up
+    seconds = time.perf_counter() - started
+    return {
+        "networks": networks,
+        "forward_passes_per_image": sum(len(m.models) * (2 if m.tta else 1) for m in graph.members),  # TTA: mirrored
+        "ms_per_image": round(1000 * seconds / max(n, 1), 2),
+        "measured_on": f"{os.cpu_count()} CPU core(s), onnxruntime, a batch of {n} decoded images",
+    }
 
 
 def _read_source(source: Path, trial: str | None, n_boot: int) -> _Source:

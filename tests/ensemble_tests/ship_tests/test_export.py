@@ -34,6 +34,9 @@ def test_onnx_model_agrees_with_the_ensemble_folder(ens_dir, model_dir, tmp_path
     assert manifest["preprocessing"]["members"]["b40"]["image_size"] == 40
     assert manifest["provenance"]["data_fingerprint"] and manifest["provenance"]["exported_with"]["onnxruntime"]
     assert manifest["ensemble"]["tta"] is True and manifest["ensemble"]["members"] == ["a32", "b40", "c32"]
+    # what an image costs: three one-model members, each run on the image and its mirror (TTA)
+    assert manifest["cost"]["networks"] == 3 and manifest["cost"]["forward_passes_per_image"] == 6
+    assert manifest["cost"]["ms_per_image"] > 0 and "CPU core" in manifest["cost"]["measured_on"]
 
     import onnx
 
