@@ -48,6 +48,7 @@ class MainJob:
     members: int | str = _ENSEMBLE.members  # a count, or "all"
     method: str = _ENSEMBLE.method
     calibration: str = _ENSEMBLE.calibration
+    max_networks: int | None = None  # None: the sweep.yaml's max_networks, else no budget
     address: str | None = None
 
 
@@ -66,6 +67,9 @@ def run_main_job(job: MainJob) -> JobOutcome:
     search.check_data(cfg)  # a missing folder, one class or too few groups: named here, not after Ray has started
 
     ensemble.check_member_count(job.members)  # a bad --members must not wait for the whole sweep to be named
+    # the settings checked now too: a bad --max-networks is named before the sweep, not after it
+    settings = ensemble.EnsembleSettings(method=job.method, calibration=job.calibration, members=job.members,
+                                         max_networks=job.max_networks or cfg.max_networks)
 
     sweep, ens, model, predictions = (job.out / name for name in (SWEEP, ENSEMBLE, MODEL, PREDICTIONS_CSV))
     log.info("[1/4] sweep: %d trials x %d folds -> %s", cfg.num_samples, cfg.cv_folds, sweep)
@@ -86,8 +90,7 @@ def run_main_job(job: MainJob) -> JobOutcome:
         members = job.members if job.members == ensemble.ALL else min(job.members, cfg.num_samples)
         log.info("[2/4] ensemble: %s of %s trials -> %s", job.method,
                  "all the" if members == ensemble.ALL else f"the top {members}", ens)
-        ensemble.build_ensemble(sweep, ens, ensemble.EnsembleSettings(method=job.method, calibration=job.calibration,
-                                                    members=members))
+        ensemble.build_ensemble(sweep, ens, dataclasses.replace(settings, members=members))
     if ensemble.is_model_folder(model) and models_when_written(
             ensemble.read_manifest(model)["provenance"]) in (None, count.usable):
         log.info("[3/4] export: already in %s (delete it to export again)", model)

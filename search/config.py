@@ -46,6 +46,8 @@ class SweepConfig:
     # False: a fresh worker process per trial, so whatever a trial allocated goes back when it ends (a few
     # seconds of start-up each); True: one worker runs trial after trial, and its memory grows with them
     reuse_actors: bool = False
+    # `lungsweep run`'s budget on the networks its exported model holds (ensemble.fit.budget); None: no budget
+    max_networks: int | None = None
     keep_checkpoints: int = 2  # best N per trial (the latest is kept as well)
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
@@ -263,6 +265,8 @@ def _validate(c: SweepConfig, source: str) -> None:
         bad("startup_trials", "must be at least 1", c.startup_trials)
     if c.max_failures < 0:
         bad("max_failures", "must be 0 or more", c.max_failures)
+    if c.max_networks is not None and c.max_networks < 1:
+        bad("max_networks", "must be at least 1 (the networks the exported model may hold)", c.max_networks)
     if c.keep_checkpoints < 1:
         bad("keep_checkpoints", "must be at least 1", c.keep_checkpoints)
     if c.cpus_per_trial <= 0:

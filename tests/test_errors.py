@@ -125,6 +125,10 @@ def sweep_file_value_overridden(tmp: Path, data: Path) -> list[str]:
     return ["launch", "--config", str(config), "--num-samples", "2", "--out", str(tmp / "sweep")]
 
 
+def max_networks_zero(tmp: Path, data: Path) -> list[str]:
+    return ["ensemble", str(tmp / "no-sweep-needed"), "--out", str(tmp / "ens"), "--max-networks", "0"]
+
+
 def reuse_actors_not_a_bool(tmp: Path, data: Path) -> list[str]:
     config = sweep_yaml(tmp / "s.yaml", data, reuse_actors="yes")
     return ["launch", "--config", str(config), "--out", str(tmp / "sweep")]
@@ -141,6 +145,7 @@ def uri_of_unknown_scheme(tmp: Path, data: Path) -> list[str]:
 CASES = [
     ("train", out_is_a_file, r"--out .*taken is an existing file, not a folder"),
     ("launch", train_as_a_list, r"'train' must be a mapping .* got a list"),
+    ("ensemble", max_networks_zero, r"--max-networks must be a whole number of at least 1 .*got 0"),
     ("launch", reuse_actors_not_a_bool, r"s\.yaml: 'reuse_actors' must be bool, got 'yes'"),
     ("launch", unreachable_address, r"cannot reach a Ray cluster at --address '127\.0\.0\.1:\d+'.*ray start --head"),
     ("launch", bad_study_storage, r"study_storage 'nosuchdb://user@host/study' cannot be opened"),

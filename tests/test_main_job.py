@@ -188,6 +188,32 @@ def test_members_all_averages_every_bag_the_sweep_trained_with_those_asha_stoppe
     assert manifest["parity"]["max_abs_diff"] <= 1e-4, "the exported graph runs every bag's fold models"
 
 
+def test_a_network_budget_keeps_members_by_rank_and_the_report_plots_auc_against_networks(job, tmp_path):
+    sweep = job["out"] / "sweep"
+    members = pick_members(sweep, top="all")  # in rank order
+    folds = [len(m.meta["folds_done"]) for m in members]
+    budget = folds[0] + min(folds[1:])  # the top bag, then whichever bags below it still fit
+    expected, used = [], 0
+    for m, f in zip(members, folds):
+        if used + f <= budget:
+            expected.append(m.trial_id)
+            used += f
+    assert len(expected) < len(members), "the budget leaves some bag out"
+    ens = tmp_path / "ens"
+    metrics = build_ensemble(sweep, ens, EnsembleSettings(method="mean", members="all", n_splits=3, n_boot=20,
+                                                          max_networks=budget))
+    assert json.loads((ens / "ensemble.json").read_text())["members"] == expected
+    assert metrics["networks"]["shipped"] == used <= budget and metrics["networks"]["budget"] == budget
+    curve = metrics["networks"]["curve"]  # every member by rank, budget or not: what each budget would score
+    assert [p["networks"] for p in curve] == np.cumsum(folds).tolist()
+    assert [p["trial_id"] for p in curve] == [m.trial_id for m in members]
+    assert all(0.0 <= p["holdout_auc"] <= 1.0 for p in curve)
+    page = (ens / "report.html").read_text()
+    assert 'id="fig-networks"' in page and 'id="networks-curve"' in page and f"within a budget of {budget}" in page
+    manifest = export_model(ens, tmp_path / "model", n_boot=20)
+    assert manifest["cost"]["networks"] == used and manifest["parity"]["max_abs_diff"] <= 1e-4
+
+
 def test_tta_rescores_a_stopped_bag_on_its_own_folds_and_fills_the_rest(job):
     """With TTA the margins are recomputed, a stopped bag's from the fold model that held each image out."""
     members = pick_members(job["out"] / "sweep", top="all")

@@ -34,6 +34,7 @@ from trainers.inference import resolve_device
 
 from ..errors import EnsembleError
 from .bag_spread import as_shipped, spread_on_holdout
+from .budget import networks, networks_curve, within_budget
 from .crossfit import check_crossfit, crossfit_splits
 from .data_audit import audit_block
 from .members import (Candidates, Member, StoredPredictions, holdout_predictions, mean_spread, oof_predictions,
@@ -69,7 +70,8 @@ class FittedEnsemble:
 def fit_ensemble(run_dir: str | Path, settings: EnsembleSettings) -> FittedEnsemble:
     run_dir = local_sweep(run_dir)  # a sweep at a URI is read from a local mirror
     members, candidates = select_members(run_dir, top=settings.members, trials=list(settings.trials) or None)
-    members = _weighable(members, settings.method)
+    pool = _weighable(members, settings.method)  # in rank order
+    members = within_budget(pool, settings.max_networks)
     log.info("members: %s", ", ".join(f"{m.trial_id} (rank {m.rank}, {m.metric:.4f})" for m in members))
     bags = members[0].is_bag
     fit_on = oof_predictions(members) if bags else holdout_predictions(members)
@@ -120,6 +122,11 @@ def fit_ensemble(run_dir: str | Path, settings: EnsembleSettings) -> FittedEnsem
     metrics["data_audit"] = audit_block(run_dir, members[0].config)
     if spread is not None:
         metrics["bag_spread"] = {**spread, "on_holdout": spread_on_holdout(members, settings.fold_noise_share)}
+    metrics["networks"] = {
+        "shipped": sum(networks(m) for m in members), "budget": settings.max_networks,
+        # the mean of the top k members on the holdout, for every k (no TTA): what each budget would have scored
+        "curve": networks_curve(pool, holdout_predictions(pool)) if holdout is not None else None,
+    }
     provenance = _provenance(run_dir, members, fit_on, holdout)
     metrics["sweep"] = provenance["sweep_count"]
     manifest = {

@@ -20,6 +20,8 @@ class EnsembleSettings:
     calibration: str = "temperature"  # one of ensemble.fit.pipeline.CALIBRATIONS
     members: int | str = "all"  # "all" (ensemble.fit.members.ALL), or the top N usable trials; ignored with `trials`
     trials: tuple[str, ...] = ()
+    # the networks the exported model may hold (every member's fold models); None: no budget (ensemble.fit.budget)
+    max_networks: int | None = None
     tta: bool = False
     fold_noise_share: float = 0.0  # ensemble.fit.bag_spread; 0: bench_calibration found no gain from 0.13 or 0.26
     target_sensitivity: float | None = None
@@ -29,6 +31,9 @@ class EnsembleSettings:
     device: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.max_networks is not None and (isinstance(self.max_networks, bool) or self.max_networks < 1):
+            raise EnsembleError(f"--max-networks must be a whole number of at least 1 (the networks the exported "
+                                f"model may hold), got {self.max_networks!r}")
         if not 0.0 <= self.fold_noise_share < 1.0:
             raise EnsembleError(f"fold noise share {self.fold_noise_share} must be in [0, 1): the share of a fold "
                                 "model's margin variance that averaging the folds reduces (0 turns the correction off)")

@@ -4,8 +4,9 @@
     write_report(path, data)                       # ensemble.report.page
 
 The page (ensemble.report.page) draws the headline, members and figures itself; the sections
-after them are picked here: the data audit (ensemble.report.audit_section), then where the
-models look (ensemble.report.explain_section, Grad-CAM through ensemble.explaining).
+after them are picked here: the networks shipped against holdout AUC (ensemble.report.networks_section),
+the data audit (ensemble.report.audit_section), then where the models look
+(ensemble.report.explain_section, Grad-CAM through ensemble.explaining).
 """
 from __future__ import annotations
 
@@ -19,18 +20,20 @@ from ..fit.members import Member
 from ..fit.pipeline import EnsemblePipeline
 from .audit_section import audit_section
 from .explain_section import explain_section
+from .networks_section import networks_section
 from .page import ReportData, ReportSection
 
 __all__ = ["report_data", "report_sections"]
 
 # metrics.json blocks that are not the ensemble's headline numbers
 _NOT_HEADLINE = ("uncalibrated", "members", "data", "development_crossfit", "fitted_on", "data_audit", "bag_spread",
-                 "sweep")
+                 "sweep", "networks")
 
 
 def report_sections(fitted: FittedEnsemble) -> tuple[ReportSection, ...]:
-    """The sections after the page's own, in order: the data audit, then where the models look."""
+    """The sections after the page's own, in order: networks shipped, the data audit, then where the models look."""
     return (
+        *([networks_section(fitted.metrics["networks"])] if fitted.metrics.get("networks") else []),
         audit_section(fitted.metrics["data_audit"]),
         explain_section(fitted.members, fitted.scored_on, fitted.calibrated, fitted.thresholds, fitted.pipeline,
                         fitted.settings),

@@ -32,6 +32,10 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
     pick.add_argument("--trials", help="comma-separated trial ids instead of the top N")
     p.add_argument("--calibration", choices=CALIBRATIONS, metavar="CALIBRATION", default=default.calibration,
                    help="how probabilities are calibrated: %(choices)s (default %(default)s)")
+    p.add_argument("--max-networks", type=int, default=None,
+                   help="the networks the exported model may hold (every member's fold models): members are kept "
+                        "in rank order while they fit; the report plots holdout AUC against networks (default: no "
+                        "budget)")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: average each member over flips")
     p.add_argument("--target-sensitivity", type=float, help="threshold meeting this sensitivity (default: Youden's J)")
     p.add_argument("--folds", type=int, default=default.n_splits, help="cross-fitting folds over holdout groups")
@@ -51,7 +55,7 @@ def _run_ensemble(args: argparse.Namespace) -> int:
         method=args.method, calibration=args.calibration, members=args.members,
         trials=tuple(t.strip() for t in args.trials.split(",")) if args.trials else (),
         tta=args.tta, target_sensitivity=args.target_sensitivity, n_splits=args.folds, n_boot=args.bootstrap,
-        fold_noise_share=args.fold_noise_share,
+        fold_noise_share=args.fold_noise_share, max_networks=args.max_networks,
     )
     metrics = ensemble.build_ensemble(args.run_dir, args.out, settings)
     print(ensemble.format_metrics(metrics))

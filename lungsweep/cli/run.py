@@ -35,6 +35,10 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                    help="how members are combined: %(choices)s (default %(default)s)")
     p.add_argument("--calibration", choices=CALIBRATIONS, metavar="CALIBRATION", default=default.calibration,
                    help="how probabilities are calibrated: %(choices)s (default %(default)s)")
+    p.add_argument("--max-networks", type=int, default=None,
+                   help="the networks the exported model may hold (every member's fold models): members are kept "
+                        "in rank order while they fit; the report plots holdout AUC against networks (default: no "
+                        "budget; a sweep.yaml's max_networks)")
     p.add_argument("--address", help="join a Ray cluster: auto, or ray://HEAD:10001; default: a local Ray")
     p.set_defaults(run=_run_main_job)
 
@@ -42,7 +46,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 def _run_main_job(args: argparse.Namespace) -> int:
     job = MainJob(out=Path(args.out), data=args.data, manifest=args.manifest,
                   config="quick" if args.quick else args.config,
-                  members=args.members, method=args.method, calibration=args.calibration, address=args.address)
+                  members=args.members, method=args.method, calibration=args.calibration, address=args.address,
+                  max_networks=args.max_networks)
     outcome = run_main_job(job)
     print(outcome.summary)
     return 0 if outcome.complete else 1  # the summary's last line says what is missing and how to run the rest
