@@ -16,7 +16,7 @@ import numpy as np
 from scipy.special import expit, log_expit, logit, logsumexp
 
 from search.config import oof_name
-from search.record import USABLE_STATUSES, fetch_checkpoint, read_sweep_folder, trial_dir
+from search.record import USABLE_STATUSES, fetch_checkpoint, read_sweep_folder, sweep_location, trial_dir
 from trainers import LungsweepError, read_meta
 from trainers.bag import fold_checkpoints, is_bag, read_bag
 from trainers.checkpoint import META
@@ -90,6 +90,7 @@ class Candidates:
     record: dict[str, Any] | None  # the sweep record as written; None: see record_error
     record_error: str | None  # why there is no record: search.record's message, naming the file and the remedy
     cross_validated: bool  # a k-fold sweep, whose members are bags
+    location: str  # where the sweep is: the folder, or the URI a local mirror was made of (sweep_location)
 
     @property
     def metric(self) -> str:
@@ -185,7 +186,8 @@ def read_candidates(run_dir: str | Path) -> Candidates:
     except LungsweepError as e:  # search.record's message names the missing file and the command that writes it
         raise EnsembleError(str(e)) from e
     cross_validated = folder.config is not None and folder.config.cross_validated  # else: single split
-    return Candidates(Path(run_dir), folder.table, folder.record, folder.record_error, cross_validated)
+    return Candidates(Path(run_dir), folder.table, folder.record, folder.record_error, cross_validated,
+                      sweep_location(run_dir))
 
 
 def _local_checkpoint(run_dir: Path, trial_id: str, recorded: str) -> Path:

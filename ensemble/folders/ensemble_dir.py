@@ -106,10 +106,7 @@ class EnsembleFolder:
     manifest: dict[str, Any]  # ensemble.json, with ENSEMBLE_KEYS
     members: dict[str, Path]  # trial_id -> its member folder, in ensemble.json's order
     shipped: list[Path]  # the files an export copies as they are: metrics.json and report.html, where present
-
-    def metrics(self) -> dict[str, Any]:
-        """metrics.json, read when asked (loading for prediction never needs it); {} where the folder has none."""
-        return read_metrics(self.path) if metrics_path(self.path).is_file() else {}
+    metrics: dict[str, Any]  # metrics.json (a few kB, read with the rest); {} where the folder has none
 
 
 def read_ensemble(folder: str | Path) -> EnsembleFolder:
@@ -120,6 +117,7 @@ def read_ensemble(folder: str | Path) -> EnsembleFolder:
         path=folder, manifest=manifest,
         members={t: member_dir(folder, t) for t in manifest["members"]},
         shipped=[p for p in (metrics_path(folder), report_path(folder)) if p.is_file()],
+        metrics=read_metrics(folder) if metrics_path(folder).is_file() else {},
     )
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from scipy.special import expit
 
-from search.record import local_sweep, sweep_location
+from search.record import local_sweep
 from trainers import discover
 from trainers.atomic import atomic_dir
 from trainers.checkpoint import package_versions
@@ -32,7 +32,7 @@ from trainers.data import PREPROCESSING_VERSION, decode_image_sizes, file_sha256
 from trainers.inference import shared_reading
 
 from ..errors import ArtifactError
-from ..fit.members import Member, load_member_meta, pick_members, split_predictions
+from ..fit.members import Member, load_member_meta, select_members, split_predictions
 from ..fit.metrics import bootstrap_metrics
 from ..fit.pipeline import EnsemblePipeline
 from ..folders.ensemble_dir import read_ensemble
@@ -154,16 +154,17 @@ def _read_source(source: Path, trial: str | None, n_boot: int) -> _Source:
         first = manifest["provenance"]["members"][0]
         first_meta = load_member_meta(ens.members[first["trial_id"]])
         return _Source(
-            kind="ensemble", reference=reference, metrics=ens.metrics(),
+            kind="ensemble", reference=reference, metrics=ens.metrics,
             provenance={"ensemble_dir": str(source.resolve()), **manifest["provenance"]},
             copies=ens.shipped,
             holdout=(first["config"].get("data"), sorted(_holdout_rows(first_meta))),
         )
     if kind is FolderKind.SWEEP:
         trial = trial or "best"
-        member = pick_members(source, top=1)[0] if trial == "best" else pick_members(source, trials=[trial])[0]
+        picked, sweep = select_members(source, top=1) if trial == "best" else select_members(source, trials=[trial])
+        member = picked[0]
         return _single_model(member.checkpoint, member.trial_id, member.meta, n_boot, {
-            "sweep": sweep_location(source),
+            "sweep": sweep.location,
             "members": [{"trial_id": member.trial_id, "rank": member.rank, "sweep_metric": member.metric,
                          "checkpoint": str(member.checkpoint), "config": member.config}],
         }, described=f"trial {member.trial_id} (rank {member.rank} of the sweep)")
