@@ -7,7 +7,8 @@ import importlib
 import sys
 from typing import Sequence
 
-__all__ = ["CALIBRATIONS", "EXPLAIN_TARGETS", "METHODS", "members_arg", "unreadable", "window_arg"]
+__all__ = ["CALIBRATIONS", "EXPLAIN_TARGETS", "METHODS", "add_max_networks", "members_arg", "unreadable",
+           "window_arg"]
 
 
 class _RegistryNames(Sequence[str]):
@@ -65,3 +66,11 @@ def unreadable(bad: list[tuple[str, str]], rows: str) -> int:
     for path, reason in bad[:20]:
         print(f"  {path}: {reason}", file=sys.stderr)
     return 1
+
+
+def add_max_networks(p: argparse.ArgumentParser, *, default: str = "no budget") -> None:
+    """--max-networks, as `lungsweep ensemble` and `lungsweep run` take it (ensemble.fit.budget)."""
+    p.add_argument("--max-networks", type=int, default=None,
+                   help="the networks the exported model may hold (every member's fold models): members are kept "
+                        f"in rank order while they fit; the report plots holdout AUC against networks (default: "
+                        f"{default})")

@@ -6,7 +6,7 @@ import argparse
 
 import ensemble
 
-from ._common import CALIBRATIONS, METHODS, members_arg
+from ._common import CALIBRATIONS, METHODS, add_max_networks, members_arg
 
 __all__ = ["add_parsers"]
 
@@ -32,10 +32,7 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
     pick.add_argument("--trials", help="comma-separated trial ids instead of the top N")
     p.add_argument("--calibration", choices=CALIBRATIONS, metavar="CALIBRATION", default=default.calibration,
                    help="how probabilities are calibrated: %(choices)s (default %(default)s)")
-    p.add_argument("--max-networks", type=int, default=None,
-                   help="the networks the exported model may hold (every member's fold models): members are kept "
-                        "in rank order while they fit; the report plots holdout AUC against networks (default: no "
-                        "budget)")
+    add_max_networks(p)
     p.add_argument("--tta", action="store_true", help="test-time augmentation: average each member over flips")
     p.add_argument("--target-sensitivity", type=float, help="threshold meeting this sensitivity (default: Youden's J)")
     p.add_argument("--folds", type=int, default=default.n_splits, help="cross-fitting folds over holdout groups")

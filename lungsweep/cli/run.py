@@ -7,7 +7,7 @@ from pathlib import Path
 import ensemble
 from lungsweep.job import MainJob, run_main_job
 
-from ._common import CALIBRATIONS, METHODS, members_arg
+from ._common import CALIBRATIONS, METHODS, add_max_networks, members_arg
 
 __all__ = ["add_parsers"]
 
@@ -35,10 +35,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                    help="how members are combined: %(choices)s (default %(default)s)")
     p.add_argument("--calibration", choices=CALIBRATIONS, metavar="CALIBRATION", default=default.calibration,
                    help="how probabilities are calibrated: %(choices)s (default %(default)s)")
-    p.add_argument("--max-networks", type=int, default=None,
-                   help="the networks the exported model may hold (every member's fold models): members are kept "
-                        "in rank order while they fit; the report plots holdout AUC against networks (default: no "
-                        "budget; a sweep.yaml's max_networks)")
+    add_max_networks(p, default="a sweep.yaml's max_networks, else no budget")
     p.add_argument("--address", help="join a Ray cluster: auto, or ray://HEAD:10001; default: a local Ray")
     p.set_defaults(run=_run_main_job)
 
