@@ -49,6 +49,7 @@ from trainers import LungsweepError
 from trainers.atomic import process_umask
 
 from . import storage
+from .record import trial_dirname
 
 __all__ = ["install", "upload_whole", "settle_before_resume", "discard_unsaved", "check_before_resume",
            "expect_resumed", "RefuseRestart", "SnapshotError"]
@@ -169,7 +170,7 @@ def discard_unsaved(experiment: str | Path) -> None:
     """Remove what a sweep killed before its first whole snapshot left: trial folders no state names."""
     if storage.is_uri(experiment):
         return  # nothing names them: a new sweep's trials get new ids
-    for path in Path(experiment).glob("trial_*"):
+    for path in Path(experiment).glob(trial_dirname("*")):
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
 

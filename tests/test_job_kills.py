@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import pandas as pd
 import pytest
-from tests_support import kill_tree, make_dataset, sweep_yaml
+from tests_support import kill_tree, make_dataset, sweep_yaml, trial_workers
 
 from search.record import RESULTS_PARQUET
 
@@ -142,7 +142,6 @@ def test_a_job_whose_trial_fails_for_good_yields_the_rest_says_so_and_a_rerun_fi
     still fits and exports the ensemble of the other bag, says "sweep incomplete" in its last line, the
     report, metrics.json and the manifest, and exits 1; the same command again retries the failed trial
     from its last fold and refits."""
-    import psutil
     import yaml
 
     config = setting["root"] / "no_retries.yaml"
@@ -162,8 +161,7 @@ def test_a_job_whose_trial_fails_for_good_yields_the_rest_says_so_and_a_rerun_fi
                            if (t / "params.json").is_file() and json.loads((t / "params.json").read_text())["lr"]
                            == TRIALS[1]["lr"]), None)
             time.sleep(0.05)
-        workers = [p for p in psutil.Process(driver.pid).children(recursive=True)
-                   if "ImplicitFunc" in " ".join(p.cmdline())]
+        workers = trial_workers(driver.pid)
         assert len(workers) == 1, workers
         workers[0].kill()
         driver.wait(timeout=300)

@@ -110,6 +110,18 @@ def kill_children(spare: set[int] = frozenset()) -> None:
             kill_tree(child.pid)
 
 
+def trial_workers(driver: int) -> list[psutil.Process]:
+    """The driver's Ray worker processes that run a trial (Ray titles them after Tune's trainable)."""
+    found = []
+    for p in psutil.Process(driver).children(recursive=True):
+        try:
+            if "ImplicitFunc" in " ".join(p.cmdline()):
+                found.append(p)
+        except psutil.Error:
+            pass
+    return found
+
+
 def child_pids() -> set[int]:
     return {p.pid for p in psutil.Process().children(recursive=True)}
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
-from tests_support import kill_tree, make_dataset, sweep_yaml
+from tests_support import kill_tree, make_dataset, sweep_yaml, trial_workers
 
 from search import load_results
 from search.record import read_sweep_count
@@ -27,18 +27,6 @@ pytestmark = pytest.mark.slow  # starts a Ray Tune sweep and kills its workers: 
 
 TRIALS = [{"lr": 0.01, "batch_size": 16, "optimizer": "adamw"},
           {"lr": 0.003, "batch_size": 8, "optimizer": "adamw"}]
-
-
-def trial_workers(driver: int) -> dict[int, psutil.Process]:
-    """The driver's Ray worker processes that run a trial (Ray titles them after Tune's trainable)."""
-    found = {}
-    for p in psutil.Process(driver).children(recursive=True):
-        try:
-            if "ImplicitFunc" in " ".join(p.cmdline()):
-                found[p.pid] = p
-        except psutil.Error:
-            pass
-    return found
 
 
 def folds_reported(trial: Path) -> list[int]:
@@ -80,7 +68,7 @@ def kill_during_second_fold(out: Path, lr: float, driver: subprocess.Popen, log:
     wait_for(f"the first fold of the trial with lr {lr}", first_fold_done, deadline, driver, log)
     workers = trial_workers(driver.pid)
     assert len(workers) == 1, f"one trial at a time, one worker each (reuse_actors false): {workers}"
-    victim = next(iter(workers.values()))
+    victim = workers[0]
     victim.suspend()  # frozen inside fold 2, however fast the fold and however long the kill takes to come
     assert folds_reported(trial["dir"]) == [1], "the worker was stopped after its second fold"
     kill(victim)
