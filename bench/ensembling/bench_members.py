@@ -53,9 +53,7 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=200)
     args = parser.parse_args()
     logging.disable(logging.WARNING)
-    sweeps = sorted((ROOT / args.out / args.arm).glob("seed*/job/sweep"))
-    if not sweeps:
-        sys.exit(f"no job folders under {ROOT / args.out / args.arm}: run python -m bench.jobs.bench_outer --arms {args.arm}")
+    sweeps = job_sweeps(args.out, args.arm)
     print(f"{'variant':12s} {'split':>5s} {'bags':>4s} {'folds':>5s} | holdout " + " ".join(f"{k[:5]:>6s}" for k in SHOWN)
           + " | cross-fit    AUC    ECE")
     results: dict[str, list[tuple[dict, dict]]] = {name: [] for name in VARIANTS}
@@ -83,6 +81,14 @@ def main() -> None:
     for name in next(iter(table.values())):
         values = [table[seed][name] for seed in table]
         print(f"  {name:42s} " + " ".join(f"{v:6.3f}" for v in values) + f" | mean {np.mean(values):.3f}")
+
+
+def job_sweeps(out: str, arm: str) -> list[Path]:
+    """The sweeps of bench_outer's job folders OUT/ARM/seedN/job/sweep, in split order; exits when there are none."""
+    sweeps = sorted((ROOT / out / arm).glob("seed*/job/sweep"), key=split_seed)
+    if not sweeps:
+        sys.exit(f"no job folders under {ROOT / out / arm}: run python -m bench.jobs.bench_outer --arms {arm}")
+    return sweeps
 
 
 def split_seed(sweep: Path) -> int:

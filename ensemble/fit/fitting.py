@@ -92,10 +92,10 @@ def fit_ensemble(run_dir: str | Path, settings: EnsembleSettings) -> FittedEnsem
     def make_pipeline() -> EnsemblePipeline:
         return EnsemblePipeline(method=settings.method, calibration=settings.calibration,
                                 target_sensitivity=settings.target_sensitivity,
-                                n_splits=settings.n_splits, seed=settings.seed)
+                                threshold_rule=settings.threshold_rule, n_splits=settings.n_splits, seed=settings.seed)
 
     crossfit = cross_fit(make_pipeline, fit_on, n_splits=settings.n_splits, seed=settings.seed,
-                         target_sensitivity=settings.target_sensitivity)
+                         target_sensitivity=settings.target_sensitivity, rule=settings.threshold_rule)
     final = make_pipeline().fit(fit_on.margins, fit_on.y, fit_on.groups)
     scorer = _Scorer(settings)
     crossfitted = scorer.crossfitted(fit_on, crossfit, final, members)
@@ -113,7 +113,8 @@ def fit_ensemble(run_dir: str | Path, settings: EnsembleSettings) -> FittedEnsem
         metrics["data"] = _statement_crossfit(fit_on, settings, bags)
     chosen_on = final.threshold_proba(fit_on.margins, fit_on.y, fit_on.groups)
     metrics["operating_point"] = sensitivity_bound(fit_on.y, chosen_on, final.threshold_,
-                                                   target_sensitivity=settings.target_sensitivity)
+                                                   target_sensitivity=settings.target_sensitivity,
+                                                   rule=settings.threshold_rule)
     metrics["fitted_on"] = {
         "combiner, calibrator, threshold": data_name,
         "images": len(fit_on.y), "groups": int(len(set(fit_on.groups))),
@@ -158,7 +159,7 @@ def fit_ensemble(run_dir: str | Path, settings: EnsembleSettings) -> FittedEnsem
 
 def cross_fit(
     make_pipeline: Callable[[], EnsemblePipeline], preds: StoredPredictions, *, n_splits: int, seed: int,
-    target_sensitivity: float | None = None,
+    target_sensitivity: float | None = None, rule: str = "youden",
 ) -> dict[str, np.ndarray]:
     """Out-of-fold probabilities over `preds`' groups and the thresholds each fold's pipeline chose.
 
@@ -175,11 +176,11 @@ def cross_fit(
         out["uncalibrated"][score] = pipe.uncalibrated_proba(X[score])
         out["threshold"][score] = pipe.threshold_
         out["threshold_uncalibrated"][score] = choose_threshold(
-            y[fit], pipe.uncalibrated_proba(X[fit]), target_sensitivity=target_sensitivity)
+            y[fit], pipe.uncalibrated_proba(X[fit]), target_sensitivity=target_sensitivity, rule=rule)
         for j in range(k):
             own = fit[preds.member_rows(j)[fit]]  # a stopped bag's threshold: from the images it scored
             out["member_thresholds"][score, j] = choose_threshold(
-                y[own], expit(X[own, j]), target_sensitivity=target_sensitivity)
+                y[own], expit(X[own, j]), target_sensitivity=target_sensitivity, rule=rule)
     return out
 
 
@@ -219,7 +220,8 @@ class _Scorer:
         self.settings = settings
 
     def _threshold(self, y: np.ndarray, p: np.ndarray) -> float:
-        return choose_threshold(y, p, target_sensitivity=self.settings.target_sensitivity)
+        return choose_threshold(y, p, target_sensitivity=self.settings.target_sensitivity,
+                                rule=self.settings.threshold_rule)
 
     def scored(self, preds: StoredPredictions, p: np.ndarray, thresholds: Any, deployed: float) -> dict[str, Any]:
         m = bootstrap_metrics(preds.y, p, preds.groups, thresholds, n_boot=self.settings.n_boot, seed=self.settings.seed)

@@ -27,7 +27,7 @@ from .._checks import check_groups, check_labels, check_member_matrix, plain
 from .calibration import CALIBRATORS, calibrator_from_dict, make_calibrator, select_calibrator
 from .combine import COMBINERS, StackingEnsemble, combiner_from_dict, make_combiner
 from ..errors import EnsembleError
-from .threshold import check_target_sensitivity, choose_threshold
+from .threshold import check_target_sensitivity, check_threshold_rule, choose_threshold
 
 __all__ = ["AUTO", "CALIBRATIONS", "FORMAT", "EnsemblePipeline"]
 
@@ -41,7 +41,8 @@ class EnsemblePipeline(BaseEstimator):
 
     method: "mean" | "greedy" | "stack"; calibration: "temperature" | "platt" |
     "isotonic" | "none" | "auto" (lowest cross-fitted log-loss);
-    target_sensitivity: None for Youden's J, else e.g. 0.95. n_splits and seed
+    threshold_rule: how the threshold is chosen (ensemble.fit.threshold.THRESHOLD_RULES);
+    target_sensitivity: None for the rule, else e.g. 0.95. n_splits and seed
     drive the group folds that stacking and "auto" need.
 
     Learned: combiner_, calibrator_, calibration_ (the resolved name),
@@ -55,12 +56,14 @@ class EnsemblePipeline(BaseEstimator):
         method: str = "mean",
         calibration: str = "temperature",
         target_sensitivity: float | None = None,
+        threshold_rule: str = "youden",
         n_splits: int = 5,
         seed: int = 0,
     ) -> None:
         self.method = method
         self.calibration = calibration
         self.target_sensitivity = target_sensitivity
+        self.threshold_rule = threshold_rule
         self.n_splits = n_splits
         self.seed = seed
 
@@ -73,6 +76,7 @@ class EnsemblePipeline(BaseEstimator):
             )
         if self.target_sensitivity is not None:
             check_target_sensitivity(self.target_sensitivity)
+        check_threshold_rule(self.threshold_rule)
 
     def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> EnsemblePipeline:
         """Fit on holdout member margins X (n_samples, n_members); groups=None makes each sample its own group."""
@@ -100,7 +104,8 @@ class EnsemblePipeline(BaseEstimator):
 
         # 3. threshold
         self.threshold_ = choose_threshold(
-            y, self.calibrator_.predict_proba(margins), target_sensitivity=self.target_sensitivity
+            y, self.calibrator_.predict_proba(margins), target_sensitivity=self.target_sensitivity,
+            rule=self.threshold_rule,
         )
         self.n_members_ = int(X.shape[1])
         return self

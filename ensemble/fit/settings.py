@@ -9,7 +9,15 @@ from dataclasses import dataclass
 
 from ..errors import EnsembleError
 
-__all__ = ["EnsembleSettings"]
+__all__ = ["EnsembleSettings", "THRESHOLD_RULES"]
+
+# how a threshold may be chosen (ensemble.fit.threshold), and how the report names each rule
+THRESHOLD_RULES = {
+    "youden": "Youden's J",
+    "smoothed_youden": "Youden's J on smoothed score distributions",
+    "prevalence": "the positive share of the fitting data (Youden's J for calibrated probabilities)",
+    "half": "probability 0.5",
+}
 
 
 @dataclass(frozen=True)
@@ -24,7 +32,8 @@ class EnsembleSettings:
     max_networks: int | None = None
     tta: bool = False
     fold_noise_share: float = 0.0  # ensemble.fit.bag_spread; 0: bench_calibration found no gain from 0.13 or 0.26
-    target_sensitivity: float | None = None
+    target_sensitivity: float | None = None  # where set, it decides the threshold instead of threshold_rule
+    threshold_rule: str = "youden"  # ensemble.fit.threshold.THRESHOLD_RULES
     n_splits: int = 5
     n_boot: int = 1000
     seed: int = 0
@@ -34,6 +43,8 @@ class EnsembleSettings:
         if self.max_networks is not None and (isinstance(self.max_networks, bool) or self.max_networks < 1):
             raise EnsembleError(f"--max-networks must be a whole number of at least 1 (the networks the exported "
                                 f"model may hold), got {self.max_networks!r}")
+        if self.threshold_rule not in THRESHOLD_RULES:
+            raise EnsembleError(f"--threshold-rule {self.threshold_rule!r} is not one of {', '.join(THRESHOLD_RULES)}")
         if not 0.0 <= self.fold_noise_share < 1.0:
             raise EnsembleError(f"fold noise share {self.fold_noise_share} must be in [0, 1): the share of a fold "
                                 "model's margin variance that averaging the folds reduces (0 turns the correction off)")

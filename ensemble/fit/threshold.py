@@ -1,9 +1,20 @@
-"""The decision threshold: Youden's J by default, or a target sensitivity for screening, met with confidence.
+"""The decision threshold: a rule (THRESHOLD_RULES), or a target sensitivity for screening, met with confidence.
 
 A sample is called positive when its probability is >= the threshold, the
 convention of scikit-learn's roc_curve, whose thresholds are the observed
-scores. The threshold returned lies halfway between the chosen score and the
+scores. Youden's J returns a threshold halfway between the chosen score and the
 next lower one, so every choice is reproduced exactly on the fitting data.
+
+The rules, all on the calibrated probability the ensemble ships:
+- "youden": the threshold that maximises J = sensitivity + specificity - 1 on the fitting data. The maximum
+  of a step function over ~460 images: it lands wherever a few patients' scores happen to fall.
+- "smoothed_youden": the same maximum on kernel-smoothed class score distributions (Gaussian kernels on
+  the logit scale, Silverman's bandwidth per class), which a few patients move less.
+- "prevalence": the fitting data's positive share. Where the probabilities are calibrated, J's maximum on
+  the population is where the density of positives' scores equals the negatives', which is where
+  P(positive | score) equals the positive share: the rule reads that point from the calibrator instead of
+  searching the noisy empirical curve.
+- "half": probability 0.5, the most likely class (accuracy's optimum for calibrated probabilities).
 
 A target sensitivity S is met on new data, not only on the data the threshold
 is chosen on. The threshold that just reaches S there has a true sensitivity
@@ -21,15 +32,19 @@ from numbers import Real
 from typing import Any
 
 import numpy as np
-from scipy.stats import beta
+from scipy.special import expit, logit
+from scipy.stats import beta, norm
 from sklearn.metrics import roc_curve
 
 from .._checks import Interval, check_labels, check_param, check_probabilities
+from ..errors import EnsembleError
+from .settings import THRESHOLD_RULES
 
-__all__ = ["SENSITIVITY_CONFIDENCE", "check_target_sensitivity", "choose_threshold", "sensitivity_bound",
-           "sensitivity_lower_bound"]
+__all__ = ["SENSITIVITY_CONFIDENCE", "THRESHOLD_RULES", "check_target_sensitivity", "check_threshold_rule",
+           "choose_threshold", "sensitivity_bound", "sensitivity_lower_bound"]
 
 SENSITIVITY_CONFIDENCE = 0.95  # a target sensitivity is met with this one-sided confidence
+SMOOTHING_GRID = 2001  # points on the logit axis where smoothed_youden evaluates J
 
 
 def sensitivity_lower_bound(called: np.ndarray | int, positives: int,
@@ -48,14 +63,20 @@ def check_target_sensitivity(target: object) -> float:
     return float(target)
 
 
+def check_threshold_rule(rule: object) -> str:
+    if rule not in THRESHOLD_RULES:
+        raise EnsembleError(f"unknown threshold rule {rule!r}; choose one of {', '.join(THRESHOLD_RULES)}")
+    return str(rule)
+
+
 def choose_threshold(y: np.ndarray, p: np.ndarray, *, target_sensitivity: float | None = None,
-                     confidence: float = SENSITIVITY_CONFIDENCE) -> float:
+                     rule: str = "youden", confidence: float = SENSITIVITY_CONFIDENCE) -> float:
     """Threshold on P(positive) in [0, 1].
 
-    Default: maximise Youden's J = sensitivity + specificity - 1; among ties the
-    highest threshold (fewest positive calls). Only when no threshold has J > 0
-    (a model no better than chance) is the answer 1.0, which calls nothing
-    positive except probabilities of exactly 1.
+    Without a target sensitivity, `rule` (module docstring). "youden": maximise
+    J = sensitivity + specificity - 1; among ties the highest threshold (fewest
+    positive calls). Only when no threshold has J > 0 (a model no better than
+    chance) is the answer 1.0, which calls nothing positive except probabilities of exactly 1.
 
     With `target_sensitivity`: the highest threshold whose one-sided `confidence`
     Clopper-Pearson lower bound of sensitivity on (y, p) is >= the target (module
@@ -64,9 +85,12 @@ def choose_threshold(y: np.ndarray, p: np.ndarray, *, target_sensitivity: float 
     that calls every positive; `sensitivity_bound` then reports a bound below the target.
     """
     target = None if target_sensitivity is None else check_target_sensitivity(target_sensitivity)
+    rule = check_threshold_rule(rule)
     check_param("confidence", confidence, Interval(Real, 0, 1, closed="neither"))
     y = check_labels(y)
     p = check_probabilities(p, len(y))
+    if target is None and rule != "youden":
+        return _RULES[rule](y, p)
     fpr, tpr, thresholds = roc_curve(y, p, drop_intermediate=False)
     if target is None:
         # np.argmax takes the first maximum; thresholds descend, so the highest tied threshold.
@@ -90,8 +114,31 @@ def choose_threshold(y: np.ndarray, p: np.ndarray, *, target_sensitivity: float 
     return (chosen + float(below.max())) / 2 if below.size else chosen
 
 
+def _smoothed_youden(y: np.ndarray, p: np.ndarray) -> float:
+    """J's maximum where each class's scores are a Gaussian kernel density on the logit scale."""
+    z = logit(np.clip(p, 1e-6, 1 - 1e-6))
+    grid = np.linspace(z.min(), z.max(), SMOOTHING_GRID)
+    # F_c(t): the smoothed share of class c's scores below t; J(t) = F_0(t) - F_1(t)
+    below = [norm.cdf((grid[:, None] - z[y == c][None, :]) / _bandwidth(z[y == c])).mean(axis=1) for c in (0, 1)]
+    return float(expit(grid[int(np.argmax(below[0] - below[1]))]))
+
+
+def _bandwidth(z: np.ndarray) -> float:
+    """Silverman's rule of thumb (scipy.stats.gaussian_kde's "silverman", robust to outliers by the IQR)."""
+    q75, q25 = np.percentile(z, [75, 25])
+    spread = min(float(np.std(z, ddof=1)) if len(z) > 1 else 0.0, (q75 - q25) / 1.34) or float(np.std(z)) or 1.0
+    return 0.9 * spread * len(z) ** -0.2
+
+
+_RULES = {
+    "smoothed_youden": _smoothed_youden,
+    "prevalence": lambda y, p: float(np.mean(y)),
+    "half": lambda y, p: 0.5,
+}
+
+
 def sensitivity_bound(y: np.ndarray, p: np.ndarray, threshold: float, *,
-                      target_sensitivity: float | None = None,
+                      target_sensitivity: float | None = None, rule: str = "youden",
                       confidence: float = SENSITIVITY_CONFIDENCE) -> dict[str, Any]:
     """What sensitivity `threshold` promises on new data, from the (y, p) it was chosen on: metrics.json's
     "operating_point" (the point, its one-sided Clopper-Pearson lower bound, and whether the target is met)."""
@@ -100,7 +147,7 @@ def sensitivity_bound(y: np.ndarray, p: np.ndarray, threshold: float, *,
     n_pos, called = int(y.sum()), int(((p >= threshold) & (y == 1)).sum())
     lower = float(sensitivity_lower_bound(called, n_pos, confidence)) if n_pos else float("nan")
     out: dict[str, Any] = {
-        "rule": ("Youden's J" if target_sensitivity is None else
+        "rule": (THRESHOLD_RULES[rule] if target_sensitivity is None else
                  f"the highest threshold whose one-sided {confidence:.0%} Clopper-Pearson lower bound of "
                  f"sensitivity is >= {target_sensitivity:g}"),
         "target_sensitivity": target_sensitivity, "confidence": confidence, "threshold": float(threshold),

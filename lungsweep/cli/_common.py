@@ -7,8 +7,10 @@ import importlib
 import sys
 from typing import Sequence
 
-__all__ = ["CALIBRATIONS", "EXPLAIN_TARGETS", "METHODS", "add_max_networks", "members_arg", "unreadable",
-           "window_arg"]
+import ensemble
+
+__all__ = ["CALIBRATIONS", "EXPLAIN_TARGETS", "METHODS", "add_max_networks", "add_threshold_rule", "members_arg",
+           "unreadable", "window_arg"]
 
 
 class _RegistryNames(Sequence[str]):
@@ -66,6 +68,15 @@ def unreadable(bad: list[tuple[str, str]], rows: str) -> int:
     for path, reason in bad[:20]:
         print(f"  {path}: {reason}", file=sys.stderr)
     return 1
+
+
+def add_threshold_rule(p: argparse.ArgumentParser) -> None:
+    """--threshold-rule, as `lungsweep ensemble` and `lungsweep run` take it (ensemble.fit.threshold)."""
+    rules = ensemble.THRESHOLD_RULES
+    p.add_argument("--threshold-rule", choices=list(rules), metavar="RULE",
+                   default=ensemble.EnsembleSettings().threshold_rule, help="how the decision threshold is chosen on the calibrated probability: "
+                        + "; ".join(f"{name}: {what}" for name, what in rules.items()) + " (default %(default)s; "
+                        "--target-sensitivity, where given, decides instead)")
 
 
 def add_max_networks(p: argparse.ArgumentParser, *, default: str = "no budget") -> None:

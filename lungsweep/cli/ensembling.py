@@ -6,7 +6,7 @@ import argparse
 
 import ensemble
 
-from ._common import CALIBRATIONS, METHODS, add_max_networks, members_arg
+from ._common import CALIBRATIONS, METHODS, add_max_networks, add_threshold_rule, members_arg
 
 __all__ = ["add_parsers"]
 
@@ -34,7 +34,9 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
                    help="how probabilities are calibrated: %(choices)s (default %(default)s)")
     add_max_networks(p)
     p.add_argument("--tta", action="store_true", help="test-time augmentation: average each member over flips")
-    p.add_argument("--target-sensitivity", type=float, help="threshold meeting this sensitivity (default: Youden's J)")
+    add_threshold_rule(p)
+    p.add_argument("--target-sensitivity", type=float,
+                   help="threshold meeting this sensitivity with 95%% confidence (default: --threshold-rule)")
     p.add_argument("--folds", type=int, default=default.n_splits, help="cross-fitting folds over holdout groups")
     p.add_argument("--fold-noise-share", type=float, default=default.fold_noise_share,
                    help="k-fold bags: fit the calibrator for the bag's mean margin, assuming this share of a fold "
@@ -51,7 +53,7 @@ def _run_ensemble(args: argparse.Namespace) -> int:
     settings = ensemble.EnsembleSettings(
         method=args.method, calibration=args.calibration, members=args.members,
         trials=tuple(t.strip() for t in args.trials.split(",")) if args.trials else (),
-        tta=args.tta, target_sensitivity=args.target_sensitivity, n_splits=args.folds, n_boot=args.bootstrap,
+        tta=args.tta, target_sensitivity=args.target_sensitivity, threshold_rule=args.threshold_rule, n_splits=args.folds, n_boot=args.bootstrap,
         fold_noise_share=args.fold_noise_share, max_networks=args.max_networks,
     )
     metrics = ensemble.build_ensemble(args.run_dir, args.out, settings)

@@ -28,6 +28,19 @@ def test_round_trip_through_json(method: str, calibration: str, make_members) ->
     np.testing.assert_array_equal(back.predict(X_new), pipe.predict(X_new))
 
 
+@pytest.mark.parametrize("rule", ["prevalence", "smoothed_youden"])
+def test_the_threshold_rule_is_fitted_and_kept(rule: str, members) -> None:
+    X, y, groups = members
+    pipe = EnsemblePipeline(threshold_rule=rule).fit(X, y, groups)
+    assert pipe.threshold_ == choose_threshold(y, pipe.threshold_proba(X, y, groups), rule=rule)
+    record = pipe.to_dict()
+    assert EnsemblePipeline.from_dict(record).get_params()["threshold_rule"] == rule
+    del record["params"]["threshold_rule"]  # an ensemble.json written before rules: Youden's J, as it was
+    assert EnsemblePipeline.from_dict(record).threshold_rule == "youden"
+    with pytest.raises(EnsembleError, match="unknown threshold rule 'mode'"):
+        EnsemblePipeline(threshold_rule="mode").fit(X, y, groups)
+
+
 def test_auto_records_the_candidates_scores(members) -> None:
     X, y, groups = members
     pipe = EnsemblePipeline(calibration="auto").fit(X, y, groups)

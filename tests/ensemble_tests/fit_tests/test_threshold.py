@@ -127,3 +127,38 @@ def test_sensitivity_bound_says_what_to_expect() -> None:
 def test_threshold_errors(y: list, p: list, target: object, match: str) -> None:
     with pytest.raises(EnsembleError, match=match):
         choose_threshold(np.array(y), np.array(p), target_sensitivity=target)
+
+
+def _binormal(n: int, rng: np.random.Generator, share: float = 0.46) -> tuple[np.ndarray, np.ndarray]:
+    """Calibrated probabilities: logit scores N(+-1.2, 1) with the log prior odds added, as a calibrator gives."""
+    y = (rng.random(n) < share).astype(int)
+    z = np.where(y == 1, 1.2, -1.2) + rng.normal(0, 1, n)
+    return y, 1 / (1 + np.exp(-(2.4 * z + np.log(share / (1 - share)))))
+
+
+def test_each_rule_has_its_threshold() -> None:
+    y, p = _binormal(400, np.random.default_rng(0))
+    assert choose_threshold(y, p, rule="half") == 0.5
+    assert choose_threshold(y, p, rule="prevalence") == pytest.approx(y.mean())
+    assert choose_threshold(y, p, rule="youden") == choose_threshold(y, p)  # the default until the bench said
+    # a target sensitivity decides whatever the rule
+    assert choose_threshold(y, p, rule="half", target_sensitivity=0.9) == choose_threshold(y, p, target_sensitivity=0.9)
+    with pytest.raises(EnsembleError, match="unknown threshold rule 'otsu'; choose one of youden, smoothed_youden"):
+        choose_threshold(y, p, rule="otsu")
+
+
+def test_smoothed_youden_finds_the_true_optimum_and_moves_less() -> None:
+    """On calibrated binormal scores J peaks where P(positive | score) is the positive share (the class
+    densities cross). Over 40 pools of 150 images the smoothed rule lands nearer that point than the empirical
+    maximum, and varies less."""
+    rng = np.random.default_rng(1)
+    y, p = _binormal(20_000, rng)
+    assert choose_threshold(y, p, rule="smoothed_youden") == pytest.approx(0.46, abs=0.03)
+    plain, smooth = [], []
+    for _ in range(40):
+        y, p = _binormal(150, rng)
+        plain.append(choose_threshold(y, p, rule="youden"))
+        smooth.append(choose_threshold(y, p, rule="smoothed_youden"))
+    assert np.std(smooth) < 0.8 * np.std(plain)
+    assert np.mean(np.abs(np.array(smooth) - 0.46)) < np.mean(np.abs(np.array(plain) - 0.46))
+    assert sensitivity_bound(y, p, smooth[-1], rule="smoothed_youden")["rule"].startswith("Youden's J on smoothed")
