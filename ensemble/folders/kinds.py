@@ -15,7 +15,7 @@ from trainers.checkpoint import META
 from trainers.errors import LungsweepError
 
 from .ensemble_dir import is_ensemble_folder
-from .model_dir import is_model_folder
+from .model_dir import is_model_folder, refuse_pickle
 
 __all__ = ["FolderKind", "kind_of", "run_checkpoint"]
 
@@ -30,10 +30,12 @@ class FolderKind(Enum):
 
 
 def kind_of(path: str | Path) -> FolderKind:
-    """The kind of `path`, or a LungsweepError that says what it is not."""
+    """The kind of `path`, or a LungsweepError that says what it is not (a pickle: why it is never loaded)."""
     path = Path(path)
+    refuse_pickle(path)  # every caller loads what it is told, and a pickle file is no folder
     if not path.is_dir():
-        raise LungsweepError(f"{path} does not exist or is not a folder")
+        raise LungsweepError(f"{path} does not exist or is not a folder; give a folder lungsweep wrote (MODEL_DIR, "
+                             "ENS_DIR, a sweep's RUN_DIR, a bag, a checkpoint or a `lungsweep train` run)")
     if is_model_folder(path):
         return FolderKind.MODEL
     if is_ensemble_folder(path):

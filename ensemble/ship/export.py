@@ -37,7 +37,7 @@ from ..fit.metrics import bootstrap_metrics
 from ..fit.pipeline import EnsemblePipeline
 from ..folders.ensemble_dir import read_ensemble
 from ..folders.kinds import FolderKind, kind_of, run_checkpoint
-from ..folders.model_dir import MODEL_FORMAT, is_model_folder, refuse_pickle, write_manifest
+from ..folders.model_dir import MODEL_FORMAT, is_model_folder, write_manifest
 from ..runtime.exported import ExportedModel
 from ..runtime.model import EnsembleModel, load_member
 from .graph import EnsembleGraph, GraphMember
@@ -78,11 +78,8 @@ def export_model(
     """
     if fmt not in FORMATS:
         raise ArtifactError(f"unknown export format {fmt!r}; choose one of {sorted(FORMATS)}")
-    source, out = local_sweep(source), Path(out)  # a sweep at a URI is read from a local mirror
-    refuse_pickle(source)
-    if not source.is_dir():
-        raise ArtifactError(f"{source} does not exist or is not a folder; give an ENS_DIR, a sweep RUN_DIR or a run folder")
-    if out.resolve() == source.resolve():
+    out = Path(out)  # checked before anything is read (a sweep at a URI would be mirrored first)
+    if out.resolve() == Path(source).resolve():
         raise ArtifactError(f"--out {out} is the source folder; give a new folder for the exported model")
     if out.exists() and not is_model_folder(out) and (not out.is_dir() or any(out.iterdir())):
         raise ArtifactError(f"--out {out} exists and is not a MODEL_DIR; give a new folder (it would be replaced)")
@@ -143,8 +140,9 @@ def _predict_cost(graph: EnsembleGraph, exported: ExportedModel, arrays: dict[in
     }
 
 
-def _read_source(source: Path, trial: str | None, n_boot: int) -> _Source:
-    kind = kind_of(source)
+def _read_source(source: str | Path, trial: str | None, n_boot: int) -> _Source:
+    source = local_sweep(source)  # a sweep at a URI is read from a local mirror
+    kind = kind_of(source)  # refuses a pickle, and what is no folder lungsweep wrote
     if trial is not None and kind is not FolderKind.SWEEP:
         raise ArtifactError(f"{source} is an {kind.value}; --trial is for a sweep folder (RUN_DIR)")
     if kind is FolderKind.ENSEMBLE:
