@@ -150,7 +150,7 @@ def _read_source(source: str | Path, trial: str | None, n_boot: int) -> _Source:
         reference = EnsembleModel.of_folder(ens)
         manifest = ens.manifest
         first = manifest["provenance"]["members"][0]
-        first_meta = load_member_meta(ens.members[first["trial_id"]])
+        first_meta = {m.trial_id: m.meta for m in reference.members}[first["trial_id"]]  # read with its models
         return _Source(
             kind="ensemble", reference=reference, metrics=ens.metrics,
             provenance={"ensemble_dir": str(source.resolve()), **manifest["provenance"]},
