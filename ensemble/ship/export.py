@@ -157,23 +157,23 @@ def _read_source(source: str | Path, trial: str | None, n_boot: int) -> _Source:
             copies=ens.shipped,
             holdout=(first["config"].get("data"), sorted(_holdout_rows(first_meta))),
         )
-    if kind is FolderKind.SWEEP:
-        trial = trial or "best"
-        picked, sweep = select_members(source, top=1) if trial == "best" else select_members(source, trials=[trial])
-        member = picked[0]
-        return _single_model(member.checkpoint, member.trial_id, member.meta, n_boot, {
-            "sweep": sweep.location,
-            "members": [{"trial_id": member.trial_id, "rank": member.rank, "sweep_metric": member.metric,
-                         "checkpoint": str(member.checkpoint), "config": member.config}],
-        }, described=f"trial {member.trial_id} (rank {member.rank} of the sweep)")
     if kind is FolderKind.MODEL:
         raise ArtifactError(f"{source} is already an exported model (MODEL_DIR); copy it instead of exporting it")
-    folder = run_checkpoint(source, kind)  # a checkpoint or bag folder, or a `lungsweep train` run's best/
-    meta = load_member_meta(folder)
-    return _single_model(folder, source.name, meta, n_boot, {
-        "run": str(source.resolve()),
-        "members": [{"trial_id": source.name, "checkpoint": str(folder.resolve()), "config": meta["config"]}],
-    }, described=f"the model of {source}")
+    if kind is FolderKind.SWEEP:
+        picked, sweep = select_members(source, top=1, trials=[trial] if trial and trial != "best" else None)
+        member = picked[0]
+        folder, name, meta = member.checkpoint, member.trial_id, member.meta
+        where = {"sweep": sweep.location, "members": [
+            {"trial_id": name, "rank": member.rank, "sweep_metric": member.metric, "checkpoint": str(folder),
+             "config": member.config}]}
+        described = f"trial {name} (rank {member.rank} of the sweep)"
+    else:
+        folder = run_checkpoint(source, kind)  # a checkpoint or bag folder, or a `lungsweep train` run's best/
+        name, meta = source.name, load_member_meta(folder)
+        where = {"run": str(source.resolve()), "members": [
+            {"trial_id": name, "checkpoint": str(folder.resolve()), "config": meta["config"]}]}
+        described = f"the model of {source}"
+    return _single_model(folder, name, meta, n_boot, where, described=described)
 
 
 def _holdout_rows(meta: dict[str, Any]) -> dict[str, Any]:
