@@ -93,10 +93,7 @@ class EnsembleModel:
         if is_ensemble_folder(folder):
             return cls.of_folder(read_ensemble(folder))
         if (folder / META).is_file() or is_bag(folder):
-            member = load_member(folder, folder.name)
-            pipeline = EnsemblePipeline.single_member()
-            return cls(members=[member], pipeline=pipeline, tta=False, classes=member.meta["classes"],
-                       positive=member.meta["positive"], manifest={"kind": "checkpoint", "checkpoint": str(folder)})
+            return cls.of_member(folder, folder.name)
         raise EnsembleError(
             f"{folder} is neither an ensemble folder ({ENSEMBLE_JSON}), a bag ({BAG_JSON}) nor a checkpoint folder "
             f"({META})"
@@ -116,6 +113,14 @@ class EnsembleModel:
                                 "run `lungsweep ensemble` again") from e
         return cls(members=members, pipeline=pipeline, tta=manifest["tta"], classes=manifest["classes"],
                    positive=manifest["positive"], manifest=manifest)
+
+    @classmethod
+    def of_member(cls, folder: Path, trial_id: str) -> "EnsembleModel":
+        """One checkpoint or bag folder as it was trained: one member, no calibration, threshold 0.5 (on the CPU)."""
+        member = load_member(folder, trial_id)
+        return cls(members=[member], pipeline=EnsemblePipeline.single_member(), tta=False,
+                   classes=member.meta["classes"], positive=member.meta["positive"],
+                   manifest={"kind": "checkpoint", "checkpoint": str(folder)})
 
     def margins_for_images(self, arrays: dict[int, np.ndarray], *, device: torch.device) -> np.ndarray:
         """(N, n_members) margins for {image_size: (N, S, S) uint8} decoded images."""

@@ -34,12 +34,11 @@ from trainers.inference import shared_reading
 from ..errors import ArtifactError
 from ..fit.members import Member, load_member_meta, select_members, split_predictions
 from ..fit.metrics import bootstrap_metrics
-from ..fit.pipeline import EnsemblePipeline
 from ..folders.ensemble_dir import read_ensemble
 from ..folders.kinds import FolderKind, kind_of, run_checkpoint
 from ..folders.model_dir import MODEL_FORMAT, is_model_folder, write_manifest
 from ..runtime.exported import ExportedModel
-from ..runtime.model import EnsembleModel, load_member
+from ..runtime.model import EnsembleModel
 from .graph import EnsembleGraph, GraphMember
 
 __all__ = ["export_model", "write_onnx", "write_torchscript", "FORMATS", "PARITY_TOLERANCE"]
@@ -173,25 +172,23 @@ def _read_source(source: str | Path, trial: str | None, n_boot: int) -> _Source:
         where = {"run": str(source.resolve()), "members": [
             {"trial_id": name, "checkpoint": str(folder.resolve()), "config": meta["config"]}]}
         described = f"the model of {source}"
-    return _single_model(folder, name, meta, n_boot, where, described=described)
+    reference = EnsembleModel.of_member(folder, name)  # its models as trained: what the export must agree with
+    return _single_model(reference, folder, meta, n_boot, where, described=described)
 
 
 def _holdout_rows(meta: dict[str, Any]) -> dict[str, Any]:
     return meta["holdout"] if "oof" in meta else meta["predictions"]["holdout"]
 
 
-def _single_model(folder: Path, name: str, meta: dict[str, Any], n_boot: int, where: dict[str, Any], *,
-                  described: str) -> _Source:
-    """One model (or one bag) as trained: its own probability, threshold 0.5, metrics on its holdout.
+def _single_model(reference: EnsembleModel, folder: Path, meta: dict[str, Any], n_boot: int, where: dict[str, Any],
+                  *, described: str) -> _Source:
+    """One model (or one bag) as trained (`reference`, loaded from `folder`): its own probability, threshold 0.5,
+    metrics on its holdout.
 
     Without a holdout: a bag's out-of-fold predictions (the sweep ranked on them), else the
     validation split (which also chose the best epoch): both flagged as optimistic.
     """
-    member = Member(name, folder, meta, rank=1, metric=float("nan"))  # its meta as the caller read it, once
-    reference = EnsembleModel(
-        members=[load_member(folder, name)], pipeline=EnsemblePipeline.single_member(), tta=False,
-        classes=meta["classes"], positive=meta["positive"], manifest={"kind": "single"},
-    )
+    member = Member(reference.members[0].trial_id, folder, meta, rank=1, metric=float("nan"))  # the caller read meta
     split = "holdout" if _holdout_rows(meta) else ("oof" if member.is_bag else "val")
     preds = split_predictions([member], split=split)
     y, groups = preds.y, preds.groups
