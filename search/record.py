@@ -38,7 +38,7 @@ __all__ = [
     "BEST_CONFIG", "RESULTS_CSV", "RESULTS_PARQUET", "SWEEP_FILE", "SWEEP_ID", "USABLE_STATUSES",
     "is_sweep", "new_sweep_id", "read_record", "read_results", "read_sweep", "read_sweep_id", "study_name",
     "sweep_record", "trial_dir", "trial_dirname", "trial_id_of", "trial_status", "write_sweep", "local_sweep",
-    "fetch_checkpoint",
+    "trial_checkpoint",
     "sweep_location", "check_same_sweep", "sweep_config", "SweepFolder", "read_sweep_folder",
     "SWEEP_COUNT", "SweepCount", "count_trials", "write_sweep_count", "read_sweep_count",
 ]
@@ -78,7 +78,7 @@ def local_sweep(location: str | Path) -> Path:
     (s3://, gs://, file://) a mirror under the lungsweep cache.
 
     The mirror holds every file of the sweep but its checkpoint folders, which
-    `fetch_checkpoint` brings on demand: an ensemble needs a few trials' models, not all.
+    `trial_checkpoint` fetches on demand: an ensemble needs a few trials' models, not all.
     It is refreshed on every call, so a sweep still running is read as it is now.
     """
     if not storage.is_uri(location):
@@ -99,17 +99,23 @@ def local_sweep(location: str | Path) -> Path:
     return mirror
 
 
-def fetch_checkpoint(run_dir: Path, trial_id: str, name: str) -> Path | None:
-    """In a mirror (`local_sweep`): the trial's checkpoint folder `name`, fetched once from the sweep's URI.
+def trial_checkpoint(run_dir: str | Path, trial_id: str, recorded: str) -> Path | None:
+    """The trial's checkpoint folder that the results table records (`recorded`, where the trial wrote it).
 
-    None for a plain local folder, or when the URI no longer holds that checkpoint.
+    Looked for inside this sweep folder (also when the sweep was moved or copied); in a mirror
+    (`local_sweep`), fetched once from the sweep's URI, since the recorded path is then the bucket's;
+    else at the recorded path. None when none of them holds it.
     """
-    origin = Path(run_dir) / MIRROR_ORIGIN
-    if not origin.is_file():
-        return None
-    uri = origin.read_text().strip()
+    name = Path(recorded).name
     local = trial_dir(run_dir, trial_id) / name
-    return local if storage.fetch_folder(storage.join(uri, trial_dirname(trial_id), name), local) else None
+    if local.is_dir():
+        return local
+    origin = Path(run_dir) / MIRROR_ORIGIN
+    if origin.is_file():
+        uri = origin.read_text().strip()
+        if storage.fetch_folder(storage.join(uri, trial_dirname(trial_id), name), local):
+            return local
+    return Path(recorded) if Path(recorded).is_dir() else None
 
 
 def sweep_location(run_dir: str | Path) -> str:
@@ -215,6 +221,7 @@ class SweepFolder:
     """What a reader of a finished sweep needs, read once: the ranked results and, where readable, the record."""
 
     run_dir: Path
+    location: str  # where the sweep lives: the URI a mirror was made of, else the absolute folder (sweep_location)
     table: "pd.DataFrame"  # results.parquet, ranked
     record: dict[str, Any] | None  # SWEEP_FILE as written; None: see record_error
     record_error: str | None  # why there is no record: the missing or damaged file, and the command that writes it
@@ -231,13 +238,14 @@ class SweepFolder:
 
 
 def read_sweep_folder(run_dir: str | Path) -> SweepFolder:
-    """The results table (a named error without it) and the record, each read once."""
+    """Where the sweep lives, the results table (a named error without it) and the record, each read once."""
+    location = sweep_location(run_dir)
     table = read_results(run_dir)
     try:
         record = read_record(run_dir)
     except LungsweepError as e:
-        return SweepFolder(Path(run_dir), table, None, f"{e}.")
-    return SweepFolder(Path(run_dir), table, record, None)
+        return SweepFolder(Path(run_dir), location, table, None, f"{e}.")
+    return SweepFolder(Path(run_dir), location, table, record, None)
 
 
 def read_results(run_dir: str | Path) -> "pd.DataFrame":

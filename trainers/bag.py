@@ -40,7 +40,7 @@ from .run_folder import BEST, LAST, check_resumable
 __all__ = [
     "BAG_JSON", "BagResult", "FoldReport", "copy_bag", "existing_bag", "fold_checkpoints", "fold_dirname", "is_bag",
     "oof_metrics",
-    "read_bag", "read_model_meta", "train_bag",
+    "read_bag", "train_bag",
 ]
 
 log = logging.getLogger(__name__)
@@ -197,10 +197,10 @@ def existing_bag(bag_dir: str | Path, *, resume: bool) -> dict[str, Any] | None:
     return read_bag(bag_dir)
 
 
-def fold_checkpoints(bag_dir: str | Path) -> list[Path]:
-    """The checkpoint folders of the folds done, in fold order."""
+def fold_checkpoints(bag_dir: str | Path, bag: dict[str, Any] | None = None) -> list[Path]:
+    """The checkpoint folders of the folds done, in fold order (`bag`: its bag.json, where already read)."""
     bag_dir = Path(bag_dir)
-    bag = read_bag(bag_dir)
+    bag = bag or read_bag(bag_dir)
     folders = [bag_dir / fold_dirname(k) for k in bag["folds_done"]]
     for folder in folders:
         if not (folder / META).is_file():
@@ -215,8 +215,3 @@ def copy_bag(bag_dir: str | Path, dest: str | Path) -> None:
     shutil.copy2(bag_dir / BAG_JSON, dest / BAG_JSON)
     for folder in fold_checkpoints(bag_dir):
         shutil.copytree(folder, dest / folder.name)
-
-
-def read_model_meta(folder: str | Path) -> dict[str, Any]:
-    """The record of a bag folder (bag.json) or a checkpoint folder (checkpoint.json): classes, positive, config."""
-    return read_bag(folder) if is_bag(folder) else read_meta(folder)

@@ -30,7 +30,7 @@ from trainers.progress import progress_bar
 
 from ..errors import ExplainError
 from ..folders.kinds import FolderKind, kind_of, run_checkpoint
-from ..folders.model_dir import read_manifest, refuse_pickle
+from ..folders.model_dir import read_manifest
 from ..runtime.inputs import samples
 from ..runtime.model import EnsembleModel
 from .border import BORDER_MARGIN, MEASURES, MassShares, content_box, content_rectangle, mass_shares
@@ -69,8 +69,7 @@ def load_explainable(source: str | Path, *, device: str = "auto") -> EnsembleMod
     An exported MODEL_DIR holds no torch weights: refused, naming the folder it was exported from.
     """
     source = Path(source)
-    refuse_pickle(source)
-    kind = kind_of(source)
+    kind = kind_of(source)  # refuses a pickle
     if kind is FolderKind.MODEL:
         origin = _exported_from(read_manifest(source))
         raise ExplainError(

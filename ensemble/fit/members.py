@@ -16,7 +16,7 @@ import numpy as np
 from scipy.special import expit, log_expit, logit, logsumexp
 
 from search.config import oof_name
-from search.record import USABLE_STATUSES, fetch_checkpoint, read_sweep_folder, sweep_location, trial_dir
+from search.record import USABLE_STATUSES, read_sweep_folder, trial_checkpoint
 from trainers import LungsweepError, read_meta
 from trainers.bag import fold_checkpoints, is_bag, read_bag
 from trainers.checkpoint import META
@@ -173,7 +173,9 @@ def select_members(
                             "let the sweep run longer (or resume it) and run `lungsweep results` again")
     members = []
     for row in chosen.itertuples():
-        folder = _local_checkpoint(run_dir, row.trial_id, row.checkpoint)
+        folder = trial_checkpoint(run_dir, row.trial_id, row.checkpoint)
+        if folder is None:
+            raise EnsembleError(f"checkpoint {row.checkpoint} of trial {row.trial_id} is missing")
         members.append(Member(row.trial_id, folder, load_member_meta(folder), int(row.rank), float(row.best_metric)))
     check_compatible(members)
     return members, sweep
@@ -187,21 +189,7 @@ def read_candidates(run_dir: str | Path) -> Candidates:
         raise EnsembleError(str(e)) from e
     cross_validated = folder.config is not None and folder.config.cross_validated  # else: single split
     return Candidates(Path(run_dir), folder.table, folder.record, folder.record_error, cross_validated,
-                      sweep_location(run_dir))
-
-
-def _local_checkpoint(run_dir: Path, trial_id: str, recorded: str) -> Path:
-    """The checkpoint folder inside this sweep folder, also when the sweep was moved or copied."""
-    inside = trial_dir(run_dir, trial_id) / Path(recorded).name
-    if inside.is_dir():
-        return inside
-    # a mirror of a sweep at a URI fetches it; the recorded path is then the bucket's, not this machine's
-    fetched = fetch_checkpoint(run_dir, trial_id, Path(recorded).name)
-    if fetched is not None:
-        return fetched
-    if Path(recorded).is_dir():
-        return Path(recorded)
-    raise EnsembleError(f"checkpoint {recorded} of trial {trial_id} is missing")
+                      folder.location)
 
 
 def check_compatible(members: list[Member]) -> None:

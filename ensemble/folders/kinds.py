@@ -1,7 +1,7 @@
 """Which kind of folder a path is: the one place that tells a checkpoint from a bag, a run, a sweep,
 an ensemble or an exported model.
 
-Each kind's own module owns its file names (trainers.checkpoint, trainers.bag,
+Each kind's own module owns its file names (trainers.checkpoint, trainers.bag, trainers.run_folder,
 search.record, ensemble.folders.ensemble_dir, ensemble.folders.model_dir); this module only asks them.
 """
 from __future__ import annotations
@@ -13,9 +13,10 @@ from search.record import is_sweep
 from trainers.bag import is_bag
 from trainers.checkpoint import META
 from trainers.errors import LungsweepError
+from trainers.run_folder import BEST
 
 from .ensemble_dir import is_ensemble_folder
-from .model_dir import is_model_folder
+from .model_dir import is_model_folder, refuse_pickle
 
 __all__ = ["FolderKind", "kind_of", "run_checkpoint"]
 
@@ -30,10 +31,12 @@ class FolderKind(Enum):
 
 
 def kind_of(path: str | Path) -> FolderKind:
-    """The kind of `path`, or a LungsweepError that says what it is not."""
+    """The kind of `path`, or a LungsweepError that says what it is not (a pickle: why it is never loaded)."""
     path = Path(path)
+    refuse_pickle(path)  # every caller loads what it is told, and a pickle file is no folder
     if not path.is_dir():
-        raise LungsweepError(f"{path} does not exist or is not a folder")
+        raise LungsweepError(f"{path} does not exist or is not a folder; give a folder lungsweep wrote (MODEL_DIR, "
+                             "ENS_DIR, a sweep's RUN_DIR, a bag, a checkpoint or a `lungsweep train` run)")
     if is_model_folder(path):
         return FolderKind.MODEL
     if is_ensemble_folder(path):
@@ -44,7 +47,7 @@ def kind_of(path: str | Path) -> FolderKind:
         return FolderKind.BAG
     if (path / META).is_file():
         return FolderKind.CHECKPOINT
-    if (path / "best" / META).is_file():
+    if (path / BEST / META).is_file():
         return FolderKind.TRAIN_RUN
     kinds = "; ".join(k.value for k in FolderKind)
     raise LungsweepError(f"{path} is none of the folders lungsweep writes ({kinds})")
@@ -53,4 +56,4 @@ def kind_of(path: str | Path) -> FolderKind:
 def run_checkpoint(path: str | Path, kind: FolderKind | None = None) -> Path:
     """The model folder of a checkpoint, bag or train run: what one-model commands load (`kind`: if known)."""
     path = Path(path)
-    return path / "best" if (kind or kind_of(path)) is FolderKind.TRAIN_RUN else path
+    return path / BEST if (kind or kind_of(path)) is FolderKind.TRAIN_RUN else path

@@ -7,7 +7,7 @@ and each member: a checkpoint folder (safetensors weights and checkpoint.json), 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from trainers import CheckpointError, Preprocessing, load_model
-from trainers.bag import BAG_JSON, fold_checkpoints, is_bag, read_model_meta
+from trainers.bag import BAG_JSON, fold_checkpoints, is_bag, read_bag
 from trainers.checkpoint import META
 from trainers.inference import resolve_device, shared_reading
 
@@ -34,6 +34,7 @@ class LoadedMember:
     trial_id: str
     models: list[torch.nn.Module]
     prep: Preprocessing
+    meta: dict[str, Any] = field(default_factory=dict)  # bag.json, or the checkpoint's meta: read with the models
 
     @property
     def model(self) -> torch.nn.Module:
@@ -92,11 +93,7 @@ class EnsembleModel:
         if is_ensemble_folder(folder):
             return cls.of_folder(read_ensemble(folder))
         if (folder / META).is_file() or is_bag(folder):
-            member = load_member(folder, folder.name)
-            meta = read_model_meta(folder)
-            pipeline = EnsemblePipeline.single_member()
-            return cls(members=[member], pipeline=pipeline, tta=False, classes=meta["classes"],
-                       positive=meta["positive"], manifest={"kind": "checkpoint", "checkpoint": str(folder)})
+            return cls.of_member(folder, folder.name)
         raise EnsembleError(
             f"{folder} is neither an ensemble folder ({ENSEMBLE_JSON}), a bag ({BAG_JSON}) nor a checkpoint folder "
             f"({META})"
@@ -117,6 +114,14 @@ class EnsembleModel:
         return cls(members=members, pipeline=pipeline, tta=manifest["tta"], classes=manifest["classes"],
                    positive=manifest["positive"], manifest=manifest)
 
+    @classmethod
+    def of_member(cls, folder: Path, trial_id: str) -> "EnsembleModel":
+        """One checkpoint or bag folder as it was trained: one member, no calibration, threshold 0.5 (on the CPU)."""
+        member = load_member(folder, trial_id)
+        return cls(members=[member], pipeline=EnsemblePipeline.single_member(), tta=False,
+                   classes=member.meta["classes"], positive=member.meta["positive"],
+                   manifest={"kind": "checkpoint", "checkpoint": str(folder)})
+
     def margins_for_images(self, arrays: dict[int, np.ndarray], *, device: torch.device) -> np.ndarray:
         """(N, n_members) margins for {image_size: (N, S, S) uint8} decoded images."""
         return np.stack(
@@ -134,9 +139,10 @@ class EnsembleModel:
 
 
 def load_member(folder: Path, trial_id: str) -> LoadedMember:
-    """A checkpoint folder (one model) or a bag folder (its fold models)."""
+    """A checkpoint folder (one model) or a bag folder (its fold models), with its meta, each file read once."""
     try:
-        folders = fold_checkpoints(folder) if is_bag(folder) else [folder]
+        bag = read_bag(folder) if is_bag(folder) else None
+        folders = [folder] if bag is None else fold_checkpoints(folder, bag)
         loaded = [load_model(f) for f in folders]
     except CheckpointError as e:
         raise EnsembleError(f"member {trial_id}: {e}") from e
@@ -144,4 +150,4 @@ def load_member(folder: Path, trial_id: str) -> LoadedMember:
     if len(preps) != 1:
         raise EnsembleError(f"member {trial_id}: its fold models were trained with different preprocessing")
     return LoadedMember(trial_id=trial_id, models=[m for m, _ in loaded],
-                        prep=Preprocessing.from_dict(loaded[0][1]["preprocessing"]))
+                        prep=Preprocessing.from_dict(loaded[0][1]["preprocessing"]), meta=bag or loaded[0][1])

@@ -19,7 +19,6 @@ from trainers.data import Dataset, decode_image_sizes, load_images
 
 from ..errors import EnsembleError
 from ..folders.kinds import FolderKind, kind_of, run_checkpoint
-from ..folders.model_dir import refuse_pickle
 from .exported import ExportedModel
 from .model import EnsembleModel
 
@@ -54,8 +53,7 @@ class Predictor(Protocol):
 
 def load_predictor(path: str | Path, *, device: str = "auto", threads: int | None = None) -> Predictor:
     """The predictor of a MODEL_DIR, ENS_DIR, bag, checkpoint or `lungsweep train` run folder."""
-    refuse_pickle(Path(path))
-    kind = kind_of(path)
+    kind = kind_of(path)  # refuses a pickle
     if kind is FolderKind.MODEL:
         return ExportedModel.load(path, threads=threads)
     if kind is FolderKind.SWEEP:

@@ -34,12 +34,11 @@ from trainers.inference import shared_reading
 from ..errors import ArtifactError
 from ..fit.members import Member, load_member_meta, select_members, split_predictions
 from ..fit.metrics import bootstrap_metrics
-from ..fit.pipeline import EnsemblePipeline
 from ..folders.ensemble_dir import read_ensemble
 from ..folders.kinds import FolderKind, kind_of, run_checkpoint
-from ..folders.model_dir import MODEL_FORMAT, is_model_folder, refuse_pickle, write_manifest
+from ..folders.model_dir import MODEL_FORMAT, is_model_folder, write_manifest
 from ..runtime.exported import ExportedModel
-from ..runtime.model import EnsembleModel, load_member
+from ..runtime.model import EnsembleModel
 from .graph import EnsembleGraph, GraphMember
 
 __all__ = ["export_model", "write_onnx", "write_torchscript", "FORMATS", "PARITY_TOLERANCE"]
@@ -78,11 +77,8 @@ def export_model(
     """
     if fmt not in FORMATS:
         raise ArtifactError(f"unknown export format {fmt!r}; choose one of {sorted(FORMATS)}")
-    source, out = local_sweep(source), Path(out)  # a sweep at a URI is read from a local mirror
-    refuse_pickle(source)
-    if not source.is_dir():
-        raise ArtifactError(f"{source} does not exist or is not a folder; give an ENS_DIR, a sweep RUN_DIR or a run folder")
-    if out.resolve() == source.resolve():
+    out = Path(out)  # checked before anything is read (a sweep at a URI would be mirrored first)
+    if out.resolve() == Path(source).resolve():
         raise ArtifactError(f"--out {out} is the source folder; give a new folder for the exported model")
     if out.exists() and not is_model_folder(out) and (not out.is_dir() or any(out.iterdir())):
         raise ArtifactError(f"--out {out} exists and is not a MODEL_DIR; give a new folder (it would be replaced)")
@@ -143,8 +139,9 @@ def _predict_cost(graph: EnsembleGraph, exported: ExportedModel, arrays: dict[in
     }
 
 
-def _read_source(source: Path, trial: str | None, n_boot: int) -> _Source:
-    kind = kind_of(source)
+def _read_source(source: str | Path, trial: str | None, n_boot: int) -> _Source:
+    source = local_sweep(source)  # a sweep at a URI is read from a local mirror
+    kind = kind_of(source)  # refuses a pickle, and what is no folder lungsweep wrote
     if trial is not None and kind is not FolderKind.SWEEP:
         raise ArtifactError(f"{source} is an {kind.value}; --trial is for a sweep folder (RUN_DIR)")
     if kind is FolderKind.ENSEMBLE:
@@ -152,48 +149,46 @@ def _read_source(source: Path, trial: str | None, n_boot: int) -> _Source:
         reference = EnsembleModel.of_folder(ens)
         manifest = ens.manifest
         first = manifest["provenance"]["members"][0]
-        first_meta = load_member_meta(ens.members[first["trial_id"]])
+        first_meta = {m.trial_id: m.meta for m in reference.members}[first["trial_id"]]  # read with its models
         return _Source(
             kind="ensemble", reference=reference, metrics=ens.metrics,
             provenance={"ensemble_dir": str(source.resolve()), **manifest["provenance"]},
             copies=ens.shipped,
             holdout=(first["config"].get("data"), sorted(_holdout_rows(first_meta))),
         )
-    if kind is FolderKind.SWEEP:
-        trial = trial or "best"
-        picked, sweep = select_members(source, top=1) if trial == "best" else select_members(source, trials=[trial])
-        member = picked[0]
-        return _single_model(member.checkpoint, member.trial_id, member.meta, n_boot, {
-            "sweep": sweep.location,
-            "members": [{"trial_id": member.trial_id, "rank": member.rank, "sweep_metric": member.metric,
-                         "checkpoint": str(member.checkpoint), "config": member.config}],
-        }, described=f"trial {member.trial_id} (rank {member.rank} of the sweep)")
     if kind is FolderKind.MODEL:
         raise ArtifactError(f"{source} is already an exported model (MODEL_DIR); copy it instead of exporting it")
-    folder = run_checkpoint(source, kind)  # a checkpoint or bag folder, or a `lungsweep train` run's best/
-    meta = load_member_meta(folder)
-    return _single_model(folder, source.name, meta, n_boot, {
-        "run": str(source.resolve()),
-        "members": [{"trial_id": source.name, "checkpoint": str(folder.resolve()), "config": meta["config"]}],
-    }, described=f"the model of {source}")
+    if kind is FolderKind.SWEEP:
+        picked, sweep = select_members(source, top=1, trials=[trial] if trial and trial != "best" else None)
+        member = picked[0]
+        folder, name, meta = member.checkpoint, member.trial_id, member.meta
+        where = {"sweep": sweep.location, "members": [
+            {"trial_id": name, "rank": member.rank, "sweep_metric": member.metric, "checkpoint": str(folder),
+             "config": member.config}]}
+        described = f"trial {name} (rank {member.rank} of the sweep)"
+    else:
+        folder = run_checkpoint(source, kind)  # a checkpoint or bag folder, or a `lungsweep train` run's best/
+        name, meta = source.name, load_member_meta(folder)
+        where = {"run": str(source.resolve()), "members": [
+            {"trial_id": name, "checkpoint": str(folder.resolve()), "config": meta["config"]}]}
+        described = f"the model of {source}"
+    reference = EnsembleModel.of_member(folder, name)  # its models as trained: what the export must agree with
+    return _single_model(reference, folder, meta, n_boot, where, described=described)
 
 
 def _holdout_rows(meta: dict[str, Any]) -> dict[str, Any]:
     return meta["holdout"] if "oof" in meta else meta["predictions"]["holdout"]
 
 
-def _single_model(folder: Path, name: str, meta: dict[str, Any], n_boot: int, where: dict[str, Any], *,
-                  described: str) -> _Source:
-    """One model (or one bag) as trained: its own probability, threshold 0.5, metrics on its holdout.
+def _single_model(reference: EnsembleModel, folder: Path, meta: dict[str, Any], n_boot: int, where: dict[str, Any],
+                  *, described: str) -> _Source:
+    """One model (or one bag) as trained (`reference`, loaded from `folder`): its own probability, threshold 0.5,
+    metrics on its holdout.
 
     Without a holdout: a bag's out-of-fold predictions (the sweep ranked on them), else the
     validation split (which also chose the best epoch): both flagged as optimistic.
     """
-    member = Member(name, folder, meta, rank=1, metric=float("nan"))  # its meta as the caller read it, once
-    reference = EnsembleModel(
-        members=[load_member(folder, name)], pipeline=EnsemblePipeline.single_member(), tta=False,
-        classes=meta["classes"], positive=meta["positive"], manifest={"kind": "single"},
-    )
+    member = Member(reference.members[0].trial_id, folder, meta, rank=1, metric=float("nan"))  # the caller read meta
     split = "holdout" if _holdout_rows(meta) else ("oof" if member.is_bag else "val")
     preds = split_predictions([member], split=split)
     y, groups = preds.y, preds.groups

@@ -8,7 +8,7 @@ import pytest
 from tests_support import sweep_yaml
 
 from search import load_sweep_config
-from search.record import read_sweep, trial_dir, trial_status, write_sweep
+from search.record import MIRROR_ORIGIN, read_sweep, trial_checkpoint, trial_dir, trial_status, write_sweep
 from trainers import LungsweepError
 
 
@@ -25,6 +25,25 @@ def test_the_record_round_trips_to_the_same_sweep_config(tmp_path, synthetic_dat
     assert read_sweep(tmp_path / "sweep") == cfg
     assert read_sweep(tmp_path / "sweep").base_train_config() == cfg.base_train_config()
     assert trial_dir(tmp_path / "sweep", "ab12") == tmp_path / "sweep" / "trial_ab12"
+
+
+def test_a_trials_checkpoint_is_found_inside_the_sweep_folder_else_where_it_was_recorded(tmp_path):
+    run_dir = tmp_path / "sweep"
+    inside = trial_dir(run_dir, "ab12") / "checkpoint_000002"
+    inside.mkdir(parents=True)
+    assert trial_checkpoint(run_dir, "ab12", "/moved/away/trial_ab12/checkpoint_000002") == inside
+    recorded = tmp_path / "elsewhere" / "checkpoint_000003"
+    recorded.mkdir(parents=True)
+    assert trial_checkpoint(run_dir, "cd34", str(recorded)) == recorded
+    assert trial_checkpoint(run_dir, "ef56", str(tmp_path / "gone" / "checkpoint_000001")) is None
+
+    # a mirror of a sweep at a URI (local_sweep) fetches the checkpoint from there, once
+    bucket = tmp_path / "bucket" / "sweep"
+    (bucket / "trial_ef56" / "checkpoint_000001").mkdir(parents=True)
+    (bucket / "trial_ef56" / "checkpoint_000001" / "checkpoint.json").write_text("{}")
+    (run_dir / MIRROR_ORIGIN).write_text(bucket.as_uri())
+    fetched = trial_checkpoint(run_dir, "ef56", "/on/the/bucket/trial_ef56/checkpoint_000001")
+    assert fetched == trial_dir(run_dir, "ef56") / "checkpoint_000001" and (fetched / "checkpoint.json").is_file()
 
 
 def test_a_missing_or_damaged_record_is_named(tmp_path):
