@@ -87,7 +87,7 @@ def export_model(
     graph = EnsembleGraph(
         [GraphMember(m.trial_id, m.models, m.prep) for m in ref.members], ref.pipeline, tta=ref.tta
     ).eval()
-    images = _parity_images(found, graph.image_sizes)
+    images = _parity_images(found, ref.image_sizes)  # every member's size: the in-process reference runs them all
     expected = ref.predict_proba(images["arrays"])
 
     with atomic_dir(out) as tmp:
@@ -154,7 +154,7 @@ def _read_source(source: str | Path, trial: str | None, n_boot: int) -> _Source:
             kind="ensemble", reference=reference, metrics=ens.metrics,
             provenance={"ensemble_dir": str(source.resolve()), **manifest["provenance"]},
             copies=ens.shipped,
-            holdout=(first["config"].get("data"), sorted(_holdout_rows(first_meta))),
+            holdout=(first["config"].get("data"), sorted(_holdout_rows(first_meta, ens.members[first["trial_id"]]))),
         )
     if kind is FolderKind.MODEL:
         raise ArtifactError(f"{source} is already an exported model (MODEL_DIR); copy it instead of exporting it")
@@ -176,8 +176,14 @@ def _read_source(source: str | Path, trial: str | None, n_boot: int) -> _Source:
     return _single_model(reference, folder, meta, n_boot, where, described=described)
 
 
-def _holdout_rows(meta: dict[str, Any]) -> dict[str, Any]:
-    return meta["holdout"] if "oof" in meta else meta["predictions"]["holdout"]
+def _holdout_rows(meta: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """The holdout predictions a bag or checkpoint stored ({} where it had no holdout); a named error where its
+    record lacks them (written by another lungsweep version, or edited)."""
+    rows = meta.get("holdout") if "oof" in meta else (meta.get("predictions") or {}).get("holdout")
+    if not isinstance(rows, dict):
+        raise ArtifactError(f"{folder}: its record holds no stored holdout predictions; it was written by another "
+                            "lungsweep version or edited: train or ensemble it again")
+    return rows
 
 
 def _single_model(reference: EnsembleModel, folder: Path, meta: dict[str, Any], n_boot: int, where: dict[str, Any],
@@ -189,7 +195,7 @@ def _single_model(reference: EnsembleModel, folder: Path, meta: dict[str, Any], 
     validation split (which also chose the best epoch): both flagged as optimistic.
     """
     member = Member(reference.members[0].trial_id, folder, meta, rank=1, metric=float("nan"))  # the caller read meta
-    split = "holdout" if _holdout_rows(meta) else ("oof" if member.is_bag else "val")
+    split = "holdout" if _holdout_rows(meta, folder) else ("oof" if member.is_bag else "val")
     preds = split_predictions([member], split=split)
     y, groups = preds.y, preds.groups
     metrics: dict[str, Any] = {}

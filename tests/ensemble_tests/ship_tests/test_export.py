@@ -5,12 +5,13 @@ The sweep, ensemble and exported folders are the session's (conftest.py).
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 from tests_support import new_images, reference_proba
 
-from ensemble import EnsembleError, EnsembleModel, ExportedModel, export_model
+from ensemble import ArtifactError, EnsembleError, EnsembleModel, ExportedModel, export_model
 
 
 def test_onnx_model_agrees_with_the_ensemble_folder(ens_dir, model_dir, tmp_path):
@@ -63,3 +64,18 @@ def test_single_trial_export_and_torchscript(sweep_dir, tmp_path):
     with pytest.raises(EnsembleError, match="trial 'nope' is not in .*; trials there: a32, b40, c32"):
         export_model(sweep_dir, tmp_path / "x", trial="nope")
     assert not (tmp_path / "x").exists()
+
+
+def test_a_member_record_without_its_holdout_is_named(ens_dir, tmp_path):
+    """An ENS_DIR whose first member's checkpoint.json was edited (no stored predictions): one named error that
+    says which folder, and nothing written."""
+    damaged = tmp_path / "ens"
+    shutil.copytree(ens_dir, damaged)
+    first = json.loads((damaged / "ensemble.json").read_text())["provenance"]["members"][0]["trial_id"]
+    meta_file = damaged / "members" / first / "checkpoint.json"
+    meta = json.loads(meta_file.read_text())
+    del meta["predictions"]
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match=f"members/{first}: its record holds no stored holdout predictions"):
+        export_model(damaged, tmp_path / "model", n_boot=50)
+    assert not (tmp_path / "model").exists()
