@@ -40,7 +40,7 @@ _EXPORTS = {
     "refuse_pickle": "folders.model_dir",
     "FolderKind": "folders.kinds", "kind_of": "folders.kinds", "run_checkpoint": "folders.kinds",
     # fit/
-    "EnsembleSettings": "fit.settings", "THRESHOLD_RULES": "fit.settings",
+    "BAG_MODELS": "fit.settings", "EnsembleSettings": "fit.settings", "THRESHOLD_RULES": "fit.settings",
     "ALL": "fit.members", "Candidates": "fit.members", "Member": "fit.members", "StoredPredictions": "fit.members",
     "check_member_count": "fit.members", "fill_unscored": "fit.members", "holdout_predictions": "fit.members",
     "load_member_meta": "fit.members", "mean_spread": "fit.members", "oof_predictions": "fit.members",

@@ -29,7 +29,7 @@ def build_ensemble(run_dir: str | Path, out: str | Path, settings: EnsembleSetti
     fitted = fit_ensemble(run_dir, settings)
     report = report_data(fitted)
     write_ensemble(
-        out, members={m.trial_id: m.checkpoint for m in fitted.members}, manifest=fitted.manifest,
+        out, members={m.trial_id: (m.checkpoint, m.meta) for m in fitted.members}, manifest=fitted.manifest,
         metrics=fitted.metrics, predictions=fitted.predictions, write_report=lambda path: write_report(path, report),
     )
     return fitted.metrics

@@ -49,6 +49,7 @@ class MainJob:
     method: str = _ENSEMBLE.method
     calibration: str = _ENSEMBLE.calibration
     max_networks: int | None = None  # None: the sweep.yaml's max_networks, else no budget
+    bag_models: str = _ENSEMBLE.bag_models
     threshold_rule: str = _ENSEMBLE.threshold_rule
     address: str | None = None
 
@@ -71,7 +72,7 @@ def run_main_job(job: MainJob) -> JobOutcome:
     # the settings checked now too: a bad --max-networks is named before the sweep, not after it
     settings = ensemble.EnsembleSettings(method=job.method, calibration=job.calibration, members=job.members,
                                          max_networks=job.max_networks or cfg.max_networks,
-                                         threshold_rule=job.threshold_rule)
+                                         bag_models=job.bag_models, threshold_rule=job.threshold_rule)
 
     sweep, ens, model, predictions = (job.out / name for name in (SWEEP, ENSEMBLE, MODEL, PREDICTIONS_CSV))
     log.info("[1/4] sweep: %d trials x %d folds -> %s", cfg.num_samples, cfg.cv_folds, sweep)

@@ -39,8 +39,7 @@ from .run_folder import BEST, LAST, check_resumable
 
 __all__ = [
     "BAG_JSON", "BagResult", "FoldReport", "copy_bag", "existing_bag", "fold_checkpoints", "fold_dirname", "is_bag",
-    "oof_metrics",
-    "read_bag", "train_bag",
+    "oof_metrics", "read_bag", "train_bag", "with_folds",
 ]
 
 log = logging.getLogger(__name__)
@@ -208,10 +207,31 @@ def fold_checkpoints(bag_dir: str | Path, bag: dict[str, Any] | None = None) -> 
     return folders
 
 
-def copy_bag(bag_dir: str | Path, dest: str | Path) -> None:
-    """What predicting needs of a bag, without its training runs: bag.json and the fold models done."""
+def copy_bag(bag_dir: str | Path, dest: str | Path, bag: dict[str, Any] | None = None) -> None:
+    """What predicting needs of a bag, without its training runs: bag.json and the fold models done.
+
+    bag: the record to write as bag.json (e.g. `with_folds`'), whose fold models are copied; None: the bag as it is.
+    """
     bag_dir, dest = Path(bag_dir), Path(dest)
     dest.mkdir(parents=True)
-    shutil.copy2(bag_dir / BAG_JSON, dest / BAG_JSON)
-    for folder in fold_checkpoints(bag_dir):
+    if bag is None:
+        shutil.copy2(bag_dir / BAG_JSON, dest / BAG_JSON)
+    else:
+        atomic_write_text(dest / BAG_JSON, json.dumps(bag, indent=1))
+    for folder in fold_checkpoints(bag_dir, bag):
         shutil.copytree(folder, dest / folder.name)
+
+
+def with_folds(bag: dict[str, Any], folds: list[int]) -> dict[str, Any]:
+    """The bag as it ships only these fold models: its folds and holdout (their mean margin) narrowed to them.
+
+    The out-of-fold predictions and their metrics, which ranked the bag and fit the ensemble, stay whole:
+    each is one fold model's margin on a patient it never saw, which is what one shipped fold model gives.
+    """
+    missing = sorted(set(folds) - set(bag["folds_done"]))
+    if missing:
+        raise CheckpointError(f"the bag has no fold {missing[0]}; its folds done: {bag['folds_done']}")
+    kept = {**bag, "folds_done": sorted(folds), "trained_folds": bag.get("trained_folds", bag["folds_done"]),
+            "fold_holdout": {str(k): bag["fold_holdout"][str(k)] for k in folds}}
+    _pool_holdout(kept, bag["holdout"])
+    return kept

@@ -70,6 +70,7 @@ class FittedEnsemble:
 def fit_ensemble(run_dir: str | Path, settings: EnsembleSettings) -> FittedEnsemble:
     run_dir = local_sweep(run_dir)  # a sweep at a URI is read from a local mirror
     members, candidates = select_members(run_dir, top=settings.members, trials=list(settings.trials) or None)
+    members = [m.shipping(settings.bag_models) for m in members]
     pool = _weighable(members, settings.method)  # in rank order
     members = within_budget(pool, settings.max_networks)
     log.info("members: %s", ", ".join(f"{m.trial_id} (rank {m.rank}, {m.metric:.4f})" for m in members))
@@ -144,6 +145,7 @@ def fit_ensemble(run_dir: str | Path, settings: EnsembleSettings) -> FittedEnsem
         "pipeline": final.to_dict(),
         "threshold": final.threshold_,
         "fitted_for_bag_means": spread,
+        "bag_models": settings.bag_models if bags else None,
         "stopped_bags": _stopped_record(members, fit_on),
         "provenance": provenance,
     }

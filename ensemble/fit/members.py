@@ -8,7 +8,7 @@ imports Ray. What it read of the sweep comes back as `Candidates`, for the repor
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +18,7 @@ from scipy.special import expit, log_expit, logit, logsumexp
 from search.config import oof_name
 from search.record import USABLE_STATUSES, read_sweep_folder, trial_checkpoint
 from trainers import LungsweepError, read_meta
-from trainers.bag import fold_checkpoints, is_bag, read_bag
+from trainers.bag import fold_checkpoints, is_bag, read_bag, with_folds
 from trainers.checkpoint import META
 
 from ..errors import EnsembleError
@@ -57,9 +57,24 @@ class Member:
     def is_bag(self) -> bool:
         return "oof" in self.meta
 
-    def model_folders(self) -> list[Path]:
-        """The checkpoint folder(s) whose models make this member: one, or the bag's folds."""
-        return fold_checkpoints(self.checkpoint) if self.is_bag else [self.checkpoint]
+    def folds(self, *, trained: bool = False) -> list[int | None]:
+        """A bag's fold ids: those it ships, or (`trained`) every fold it trained; [None] for a checkpoint."""
+        if not self.is_bag:
+            return [None]
+        return self.meta.get("trained_folds", self.meta["folds_done"]) if trained else self.meta["folds_done"]
+
+    def model_folders(self, *, trained: bool = False) -> list[Path]:
+        """The checkpoint folder(s) of `folds(trained=...)`: one, or the bag's fold models."""
+        if not self.is_bag:
+            return [self.checkpoint]
+        return fold_checkpoints(self.checkpoint, {**self.meta, "folds_done": self.folds(trained=trained)})
+
+    def shipping(self, bag_models: str) -> Member:
+        """This member as it ships (EnsembleSettings.bag_models): a bag narrowed to its first fold model for
+        "first" (trainers.bag.with_folds: its holdout is that model's, its out-of-fold predictions stay whole)."""
+        if bag_models == "all" or not self.is_bag:
+            return self
+        return replace(self, meta=with_folds(self.meta, [min(self.meta["folds_done"])]))
 
 
 @dataclass(frozen=True)

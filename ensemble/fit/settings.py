@@ -9,7 +9,13 @@ from dataclasses import dataclass
 
 from ..errors import EnsembleError
 
-__all__ = ["EnsembleSettings", "THRESHOLD_RULES"]
+__all__ = ["BAG_MODELS", "EnsembleSettings", "THRESHOLD_RULES"]
+
+# what a k-fold bag ships (ensemble.fit.members.Member.as_shipped), and how --help says it
+BAG_MODELS = {
+    "all": "every fold model, their mean margin",
+    "first": "its first fold model alone (one network per config)",
+}
 
 # how a threshold may be chosen (ensemble.fit.threshold), and how the report names each rule
 THRESHOLD_RULES = {
@@ -30,6 +36,7 @@ class EnsembleSettings:
     trials: tuple[str, ...] = ()
     # the networks the exported model may hold (every member's fold models); None: no budget (ensemble.fit.budget)
     max_networks: int | None = None
+    bag_models: str = "all"  # what each bag ships: "all" its fold models (their mean), "first" its first fold model
     tta: bool = False
     fold_noise_share: float = 0.0  # ensemble.fit.bag_spread; 0: bench_calibration found no gain from 0.13 or 0.26
     target_sensitivity: float | None = None  # where set, it decides the threshold instead of threshold_rule
@@ -43,6 +50,8 @@ class EnsembleSettings:
         if self.max_networks is not None and (isinstance(self.max_networks, bool) or self.max_networks < 1):
             raise EnsembleError(f"--max-networks must be a whole number of at least 1 (the networks the exported "
                                 f"model may hold), got {self.max_networks!r}")
+        if self.bag_models not in BAG_MODELS:
+            raise EnsembleError(f"--bag-models {self.bag_models!r} is not one of {', '.join(BAG_MODELS)}")
         if self.threshold_rule not in THRESHOLD_RULES:
             raise EnsembleError(f"--threshold-rule {self.threshold_rule!r} is not one of {', '.join(THRESHOLD_RULES)}")
         if not 0.0 <= self.fold_noise_share < 1.0:

@@ -45,10 +45,10 @@ def tta_predictions(members: list[Member], preds: StoredPredictions, split: str,
             position = {sample_id: i for i, sample_id in enumerate(data.dataset.ids)}
             images_by_size[size] = np.asarray(data.images.array[[position[i] for i in preds.ids]])
         images = images_by_size[size]
-        folders = m.model_folders()
+        trained = split == "oof"  # each fold model trained scored its own part of the pool, whatever ships
         column = np.zeros(len(preds.ids))
         counts = np.zeros(len(preds.ids))
-        for k, folder in zip(m.meta.get("folds_done", [None]), folders):
+        for k, folder in zip(m.folds(trained=trained), m.model_folders(trained=trained)):
             model, meta = load_model(folder)
             model.to(device)
             if split == "oof":

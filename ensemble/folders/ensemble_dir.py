@@ -66,15 +66,16 @@ def report_path(folder: str | Path) -> Path:
 
 
 def write_ensemble(
-    out: str | Path, *, members: Mapping[str, Path], manifest: dict[str, Any], metrics: dict[str, Any],
-    predictions: pd.DataFrame, write_report: Callable[[Path], Any],
+    out: str | Path, *, members: Mapping[str, tuple[Path, dict[str, Any]]], manifest: dict[str, Any],
+    metrics: dict[str, Any], predictions: pd.DataFrame, write_report: Callable[[Path], Any],
 ) -> None:
-    """ENS_DIR, written whole or not at all: members ({trial_id: its checkpoint or bag folder}), ensemble.json,
-    metrics.json, the scored predictions, and the report, which `write_report` writes at the path it is given."""
+    """ENS_DIR, written whole or not at all: members ({trial_id: (its checkpoint or bag folder, its record as it
+    ships)}), ensemble.json, metrics.json, the scored predictions, and the report, which `write_report` writes at
+    the path it is given."""
     out = Path(out)
     with atomic_dir(out) as tmp:
-        for trial_id, folder in members.items():
-            _copy_member(Path(folder), member_dir(tmp, trial_id))
+        for trial_id, (folder, record) in members.items():
+            _copy_member(Path(folder), member_dir(tmp, trial_id), record)
         (tmp / ENSEMBLE_JSON).write_text(json.dumps(manifest, indent=1, default=_plain))
         metrics_path(tmp).write_text(json.dumps(metrics, indent=1, default=_plain))
         predictions.to_csv(tmp / PREDICTIONS_CSV, index=False)
@@ -82,10 +83,11 @@ def write_ensemble(
     log.info("wrote %s", out)
 
 
-def _copy_member(folder: Path, dest: Path) -> None:
-    """A checkpoint folder as it is; a bag without its training runs (bag.json and the fold models)."""
+def _copy_member(folder: Path, dest: Path, record: dict[str, Any]) -> None:
+    """A checkpoint folder as it is; a bag without its training runs, as it ships (`record`: its bag.json and the
+    fold models it lists)."""
     if is_bag(folder):
-        copy_bag(folder, dest)
+        copy_bag(folder, dest, record)
     else:
         shutil.copytree(folder, dest)
 

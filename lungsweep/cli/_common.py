@@ -9,7 +9,7 @@ from typing import Sequence
 
 import ensemble
 
-__all__ = ["CALIBRATIONS", "EXPLAIN_TARGETS", "METHODS", "add_max_networks", "add_threshold_rule", "members_arg",
+__all__ = ["CALIBRATIONS", "EXPLAIN_TARGETS", "METHODS", "add_bag_models", "add_max_networks", "add_threshold_rule", "members_arg",
            "unreadable", "window_arg"]
 
 
@@ -68,6 +68,14 @@ def unreadable(bad: list[tuple[str, str]], rows: str) -> int:
     for path, reason in bad[:20]:
         print(f"  {path}: {reason}", file=sys.stderr)
     return 1
+
+
+def add_bag_models(p: argparse.ArgumentParser) -> None:
+    """--bag-models, as `lungsweep ensemble` and `lungsweep run` take it (ensemble.fit.members.Member.shipping)."""
+    kinds = ensemble.BAG_MODELS
+    p.add_argument("--bag-models", choices=list(kinds), metavar="WHICH", default=ensemble.EnsembleSettings().bag_models,
+                   help="what each k-fold bag ships: " + "; ".join(f"{name}: {what}" for name, what in kinds.items())
+                        + " (default %(default)s)")
 
 
 def add_threshold_rule(p: argparse.ArgumentParser) -> None:

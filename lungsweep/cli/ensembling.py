@@ -6,7 +6,7 @@ import argparse
 
 import ensemble
 
-from ._common import CALIBRATIONS, METHODS, add_max_networks, add_threshold_rule, members_arg
+from ._common import CALIBRATIONS, METHODS, add_bag_models, add_max_networks, add_threshold_rule, members_arg
 
 __all__ = ["add_parsers"]
 
@@ -33,6 +33,7 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calibration", choices=CALIBRATIONS, metavar="CALIBRATION", default=default.calibration,
                    help="how probabilities are calibrated: %(choices)s (default %(default)s)")
     add_max_networks(p)
+    add_bag_models(p)
     p.add_argument("--tta", action="store_true", help="test-time augmentation: average each member over flips")
     add_threshold_rule(p)
     p.add_argument("--target-sensitivity", type=float,
@@ -55,6 +56,7 @@ def _run_ensemble(args: argparse.Namespace) -> int:
         trials=tuple(t.strip() for t in args.trials.split(",")) if args.trials else (),
         tta=args.tta, target_sensitivity=args.target_sensitivity, threshold_rule=args.threshold_rule, n_splits=args.folds, n_boot=args.bootstrap,
         fold_noise_share=args.fold_noise_share, max_networks=args.max_networks,
+        bag_models=args.bag_models,
     )
     metrics = ensemble.build_ensemble(args.run_dir, args.out, settings)
     print(ensemble.format_metrics(metrics))

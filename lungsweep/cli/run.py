@@ -7,7 +7,7 @@ from pathlib import Path
 import ensemble
 from lungsweep.job import MainJob, run_main_job
 
-from ._common import CALIBRATIONS, METHODS, add_max_networks, add_threshold_rule, members_arg
+from ._common import CALIBRATIONS, METHODS, add_bag_models, add_max_networks, add_threshold_rule, members_arg
 
 __all__ = ["add_parsers"]
 
@@ -36,6 +36,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calibration", choices=CALIBRATIONS, metavar="CALIBRATION", default=default.calibration,
                    help="how probabilities are calibrated: %(choices)s (default %(default)s)")
     add_max_networks(p, default="a sweep.yaml's max_networks, else no budget")
+    add_bag_models(p)
     add_threshold_rule(p)
     p.add_argument("--address", help="join a Ray cluster: auto, or ray://HEAD:10001; default: a local Ray")
     p.set_defaults(run=_run_main_job)
@@ -45,7 +46,8 @@ def _run_main_job(args: argparse.Namespace) -> int:
     job = MainJob(out=Path(args.out), data=args.data, manifest=args.manifest,
                   config="quick" if args.quick else args.config,
                   members=args.members, method=args.method, calibration=args.calibration, address=args.address,
-                  max_networks=args.max_networks, threshold_rule=args.threshold_rule)
+                  max_networks=args.max_networks, bag_models=args.bag_models,
+                  threshold_rule=args.threshold_rule)
     outcome = run_main_job(job)
     print(outcome.summary)
     return 0 if outcome.complete else 1  # the summary's last line says what is missing and how to run the rest
