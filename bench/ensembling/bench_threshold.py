@@ -11,7 +11,8 @@ the threshold moves. Each rule is judged two ways, per split:
 - holdout: the deployed pipeline (fitted on the whole pool) on the split's untouched holdout (78
   images, 34 patients): balanced accuracy, sensitivity and specificity, and whether they fall
   inside what the report states for them (the development cross-fit's 95% group-bootstrap
-  interval) and whether sensitivity reaches the operating point's promised lower bound.
+  interval), whether they are at least its low end (the promise a reader takes from it), and
+  whether sensitivity reaches the operating point's promised lower bound.
 
 Then the means over the splits and the pooled counts ("holds": in how many splits the holdout's
 sensitivity and specificity fell inside the stated interval).
@@ -54,14 +55,15 @@ def main() -> None:
             print(_line(rule, row), flush=True)
     print(f"\nmean over {len(sweeps)} split(s)")
     print(f"{'rule':16s} {'thr':>6s} | cross-fit  bal   sens   spec | holdout  bal   sens   spec | "
-          "sens in / spec in / sens >= bound (splits)")
+          "inside the stated interval: sens / spec; at or above its low end: sens / spec; sens >= bound (splits)")
     for rule, got in rows.items():
         mean = {k: float(np.mean([r[k] for r in got])) for k in got[0] if isinstance(got[0][k], float)}
         print(f"{rule:16s} {mean['threshold']:6.3f} |          "
               + " ".join(f"{mean['cf_' + k]:6.3f}" for k in SHOWN) + " |        "
               + " ".join(f"{mean['ho_' + k]:6.3f}" for k in SHOWN)
-              + f" | {sum(r['sens_in'] for r in got)} / {sum(r['spec_in'] for r in got)} / "
-              f"{sum(r['above_bound'] for r in got)} of {len(got)}")
+              + " | " + " / ".join(str(sum(r[k] for r in got)) for k in ("sens_in", "spec_in"))
+              + "; " + " / ".join(str(sum(r[k] for r in got)) for k in ("sens_held", "spec_held"))
+              + f"; {sum(r['above_bound'] for r in got)} of {len(got)}")
 
 
 def score_rules(sweep: Path, rules: list[str], n_boot: int) -> dict[str, dict[str, Any]]:
@@ -92,6 +94,7 @@ def score_rules(sweep: Path, rules: list[str], n_boot: int) -> dict[str, dict[st
         for k in ("sensitivity", "specificity"):
             row[k + "_ci"] = (stated[k]["ci_low"], stated[k]["ci_high"])
             row[k[:4] + "_in"] = bool(stated[k]["ci_low"] <= seen[k]["value"] <= stated[k]["ci_high"])
+            row[k[:4] + "_held"] = bool(seen[k]["value"] >= stated[k]["ci_low"])  # no worse than the stated low end
         row["bound"] = float(promise["sensitivity_lower_bound"])
         row["above_bound"] = bool(seen["sensitivity"]["value"] >= row["bound"])
         out[rule] = row
