@@ -202,7 +202,7 @@ def _stopped_record(members: list[Member], fit_on: StoredPredictions) -> dict[st
 def _weighable(members: list[Member], method: str) -> list[Member]:
     """The members `method` can fit on. A bag stopped before its last fold scored only its folds' part of the
     pool out of fold, too little to weigh it by, so greedy and stacking leave it out; the mean takes it."""
-    stopped = [m for m in members if m.is_bag and len(m.meta["folds_done"]) < m.meta["cv_folds"]]
+    stopped = [m for m in members if m.stopped_early]
     if not stopped or method == "mean":
         return members
     kept = [m for m in members if m not in stopped]

@@ -57,6 +57,12 @@ class Member:
     def is_bag(self) -> bool:
         return "oof" in self.meta
 
+    @property
+    def stopped_early(self) -> bool:
+        """A bag that trained fewer folds than it was asked for (ASHA or the time budget stopped it): its
+        out-of-fold predictions cover only its folds' part of the pool, whatever it ships."""
+        return self.is_bag and len(self.folds(trained=True)) < self.meta["cv_folds"]
+
     def folds(self, *, trained: bool = False) -> list[int | None]:
         """A bag's fold ids: those it ships, or (`trained`) every fold it trained; [None] for a checkpoint."""
         if not self.is_bag:

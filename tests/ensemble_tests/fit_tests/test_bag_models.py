@@ -60,6 +60,8 @@ def test_the_first_fold_ensemble_ships_one_network_per_config(kfold_sweep: Path,
     # the holdout each scored: the first fold model's margins, where "all" scored the bags' means
     members = pick_members(kfold_sweep, top="all")
     firsts = [m.shipping("first") for m in members]
+    assert not any(m.stopped_early for m in firsts), "a finished bag that ships one fold model was not stopped early"
+    assert [m.folds(trained=True) for m in firsts] == [[0, 1, 2]] * 2 and [m.folds() for m in firsts] == [[0]] * 2
     margins = holdout_predictions(firsts).margins
     np.testing.assert_allclose(margins[:, 0], [members[0].meta["fold_holdout"]["0"][i]
                                                for i in holdout_predictions(members).ids])
