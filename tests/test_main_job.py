@@ -61,6 +61,11 @@ def test_the_main_job_writes_every_stage_and_says_where(job):
     assert f"report: {out / 'ensemble' / 'report.html'}" in job["stdout"]
     page = (out / "ensemble" / "report.html").read_text()
     assert 'id="where-models-look"' in page and 'id="fig-explain-' in page, "the report shows where the models look"
+    shipped = json.loads((out / "ensemble" / "ensemble.json").read_text())
+    assert shipped["bag_models"] == "first" and shipped["pipeline"]["params"]["threshold_rule"] == "smoothed_youden"
+    for trial in shipped["members"]:  # one network per config: each bag's first fold model
+        assert sorted(p.name for p in (out / "ensemble" / "members" / trial).iterdir()) == ["bag.json", "fold_0"]
+    assert json.loads((out / "model" / "manifest.json").read_text())["cost"]["networks"] == len(shipped["members"])
     metrics = json.loads((out / "ensemble" / "metrics.json").read_text())
     n_holdout, n_crossfit = metrics["n"], metrics["development_crossfit"]["n"]
     for shown in (job["stdout"], page):  # the headline: both estimates side by side, each with its size
@@ -113,7 +118,7 @@ def test_the_ensemble_is_fitted_out_of_fold_and_scored_on_the_untouched_holdout(
     assert len(members) == complete and all(m.is_bag for m in members)
     assert "asked for 10 members, but only" in caplog.text
     metrics = build_ensemble(sweep, tmp_path / "ens", EnsembleSettings(method="stack", calibration="platt",
-                                                                      n_splits=3, n_boot=100))
+                                                                      n_splits=3, n_boot=100, bag_models="all"))
     fitted = metrics["fitted_on"]
     assert fitted["scored_on"] == "holdout (untouched)" and fitted["images"] > metrics["n"]
     for key in METRIC_NAMES:
@@ -130,7 +135,7 @@ def test_the_ensemble_is_fitted_out_of_fold_and_scored_on_the_untouched_holdout(
 
 def test_the_calibrator_and_threshold_are_fitted_for_the_bags_mean_margin(job):
     settings = EnsembleSettings(method="mean", calibration="temperature", members=4, n_splits=3, n_boot=50,
-                                fold_noise_share=0.26)  # the bags that finished every fold: three folds each
+                                fold_noise_share=0.26, bag_models="all")  # finished bags: three folds each, all shipped
     fitted = fit_ensemble(job["out"] / "sweep", settings)
     members, r = fitted.members, settings.fold_noise_share
     c = 1 - r * (1 - 1 / 3)  # three folds per bag
@@ -142,12 +147,14 @@ def test_the_calibrator_and_threshold_are_fitted_for_the_bags_mean_margin(job):
         assert shown["folds"] == 3 and shown["assumed"] == round(c, 4) and 0 < shown["measured"] <= 1
     oof, holdout = oof_predictions(members), holdout_predictions(members)
     centre = oof.margins.mean(axis=0)
-    by_hand = EnsemblePipeline(method="mean", calibration="temperature", n_splits=3).fit(
+    by_hand = EnsemblePipeline(method="mean", calibration="temperature", threshold_rule=settings.threshold_rule,
+                               n_splits=3).fit(
         centre + c * (oof.margins - centre), oof.y, oof.groups)
     np.testing.assert_allclose(fitted.pipeline.predict_proba(holdout.margins), by_hand.predict_proba(holdout.margins))
     assert fitted.pipeline.threshold_ == by_hand.threshold_
     single_fold = fit_ensemble(job["out"] / "sweep", EnsembleSettings(method="mean", calibration="temperature",
-                                                                      members=4, n_splits=3, n_boot=50))  # r = 0
+                                                                      members=4, n_splits=3, n_boot=50,
+                                                                      bag_models="all"))  # r = 0
     assert single_fold.manifest["fitted_for_bag_means"]["factor"] == {m.trial_id: 1.0 for m in members}
     assert not np.allclose(single_fold.pipeline.predict_proba(holdout.margins),
                            fitted.pipeline.predict_proba(holdout.margins))
@@ -176,7 +183,7 @@ def test_members_all_averages_every_bag_the_sweep_trained_with_those_asha_stoppe
     assert [m.trial_id for m in greedy.members] == [m.trial_id for m in members if m not in stopped]
     assert f"leaving out {len(stopped)} bag(s) stopped before their last fold" in caplog.text
     ens = tmp_path / "ens"
-    build_ensemble(sweep, ens, EnsembleSettings(method="mean", members="all", n_splits=3, n_boot=50))
+    build_ensemble(sweep, ens, EnsembleSettings(method="mean", members="all", n_splits=3, n_boot=50, bag_models="all"))
     written = json.loads((ens / "ensemble.json").read_text())
     assert written["members"] == [m.trial_id for m in members]
     assert set(written["stopped_bags"]["trials"]) == {m.trial_id for m in stopped}
@@ -201,7 +208,7 @@ def test_a_network_budget_keeps_members_by_rank_and_the_report_plots_auc_against
     assert len(expected) < len(members), "the budget leaves some bag out"
     ens = tmp_path / "ens"
     metrics = build_ensemble(sweep, ens, EnsembleSettings(method="mean", members="all", n_splits=3, n_boot=20,
-                                                          max_networks=budget))
+                                                          max_networks=budget, bag_models="all"))
     assert json.loads((ens / "ensemble.json").read_text())["members"] == expected
     assert metrics["networks"]["shipped"] == used <= budget and metrics["networks"]["budget"] == budget
     curve = metrics["networks"]["curve"]  # every member by rank, budget or not: what each budget would score
