@@ -124,7 +124,8 @@ def _smoothed_youden(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def _bandwidth(z: np.ndarray) -> float:
-    """Silverman's rule of thumb (scipy.stats.gaussian_kde's "silverman", robust to outliers by the IQR)."""
+    """Silverman's rule of thumb, 0.9 min(sd, IQR / 1.34) n^(-1/5): the IQR keeps a few outlying scores from
+    widening the kernel (scipy's gaussian_kde "silverman" uses the sd alone)."""
     q75, q25 = np.percentile(z, [75, 25])
     spread = min(float(np.std(z, ddof=1)) if len(z) > 1 else 0.0, (q75 - q25) / 1.34) or float(np.std(z)) or 1.0
     return 0.9 * spread * len(z) ** -0.2
