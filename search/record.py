@@ -70,7 +70,15 @@ def trial_dir(run_dir: str | Path, trial_id: str) -> Path:
 
 
 def is_sweep(path: str | Path) -> bool:
-    return storage.exists(storage.join(path, SWEEP_FILE)) or storage.exists(storage.join(path, RESULTS_PARQUET))
+    """Whether `path`, a folder or a URI (s3://, gs://, file://), holds a sweep; a named error for a URI this
+    machine cannot read."""
+    try:
+        return storage.exists(storage.join(path, SWEEP_FILE)) or storage.exists(storage.join(path, RESULTS_PARQUET))
+    except (OSError, ValueError) as e:  # pyarrow: unknown scheme, no credentials, unreachable bucket
+        if not storage.is_uri(path):
+            raise
+        raise LungsweepError(f"cannot read the sweep at {path} ({e}); check the URI and this machine's "
+                             "credentials for it") from e
 
 
 def local_sweep(location: str | Path) -> Path:
@@ -84,12 +92,7 @@ def local_sweep(location: str | Path) -> Path:
     if not storage.is_uri(location):
         return Path(location)
     uri = str(location)
-    try:
-        found = is_sweep(uri)
-    except (OSError, ValueError) as e:  # pyarrow: unknown scheme, no credentials, unreachable bucket
-        raise LungsweepError(f"cannot read the sweep at {uri} ({e}); check the URI and this machine's "
-                             "credentials for it") from e
-    if not found:
+    if not is_sweep(uri):
         raise LungsweepError(f"{uri} holds no sweep ({SWEEP_FILE} or {RESULTS_PARQUET}); give the URI of a "
                              "launch's RUN_DIR (storage: URI in sweep.yaml, then the --out folder's name)")
     key = hashlib.sha256(uri.encode()).hexdigest()[:16]

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from search.record import local_sweep, read_sweep_count, sweep_location
+from search.record import read_sweep_count, sweep_location
 from trainers.checkpoint import package_versions
 from trainers.inference import resolve_device
 
@@ -68,8 +68,8 @@ class FittedEnsemble:
 
 
 def fit_ensemble(run_dir: str | Path, settings: EnsembleSettings) -> FittedEnsemble:
-    run_dir = local_sweep(run_dir)  # a sweep at a URI is read from a local mirror
     members, candidates = select_members(run_dir, top=settings.members, trials=list(settings.trials) or None)
+    run_dir = candidates.run_dir  # a sweep at a URI is read from a local mirror
     members = [m.shipping(settings.bag_models) for m in members]
     pool = _weighable(members, settings.method)  # in rank order
     members = within_budget(pool, settings.max_networks)

@@ -16,7 +16,7 @@ import numpy as np
 from scipy.special import expit, log_expit, logit, logsumexp
 
 from search.config import oof_name
-from search.record import USABLE_STATUSES, read_sweep_folder, trial_checkpoint
+from search.record import USABLE_STATUSES, local_sweep, read_sweep_folder, trial_checkpoint
 from trainers import LungsweepError, read_meta
 from trainers.bag import fold_checkpoints, is_bag, read_bag, with_folds
 from trainers.checkpoint import META
@@ -74,6 +74,23 @@ class Member:
         if not self.is_bag:
             return [self.checkpoint]
         return fold_checkpoints(self.checkpoint, {**self.meta, "folds_done": self.folds(trained=trained)})
+
+    def stored(self, split: str) -> dict[str, dict[str, Any]]:
+        """Its stored predictions on one split ("holdout", "val" or a bag's "oof"), {sample id: {logit, label,
+        group}}: {} for a split it never had (a sweep without a holdout); a named error where its record lacks
+        them."""
+        if self.is_bag:
+            rows = self.meta.get("oof" if split == "val" else split)
+        elif split == "oof":
+            raise EnsembleError(f"trial {self.trial_id} is not a k-fold bag: it has no out-of-fold predictions")
+        else:
+            rows = (self.meta.get("predictions") or {}).get(split)
+        if not isinstance(rows, dict):
+            raise EnsembleError(
+                f"{self.checkpoint}: its record holds no stored {split} predictions; it was written by another "
+                "lungsweep version or edited: run the sweep again, or leave this trial out with --trials"
+            )
+        return rows
 
     def shipping(self, bag_models: str) -> Member:
         """This member as it ships (EnsembleSettings.bag_models): a bag narrowed to its first fold model for
@@ -196,15 +213,20 @@ def select_members(
     for row in chosen.itertuples():
         folder = trial_checkpoint(run_dir, row.trial_id, row.checkpoint)
         if folder is None:
-            raise EnsembleError(f"checkpoint {row.checkpoint} of trial {row.trial_id} is missing")
+            raise EnsembleError(
+                f"checkpoint {row.checkpoint} of trial {row.trial_id} is missing (neither in {run_dir} nor at that "
+                f"path): restore it, or leave the trial out by naming the others with --trials"
+            )
         members.append(Member(row.trial_id, folder, load_member_meta(folder), int(row.rank), float(row.best_metric)))
     check_compatible(members)
     return members, sweep
 
 
 def read_candidates(run_dir: str | Path) -> Candidates:
-    """The sweep's ranked results (a named EnsembleError without them) and its record, where readable."""
+    """The sweep's ranked results (a named EnsembleError without them) and its record, where readable; a sweep
+    at a URI is read from a local mirror (Candidates.run_dir), which fetches the checkpoints picked."""
     try:
+        run_dir = local_sweep(run_dir)
         folder = read_sweep_folder(run_dir)
     except LungsweepError as e:  # search.record's message names the missing file and the command that writes it
         raise EnsembleError(str(e)) from e
@@ -234,7 +256,7 @@ def check_compatible(members: list[Member]) -> None:
 
 def holdout_predictions(members: list[Member]) -> StoredPredictions:
     """The members' stored holdout margins (a bag's: the mean over its folds), aligned by sample id."""
-    if not _stored(members[0], "holdout"):
+    if not members[0].stored("holdout"):
         raise EnsembleError(
             f"trial {members[0].trial_id} has no holdout predictions: the sweep ran with holdout_fraction 0; "
             "ensembling and calibration need a holdout split"
@@ -311,11 +333,11 @@ def _pooled(margins: np.ndarray, scored: np.ndarray) -> np.ndarray:
 
 def split_predictions(members: list[Member], *, split: str) -> StoredPredictions:
     """The members' stored margins on one split ("holdout", "val" or a bag's "oof"), aligned by sample id."""
-    first = _stored(members[0], split)
+    first = members[0].stored(split)
     ids = sorted(first)
     columns = []
     for m in members:
-        preds = _stored(m, split)
+        preds = m.stored(split)
         if set(preds) != set(ids):
             raise EnsembleError(f"trial {m.trial_id} predicted another {split} set than trial {members[0].trial_id}")
         columns.append([preds[i]["logit"] for i in ids])
@@ -325,19 +347,3 @@ def split_predictions(members: list[Member], *, split: str) -> StoredPredictions
         groups=np.array([first[i].get("group", i) for i in ids]),
         margins=np.array(columns, dtype=np.float64).T.reshape(len(ids), len(members)),
     )
-
-
-def _stored(member: Member, split: str) -> dict[str, dict[str, Any]]:
-    if member.is_bag:
-        if split == "val":
-            split = "oof"
-        return member.meta[split]
-    if split == "oof":
-        raise EnsembleError(f"trial {member.trial_id} is not a k-fold bag: it has no out-of-fold predictions")
-    stored = member.meta["predictions"]
-    if not isinstance(stored, dict) or not isinstance(stored.get(split), dict):
-        raise EnsembleError(
-            f"{member.checkpoint / META} has no stored {split!r} predictions (predictions.{split}); it was written "
-            "by another lungsweep version or edited: run the sweep again, or leave this trial out with --trials"
-        )
-    return stored[split]

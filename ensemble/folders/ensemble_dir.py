@@ -13,6 +13,7 @@ This module knows nothing of fitting or of the report: it is handed plain record
 """
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import shutil
@@ -109,17 +110,23 @@ class EnsembleFolder:
     members: dict[str, Path]  # trial_id -> its member folder, in ensemble.json's order
     shipped: list[Path]  # the files an export copies as they are: metrics.json and report.html, where present
     metrics: dict[str, Any]  # metrics.json (a few kB, read with the rest); {} where the folder has none
+    holdout_ids: list[str]  # the images its metrics were scored on (holdout_predictions.csv), sorted; [] without it
 
 
 def read_ensemble(folder: str | Path) -> EnsembleFolder:
-    """The one door to a whole ENS_DIR: ensemble.json (checked), the members' folders, the files an export ships."""
+    """The one door to a whole ENS_DIR: ensemble.json (checked), the members' folders, the files an export ships
+    and the images its metrics were scored on."""
     folder = Path(folder)
     manifest = read_ensemble_json(folder)
+    scored = folder / PREDICTIONS_CSV
+    # the csv module, not pandas: an id stays a string where it looks like a number
+    scored_ids = [r["id"] for r in csv.DictReader(scored.read_text().splitlines())] if scored.is_file() else []
     return EnsembleFolder(
         path=folder, manifest=manifest,
         members={t: member_dir(folder, t) for t in manifest["members"]},
         shipped=[p for p in (metrics_path(folder), report_path(folder)) if p.is_file()],
         metrics=read_metrics(folder) if metrics_path(folder).is_file() else {},
+        holdout_ids=sorted(scored_ids),
     )
 
 

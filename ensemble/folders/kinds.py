@@ -10,6 +10,7 @@ from enum import Enum
 from pathlib import Path
 
 from search.record import is_sweep
+from search.storage import is_uri
 from trainers.bag import is_bag
 from trainers.checkpoint import META
 from trainers.errors import LungsweepError
@@ -31,7 +32,15 @@ class FolderKind(Enum):
 
 
 def kind_of(path: str | Path) -> FolderKind:
-    """The kind of `path`, or a LungsweepError that says what it is not (a pickle: why it is never loaded)."""
+    """The kind of `path`, or a LungsweepError that says what it is not (a pickle: why it is never loaded).
+
+    A sweep may also be at a URI (s3://, gs://, file://): its readers (ensemble.fit.members) mirror it.
+    """
+    if is_sweep(path):
+        return FolderKind.SWEEP
+    if is_uri(path):
+        raise LungsweepError(f"{path} holds no sweep; a URI is read only as the RUN_DIR of a launch with storage: "
+                             "in its sweep.yaml (the URI, then the --out folder's name)")
     path = Path(path)
     refuse_pickle(path)  # every caller loads what it is told, and a pickle file is no folder
     if not path.is_dir():
@@ -41,8 +50,6 @@ def kind_of(path: str | Path) -> FolderKind:
         return FolderKind.MODEL
     if is_ensemble_folder(path):
         return FolderKind.ENSEMBLE
-    if is_sweep(path):
-        return FolderKind.SWEEP
     if is_bag(path):
         return FolderKind.BAG
     if (path / META).is_file():

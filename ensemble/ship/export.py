@@ -24,21 +24,21 @@ import numpy as np
 import torch
 from scipy.special import expit
 
-from search.record import local_sweep
 from trainers import discover
 from trainers.atomic import atomic_dir
 from trainers.checkpoint import package_versions
-from trainers.data import PREPROCESSING_VERSION, decode_image_sizes, file_sha256
+from trainers.data import PREPROCESSING_VERSION, file_sha256
 from trainers.inference import shared_reading
 
 from ..errors import ArtifactError
-from ..fit.members import Member, load_member_meta, select_members, split_predictions
+from ..fit.members import Member, select_members, split_predictions
 from ..fit.metrics import bootstrap_metrics
 from ..folders.ensemble_dir import read_ensemble
 from ..folders.kinds import FolderKind, kind_of, run_checkpoint
 from ..folders.model_dir import MODEL_FORMAT, is_model_folder, write_manifest
 from ..runtime.exported import ExportedModel
 from ..runtime.model import EnsembleModel
+from ..runtime.predictor import decode_for, stack_for
 from .graph import EnsembleGraph, GraphMember
 
 __all__ = ["export_model", "write_onnx", "write_torchscript", "FORMATS", "PARITY_TOLERANCE"]
@@ -87,7 +87,7 @@ def export_model(
     graph = EnsembleGraph(
         [GraphMember(m.trial_id, m.models, m.prep) for m in ref.members], ref.pipeline, tta=ref.tta
     ).eval()
-    images = _parity_images(found, ref.image_sizes)  # every member's size: the in-process reference runs them all
+    images = _parity_images(found)
     expected = ref.predict_proba(images["arrays"])
 
     with atomic_dir(out) as tmp:
@@ -140,62 +140,46 @@ def _predict_cost(graph: EnsembleGraph, exported: ExportedModel, arrays: dict[in
 
 
 def _read_source(source: str | Path, trial: str | None, n_boot: int) -> _Source:
-    source = local_sweep(source)  # a sweep at a URI is read from a local mirror
-    kind = kind_of(source)  # refuses a pickle, and what is no folder lungsweep wrote
+    kind = kind_of(source)  # refuses a pickle, and what is no folder lungsweep wrote; a sweep may be at a URI
     if trial is not None and kind is not FolderKind.SWEEP:
         raise ArtifactError(f"{source} is an {kind.value}; --trial is for a sweep folder (RUN_DIR)")
-    if kind is FolderKind.ENSEMBLE:
-        ens = read_ensemble(source)  # the one read of ENS_DIR; the model and what is shipped come from it
-        reference = EnsembleModel.of_folder(ens)
-        manifest = ens.manifest
-        first = manifest["provenance"]["members"][0]
-        first_meta = {m.trial_id: m.meta for m in reference.members}[first["trial_id"]]  # read with its models
-        return _Source(
-            kind="ensemble", reference=reference, metrics=ens.metrics,
-            provenance={"ensemble_dir": str(source.resolve()), **manifest["provenance"]},
-            copies=ens.shipped,
-            holdout=(first["config"].get("data"), sorted(_holdout_rows(first_meta, ens.members[first["trial_id"]]))),
-        )
     if kind is FolderKind.MODEL:
         raise ArtifactError(f"{source} is already an exported model (MODEL_DIR); copy it instead of exporting it")
+    if kind is FolderKind.ENSEMBLE:
+        ens = read_ensemble(source)  # the one read of ENS_DIR; the model, what is shipped and its holdout come from it
+        provenance = ens.manifest["provenance"]
+        return _Source(
+            kind="ensemble", reference=EnsembleModel.of_folder(ens), metrics=ens.metrics,
+            provenance={"ensemble_dir": str(Path(source).resolve()), **provenance},
+            copies=ens.shipped, holdout=(provenance["members"][0]["config"].get("data"), ens.holdout_ids),
+        )
     if kind is FolderKind.SWEEP:
         picked, sweep = select_members(source, top=1, trials=[trial] if trial and trial != "best" else None)
         member = picked[0]
-        folder, name, meta = member.checkpoint, member.trial_id, member.meta
-        where = {"sweep": sweep.location, "members": [
-            {"trial_id": name, "rank": member.rank, "sweep_metric": member.metric, "checkpoint": str(folder),
-             "config": member.config}]}
+        folder, name = member.checkpoint, member.trial_id
+        where = {"sweep": sweep.location, "members": [{"trial_id": name, "rank": member.rank,
+                                                       "sweep_metric": member.metric, "checkpoint": str(folder)}]}
         described = f"trial {name} (rank {member.rank} of the sweep)"
-    else:
-        folder = run_checkpoint(source, kind)  # a checkpoint or bag folder, or a `lungsweep train` run's best/
-        name, meta = source.name, load_member_meta(folder)
-        where = {"run": str(source.resolve()), "members": [
-            {"trial_id": name, "checkpoint": str(folder.resolve()), "config": meta["config"]}]}
+    else:  # a checkpoint or bag folder, or a `lungsweep train` run's best/
+        folder, name = run_checkpoint(source, kind), Path(source).name
+        where = {"run": str(Path(source).resolve()),
+                 "members": [{"trial_id": name, "checkpoint": str(folder.resolve())}]}
         described = f"the model of {source}"
     reference = EnsembleModel.of_member(folder, name)  # its models as trained: what the export must agree with
-    return _single_model(reference, folder, meta, n_boot, where, described=described)
+    return _single_model(reference, folder, n_boot, where, described=described)
 
 
-def _holdout_rows(meta: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """The holdout predictions a bag or checkpoint stored ({} where it had no holdout); a named error where its
-    record lacks them (written by another lungsweep version, or edited)."""
-    rows = meta.get("holdout") if "oof" in meta else (meta.get("predictions") or {}).get("holdout")
-    if not isinstance(rows, dict):
-        raise ArtifactError(f"{folder}: its record holds no stored holdout predictions; it was written by another "
-                            "lungsweep version or edited: train or ensemble it again")
-    return rows
-
-
-def _single_model(reference: EnsembleModel, folder: Path, meta: dict[str, Any], n_boot: int, where: dict[str, Any],
-                  *, described: str) -> _Source:
+def _single_model(reference: EnsembleModel, folder: Path, n_boot: int, where: dict[str, Any], *,
+                  described: str) -> _Source:
     """One model (or one bag) as trained (`reference`, loaded from `folder`): its own probability, threshold 0.5,
     metrics on its holdout.
 
     Without a holdout: a bag's out-of-fold predictions (the sweep ranked on them), else the
     validation split (which also chose the best epoch): both flagged as optimistic.
     """
-    member = Member(reference.members[0].trial_id, folder, meta, rank=1, metric=float("nan"))  # the caller read meta
-    split = "holdout" if _holdout_rows(meta, folder) else ("oof" if member.is_bag else "val")
+    loaded = reference.members[0]  # its record was read with its models
+    member = Member(loaded.trial_id, folder, loaded.meta, rank=1, metric=float("nan"))
+    split = "holdout" if member.stored("holdout") else ("oof" if member.is_bag else "val")
     preds = split_predictions([member], split=split)
     y, groups = preds.y, preds.groups
     metrics: dict[str, Any] = {}
@@ -209,32 +193,34 @@ def _single_model(reference: EnsembleModel, folder: Path, meta: dict[str, Any], 
             f"{described} on its {named}{caveat}: {len(y)} images, {len(set(groups))} groups; its own "
             "probability, threshold 0.5"
         )
+    meta = member.meta
+    where["members"][0]["config"] = meta["config"]
     return _Source(
         kind="single", reference=reference, metrics=metrics,
-        provenance={**where, "data_fingerprint": meta["data_fingerprint"], "split": meta["split"],
+        provenance={**where, "data_fingerprint": meta["data_fingerprint"], "split": meta.get("split"),
                     "versions": meta.get("versions", {})},
         copies=[], holdout=(meta["config"].get("data"), preds.ids),
     )
 
 
-def _parity_images(found: _Source, sizes: list[int]) -> dict[str, Any]:
-    """Up to PARITY_IMAGES holdout images when the data is still where training read it, else seeded noise."""
+def _parity_images(found: _Source) -> dict[str, Any]:
+    """Up to PARITY_IMAGES holdout images at every input size of the in-process model (which runs every member,
+    also those the graph leaves out) when the data is still where training read it, else seeded noise."""
+    ref = found.reference
     data, ids = found.holdout
-    paths: list[str] = []
+    paths: list[tuple[str, int | None]] = []
     if data and Path(data).is_dir() and ids:
         try:
-            window, slices = shared_reading(m.prep for m in found.reference.members)
-            dataset = discover(data=data, positive=found.reference.positive, slices=slices)
+            dataset = discover(data=data, positive=ref.positive, slices=ref.slices)
             by_id = {i: (p, dataset.frame(k)) for k, (i, p) in enumerate(zip(dataset.ids, dataset.paths))}
             paths = [by_id[i] for i in ids if i in by_id][:PARITY_IMAGES]
-            decoded = [decode_image_sizes(p, sizes, frame=f, window=window) for p, f in paths]
-            arrays = {s: np.stack([d[s] for d in decoded]) for s in sizes} if paths else {}
+            arrays = stack_for(ref, [decode_for(ref, p, frame=f) for p, f in paths]) if paths else {}
         except Exception as e:  # the check still runs, on noise, rather than failing the export
             log.warning("cannot read holdout images from %s (%s); checking parity on generated images", data, e)
             paths = []
     if not paths:
         rng = np.random.default_rng(0)
-        arrays = {s: rng.integers(0, 256, (PARITY_IMAGES, s, s), dtype=np.uint8) for s in sizes}
+        arrays = {s: rng.integers(0, 256, (PARITY_IMAGES, s, s), dtype=np.uint8) for s in ref.image_sizes}
         return {"arrays": arrays, "source": "generated images (the training data was not found)"}
     return {"arrays": arrays, "source": "holdout images"}
 
