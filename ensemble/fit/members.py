@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALL", "Candidates", "Member", "StoredPredictions", "check_compatible", "check_member_count", "fill_unscored",
-    "holdout_predictions", "load_member_meta", "mean_spread", "oof_predictions", "pick_members", "read_candidates", "select_members",
+    "holdout_predictions", "load_member_meta", "mean_spread", "oof_predictions", "pick_members", "pick_trials",
+    "read_candidates", "select_members",
     "split_predictions",
 ]
 
@@ -181,6 +182,26 @@ def select_members(
     run_dir: str | Path, *, top: int | str | None = None, trials: list[str] | None = None,
 ) -> tuple[list[Member], Candidates]:
     """pick_members, and the sweep as it was read to pick them (for the report)."""
+    picked, sweep = pick_trials(run_dir, top=top, trials=trials)
+    members = [Member(p.trial_id, p.checkpoint, load_member_meta(p.checkpoint), p.rank, p.metric) for p in picked]
+    check_compatible(members)
+    return members, sweep
+
+
+@dataclass(frozen=True)
+class Pick:
+    """A trial picked from the sweep's results table, before its record is read."""
+
+    trial_id: str
+    checkpoint: Path  # its best checkpoint folder, or its bag folder, found (a mirror fetches it)
+    rank: int
+    metric: float
+
+
+def pick_trials(
+    run_dir: str | Path, *, top: int | str | None = None, trials: list[str] | None = None,
+) -> tuple[list[Pick], Candidates]:
+    """The trials pick_members takes, with their checkpoint folders found, and the sweep as it was read."""
     if not trials:
         top = check_member_count(EnsembleSettings().members if top is None else top)  # before reading anything
     sweep = read_candidates(run_dir)
@@ -209,7 +230,7 @@ def select_members(
         what = "finished every fold of its bag" if usable == ("completed",) else "finished with a checkpoint"
         raise EnsembleError(f"{run_dir} has no trial that {what}, so there is nothing to ensemble; "
                             "let the sweep run longer (or resume it) and run `lungsweep results` again")
-    members = []
+    picked = []
     for row in chosen.itertuples():
         folder = trial_checkpoint(run_dir, row.trial_id, row.checkpoint)
         if folder is None:
@@ -217,9 +238,8 @@ def select_members(
                 f"checkpoint {row.checkpoint} of trial {row.trial_id} is missing (neither in {run_dir} nor at that "
                 f"path): restore it, or leave the trial out by naming the others with --trials"
             )
-        members.append(Member(row.trial_id, folder, load_member_meta(folder), int(row.rank), float(row.best_metric)))
-    check_compatible(members)
-    return members, sweep
+        picked.append(Pick(row.trial_id, folder, int(row.rank), float(row.best_metric)))
+    return picked, sweep
 
 
 def read_candidates(run_dir: str | Path) -> Candidates:

@@ -31,7 +31,7 @@ from trainers.data import PREPROCESSING_VERSION, file_sha256
 from trainers.inference import shared_reading
 
 from ..errors import ArtifactError
-from ..fit.members import Member, select_members, split_predictions
+from ..fit.members import Member, pick_trials, split_predictions
 from ..fit.metrics import bootstrap_metrics
 from ..folders.ensemble_dir import read_ensemble
 from ..folders.kinds import FolderKind, kind_of, run_checkpoint
@@ -154,12 +154,12 @@ def _read_source(source: str | Path, trial: str | None, n_boot: int) -> _Source:
             copies=ens.shipped, holdout=(provenance["members"][0]["config"].get("data"), ens.holdout_ids),
         )
     if kind is FolderKind.SWEEP:
-        picked, sweep = select_members(source, top=1, trials=[trial] if trial and trial != "best" else None)
-        member = picked[0]
-        folder, name = member.checkpoint, member.trial_id
-        where = {"sweep": sweep.location, "members": [{"trial_id": name, "rank": member.rank,
-                                                       "sweep_metric": member.metric, "checkpoint": str(folder)}]}
-        described = f"trial {name} (rank {member.rank} of the sweep)"
+        picked, sweep = pick_trials(source, top=1, trials=[trial] if trial and trial != "best" else None)
+        pick = picked[0]  # its record is read with its models
+        folder, name = pick.checkpoint, pick.trial_id
+        where = {"sweep": sweep.location, "members": [{"trial_id": name, "rank": pick.rank,
+                                                       "sweep_metric": pick.metric, "checkpoint": str(folder)}]}
+        described = f"trial {name} (rank {pick.rank} of the sweep)"
     else:  # a checkpoint or bag folder, or a `lungsweep train` run's best/
         folder, name = run_checkpoint(source, kind), Path(source).name
         where = {"run": str(Path(source).resolve()),
