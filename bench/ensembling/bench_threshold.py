@@ -15,7 +15,10 @@ the threshold moves. Each rule is judged two ways, per split:
   whether sensitivity reaches the operating point's promised lower bound.
 
 Then the means over the splits and the pooled counts ("holds": in how many splits the holdout's
-sensitivity and specificity fell inside the stated interval).
+sensitivity and specificity fell inside the stated interval), and each rule's difference in
+balanced accuracy from Youden's J (the default before 2026-12-06), cross-fitted and on the
+holdout, averaged over the splits with its 95% paired patient-bootstrap interval
+(bench.ensembling.paired).
 
     .venv/bin/python -m bench.ensembling.bench_threshold --out runs/bench_outer --arm default
 """
@@ -29,11 +32,13 @@ from typing import Any
 import numpy as np
 
 from bench.ensembling.bench_members import job_sweeps, split_seed
+from bench.ensembling.paired import Paired, balanced_accuracy, interval_text, paired_difference
 from ensemble import THRESHOLD_RULES, EnsemblePipeline, EnsembleSettings, bootstrap_metrics, cross_fit, fit_ensemble
 from ensemble import holdout_predictions, oof_predictions, sensitivity_bound
 from ensemble.fit.bag_spread import as_shipped
 
 SHOWN = ("balanced_accuracy", "sensitivity", "specificity")
+BASELINE = "youden"  # the default rule before 2026-12-06
 
 
 def main() -> None:
@@ -41,7 +46,8 @@ def main() -> None:
     parser.add_argument("--out", default="runs/bench_outer", help="bench_outer's --out")
     parser.add_argument("--arm", default="default", help="the job arm whose sweeps are refitted")
     parser.add_argument("--rules", nargs="+", default=list(THRESHOLD_RULES), choices=list(THRESHOLD_RULES))
-    parser.add_argument("--bootstrap", type=int, default=500)
+    parser.add_argument("--bootstrap", type=int, default=500, help="draws for the stated intervals")
+    parser.add_argument("--paired-draws", type=int, default=2000, help="draws of the paired patient bootstrap")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     sweeps = job_sweeps(args.out, args.arm)
@@ -64,6 +70,18 @@ def main() -> None:
               + " | " + " / ".join(str(sum(r[k] for r in got)) for k in ("sens_in", "spec_in"))
               + "; " + " / ".join(str(sum(r[k] for r in got)) for k in ("sens_held", "spec_held"))
               + f"; {sum(r['above_bound'] for r in got)} of {len(got)}")
+    if BASELINE in rows:
+        print(f"\nbalanced accuracy against {BASELINE!r}: the mean over the splits of the difference [95% paired "
+              f"patient-bootstrap interval, {args.paired_draws} draws]")
+        print(f"{'rule':16s} {'cross-fit':>24s} {'holdout':>24s}")
+        base = rows[BASELINE]
+        for rule, got in rows.items():
+            if rule == BASELINE:
+                continue
+            cells = [interval_text(*paired_difference(
+                [Paired(r[part + "_y"], r[part + "_groups"], r[part + "_decision"], b[part + "_decision"])
+                 for r, b in zip(got, base)], balanced_accuracy, n_boot=args.paired_draws)) for part in ("cf", "ho")]
+            print(f"{rule:16s} " + " ".join(f"{c:>24s}" for c in cells), flush=True)
 
 
 def score_rules(sweep: Path, rules: list[str], n_boot: int) -> dict[str, dict[str, Any]]:
@@ -88,6 +106,9 @@ def score_rules(sweep: Path, rules: list[str], n_boot: int) -> dict[str, dict[st
         promise = sensitivity_bound(fit_on.y, final.threshold_proba(fit_on.margins, fit_on.y, fit_on.groups),
                                     final.threshold_, rule=rule)
         row: dict[str, Any] = {"split": split_seed(sweep), "threshold": float(final.threshold_)}
+        row.update(cf_y=fit_on.y, cf_groups=fit_on.groups,
+                   cf_decision=(crossfit["calibrated"] >= crossfit["threshold"]).astype(int),
+                   ho_y=holdout.y, ho_groups=holdout.groups, ho_decision=final.predict(holdout.margins))
         for k in SHOWN:
             row["cf_" + k] = float(stated[k]["value"])
             row["ho_" + k] = float(seen[k]["value"])
