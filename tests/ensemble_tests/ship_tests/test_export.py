@@ -82,3 +82,30 @@ def test_a_member_record_without_its_holdout(ens_dir, tmp_path):
     with pytest.raises(EnsembleError, match=f"members/{first}: its record holds no stored holdout predictions"):
         export_model(damaged / "members" / first, tmp_path / "model", n_boot=50)
     assert not (tmp_path / "model").exists()
+
+
+def test_a_zero_weight_member_alone_at_its_size(ens_dir, tmp_path):
+    """A greedy ensemble that gives no weight to its one 40 px member (b40): the graph leaves b40 out and takes
+    32 px images only, while the in-process reference still runs every member, so the parity images are
+    decoded at 40 px too; the export agrees with the reference and says which member it left out."""
+    from ensemble.fit.combine import make_combiner
+
+    greedy = make_combiner("greedy")
+    greedy.n_members_, greedy.best_iter_ = 3, 2
+    greedy.weights_, greedy.selected_ = np.array([0.5, 0.0, 0.5]), np.array([0, 2])
+    greedy.scores_ = np.array([0.6, 0.5])
+    folder = tmp_path / "ens"
+    shutil.copytree(ens_dir, folder)
+    record = json.loads((folder / "ensemble.json").read_text())
+    assert record["members"] == ["a32", "b40", "c32"]
+    record["pipeline"]["combiner"] = greedy.to_dict()
+    (folder / "ensemble.json").write_text(json.dumps(record))
+
+    manifest = export_model(folder, tmp_path / "model", n_boot=50)
+    assert manifest["ensemble"]["members"] == ["a32", "c32"]
+    assert manifest["ensemble"]["left_out_with_zero_weight"] == ["b40"]
+    assert [i["image_size"] for i in manifest["inputs"]] == [32]
+    assert manifest["parity"]["source"] == "holdout images" and manifest["parity"]["max_abs_diff"] <= 1e-4
+    images = new_images(tmp_path / "new", [32, 40])
+    expected = reference_proba(EnsembleModel.load(folder), images)
+    np.testing.assert_allclose(ExportedModel.load(tmp_path / "model").predict_proba(images), expected, atol=1e-4)
