@@ -281,7 +281,8 @@ class SweepCount:
     """The trials a sweep was asked for against those that gave a model: a short sweep says so.
 
     A trial gives a model when it finished, or ASHA or the time budget stopped it with its
-    checkpoint (USABLE_STATUSES). Trials the time budget left undrawn are expected, not missing.
+    checkpoint (USABLE_STATUSES). Trials the time budget left undrawn, or stopped before their
+    first checkpoint, are expected, not missing.
     """
 
     asked: int  # num_samples
@@ -289,6 +290,7 @@ class SweepCount:
     usable: int  # of them, those with a model
     errored: int  # failed after every retry
     budget_spent: bool  # time_budget_s ran out before every trial was drawn
+    cut: int = 0  # stopped (by the time budget) before their first checkpoint: no model, nothing lost
 
     @property
     def undrawn(self) -> int:
@@ -296,16 +298,22 @@ class SweepCount:
 
     @property
     def complete(self) -> bool:
-        return self.usable == self.trials and (self.undrawn == 0 or self.budget_spent)
+        return self.usable + self.cut == self.trials and (self.undrawn == 0 or self.budget_spent)
 
     def line(self) -> str:
         """One line for the terminal, the report and the manifest."""
         if self.complete:
-            cut = f"; the time budget ran out before the other {self.undrawn} were drawn" if self.undrawn else ""
-            return f"sweep complete: {self.usable} of {self.asked} trials gave a model{cut}"
+            budget = []
+            if self.cut:
+                budget.append(f"stopped {self.cut} before its first model" if self.cut == 1
+                              else f"stopped {self.cut} before their first model")
+            if self.undrawn:
+                budget.append(f"ran out before the other {self.undrawn} were drawn")
+            said = f"; the time budget {' and '.join(budget)}" if budget else ""
+            return f"sweep complete: {self.usable} of {self.asked} trials gave a model{said}"
         why = []
-        if self.trials - self.usable - self.errored:
-            why.append(f"{self.trials - self.usable - self.errored} unfinished")
+        if self.trials - self.usable - self.cut - self.errored:
+            why.append(f"{self.trials - self.usable - self.cut - self.errored} unfinished")
         if self.errored:
             why.append(f"{self.errored} failed after every retry")
         if self.undrawn and not self.budget_spent:
@@ -318,9 +326,13 @@ class SweepCount:
 
 
 def count_trials(table: "pd.DataFrame", asked: int, *, budget_spent: bool) -> SweepCount:
+    """Counted from the results table; a usable status without a checkpoint is a trial stopped before its first."""
     statuses = list(table["status"]) if len(table) else []
-    return SweepCount(asked=asked, trials=len(statuses), usable=sum(s in USABLE_STATUSES for s in statuses),
-                      errored=statuses.count("error"), budget_spent=budget_spent)
+    saved = list(table["checkpoint"].notna()) if "checkpoint" in table and len(table) else [True] * len(statuses)
+    usable = sum(s in USABLE_STATUSES and k for s, k in zip(statuses, saved))
+    cut = sum(s == "stopped" and not k for s, k in zip(statuses, saved))
+    return SweepCount(asked=asked, trials=len(statuses), usable=usable, errored=statuses.count("error"),
+                      budget_spent=budget_spent, cut=cut)
 
 
 def write_sweep_count(run_dir: str | Path, count: SweepCount) -> None:

@@ -139,12 +139,19 @@ def test_a_k_fold_sweep_ranks_whole_bags_first_then_by_folds_scored(tmp_path: Pa
     (["completed", "error", "running"], 4, False, False,
      "sweep incomplete: 1 of 4 trials (1 unfinished, 1 failed after every retry, 1 never ran)"),
     (["error"], 1, True, False, "sweep incomplete: 0 of 1 trials (1 failed after every retry); run"),
+    # the time budget stopped the last trial before its first fold: no checkpoint, no model, nothing lost
+    (["completed", "stopped", "stopped:none"], 40, True, True,
+     "sweep complete: 2 of 40 trials gave a model; the time budget stopped 1 before its first model and ran out "
+     "before the other 37 were drawn"),
 ])
 def test_the_sweep_count_tells_a_budget_that_ran_out_from_trials_that_were_lost(statuses, asked, budget_spent,
                                                                                  complete, line):
     from search.record import count_trials
 
-    count = count_trials(pd.DataFrame({"status": statuses}), asked, budget_spent=budget_spent)
+    table = pd.DataFrame({"status": [s.removesuffix(":none") for s in statuses],
+                          "checkpoint": [None if s.endswith(":none") else "/sweep/trial/checkpoint_000000"
+                                         for s in statuses]})
+    count = count_trials(table, asked, budget_spent=budget_spent)
     assert count.complete is complete
     assert count.line().startswith(line)
     assert count.to_dict()["statement"] == count.line() and count.to_dict()["complete"] is complete
