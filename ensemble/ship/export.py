@@ -194,10 +194,10 @@ def _single_model(reference: EnsembleModel, folder: Path, n_boot: int, where: di
             "probability, threshold 0.5"
         )
     meta = member.meta
-    where["members"][0]["config"] = meta["config"]
     return _Source(
         kind="single", reference=reference, metrics=metrics,
-        provenance={**where, "data_fingerprint": meta["data_fingerprint"], "split": meta.get("split"),
+        provenance={**where, "members": [{**where["members"][0], "config": meta["config"]}],
+                    "data_fingerprint": meta["data_fingerprint"], "split": meta.get("split"),
                     "versions": meta.get("versions", {})},
         copies=[], holdout=(meta["config"].get("data"), preds.ids),
     )
