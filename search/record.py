@@ -38,7 +38,7 @@ __all__ = [
     "BEST_CONFIG", "RESULTS_CSV", "RESULTS_PARQUET", "SWEEP_FILE", "SWEEP_ID", "USABLE_STATUSES",
     "is_sweep", "new_sweep_id", "read_record", "read_results", "read_sweep", "read_sweep_id", "study_name",
     "sweep_record", "trial_dir", "trial_dirname", "trial_id_of", "trial_status", "write_sweep", "local_sweep",
-    "trial_checkpoint",
+    "trial_checkpoint", "no_sweep_at",
     "sweep_location", "check_same_sweep", "sweep_config", "SweepFolder", "read_sweep_folder",
     "SWEEP_COUNT", "SweepCount", "count_trials", "write_sweep_count", "read_sweep_count",
 ]
@@ -81,6 +81,12 @@ def is_sweep(path: str | Path) -> bool:
                              "credentials for it") from e
 
 
+def no_sweep_at(uri: str | Path) -> LungsweepError:
+    """The error for a URI that holds no sweep: a URI is read only as a launch's RUN_DIR."""
+    return LungsweepError(f"{uri} holds no sweep ({SWEEP_FILE} or {RESULTS_PARQUET}); give the URI of a "
+                          "launch's RUN_DIR (storage: URI in sweep.yaml, then the --out folder's name)")
+
+
 def local_sweep(location: str | Path) -> Path:
     """A local folder to read the sweep at `location` from: the folder itself, or for a URI
     (s3://, gs://, file://) a mirror under the lungsweep cache.
@@ -93,8 +99,7 @@ def local_sweep(location: str | Path) -> Path:
         return Path(location)
     uri = str(location)
     if not is_sweep(uri):
-        raise LungsweepError(f"{uri} holds no sweep ({SWEEP_FILE} or {RESULTS_PARQUET}); give the URI of a "
-                             "launch's RUN_DIR (storage: URI in sweep.yaml, then the --out folder's name)")
+        raise no_sweep_at(uri)
     key = hashlib.sha256(uri.encode()).hexdigest()[:16]
     mirror = default_cache_dir() / "sweeps" / key / storage.basename(uri)
     storage.mirror_files(uri, mirror, skip=lambda relative: CHECKPOINT_PREFIX in relative.rsplit("/", 1)[0])

@@ -120,13 +120,15 @@ def read_ensemble(folder: str | Path) -> EnsembleFolder:
     manifest = read_ensemble_json(folder)
     scored = folder / PREDICTIONS_CSV
     # the csv module, not pandas: an id stays a string where it looks like a number
-    scored_ids = [r["id"] for r in csv.DictReader(scored.read_text().splitlines())] if scored.is_file() else []
+    rows = list(csv.DictReader(scored.read_text().splitlines())) if scored.is_file() else []
+    if rows and "id" not in rows[0]:
+        raise EnsembleError(f"{scored} has no 'id' column; {REMEDY}")
     return EnsembleFolder(
         path=folder, manifest=manifest,
         members={t: member_dir(folder, t) for t in manifest["members"]},
         shipped=[p for p in (metrics_path(folder), report_path(folder)) if p.is_file()],
         metrics=read_metrics(folder) if metrics_path(folder).is_file() else {},
-        holdout_ids=sorted(scored_ids),
+        holdout_ids=sorted(r["id"] for r in rows),
     )
 
 

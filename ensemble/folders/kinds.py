@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import Enum
 from pathlib import Path
 
-from search.record import is_sweep
+from search.record import is_sweep, no_sweep_at
 from search.storage import is_uri
 from trainers.bag import is_bag
 from trainers.checkpoint import META
@@ -39,8 +39,7 @@ def kind_of(path: str | Path) -> FolderKind:
     if is_sweep(path):
         return FolderKind.SWEEP
     if is_uri(path):
-        raise LungsweepError(f"{path} holds no sweep; a URI is read only as the RUN_DIR of a launch with storage: "
-                             "in its sweep.yaml (the URI, then the --out folder's name)")
+        raise no_sweep_at(path)
     path = Path(path)
     refuse_pickle(path)  # every caller loads what it is told, and a pickle file is no folder
     if not path.is_dir():

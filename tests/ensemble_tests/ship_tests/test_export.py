@@ -109,3 +109,13 @@ def test_a_zero_weight_member_alone_at_its_size(ens_dir, tmp_path):
     images = new_images(tmp_path / "new", [32, 40])
     expected = reference_proba(EnsembleModel.load(folder), images)
     np.testing.assert_allclose(ExportedModel.load(tmp_path / "model").predict_proba(images), expected, atol=1e-4)
+
+
+def test_a_damaged_scored_predictions_file_is_named(ens_dir, tmp_path):
+    """holdout_predictions.csv without its id column: one named error from reading the folder, naming the file."""
+    damaged = tmp_path / "ens"
+    shutil.copytree(ens_dir, damaged)
+    (damaged / "holdout_predictions.csv").write_text("group,label\na,1\n")
+    with pytest.raises(EnsembleError, match=r"holdout_predictions.csv has no 'id' column; run `lungsweep ensemble`"):
+        export_model(damaged, tmp_path / "model", n_boot=50)
+    assert not (tmp_path / "model").exists()
