@@ -38,7 +38,7 @@ __all__ = [
     "BEST_CONFIG", "RESULTS_CSV", "RESULTS_PARQUET", "SWEEP_FILE", "SWEEP_ID", "USABLE_STATUSES",
     "is_sweep", "new_sweep_id", "read_record", "read_results", "read_sweep", "read_sweep_id", "study_name",
     "sweep_record", "trial_dir", "trial_dirname", "trial_id_of", "trial_status", "write_sweep", "local_sweep",
-    "trial_checkpoint", "no_sweep_at",
+    "trial_checkpoint",
     "sweep_location", "check_same_sweep", "sweep_config", "SweepFolder", "read_sweep_folder",
     "SWEEP_COUNT", "SweepCount", "count_trials", "write_sweep_count", "read_sweep_count",
 ]
@@ -70,21 +70,22 @@ def trial_dir(run_dir: str | Path, trial_id: str) -> Path:
 
 
 def is_sweep(path: str | Path) -> bool:
-    """Whether `path`, a folder or a URI (s3://, gs://, file://), holds a sweep; a named error for a URI this
-    machine cannot read."""
+    """Whether `path`, a folder or a URI (s3://, gs://, file://), holds a sweep.
+
+    A URI is read only as a launch's RUN_DIR: one that holds no sweep, or that this machine
+    cannot read, gets a named error rather than False (every reader would give that error).
+    """
     try:
-        return storage.exists(storage.join(path, SWEEP_FILE)) or storage.exists(storage.join(path, RESULTS_PARQUET))
+        found = storage.exists(storage.join(path, SWEEP_FILE)) or storage.exists(storage.join(path, RESULTS_PARQUET))
     except (OSError, ValueError) as e:  # pyarrow: unknown scheme, no credentials, unreachable bucket
         if not storage.is_uri(path):
             raise
         raise LungsweepError(f"cannot read the sweep at {path} ({e}); check the URI and this machine's "
                              "credentials for it") from e
-
-
-def no_sweep_at(uri: str | Path) -> LungsweepError:
-    """The error for a URI that holds no sweep: a URI is read only as a launch's RUN_DIR."""
-    return LungsweepError(f"{uri} holds no sweep ({SWEEP_FILE} or {RESULTS_PARQUET}); give the URI of a "
-                          "launch's RUN_DIR (storage: URI in sweep.yaml, then the --out folder's name)")
+    if not found and storage.is_uri(path):
+        raise LungsweepError(f"{path} holds no sweep ({SWEEP_FILE} or {RESULTS_PARQUET}); give the URI of a "
+                             "launch's RUN_DIR (storage: URI in sweep.yaml, then the --out folder's name)")
+    return found
 
 
 def local_sweep(location: str | Path) -> Path:
@@ -98,8 +99,7 @@ def local_sweep(location: str | Path) -> Path:
     if not storage.is_uri(location):
         return Path(location)
     uri = str(location)
-    if not is_sweep(uri):
-        raise no_sweep_at(uri)
+    is_sweep(uri)  # a URI without a sweep gets its named error before anything is mirrored
     key = hashlib.sha256(uri.encode()).hexdigest()[:16]
     mirror = default_cache_dir() / "sweeps" / key / storage.basename(uri)
     storage.mirror_files(uri, mirror, skip=lambda relative: CHECKPOINT_PREFIX in relative.rsplit("/", 1)[0])

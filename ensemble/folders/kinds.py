@@ -9,8 +9,7 @@ from __future__ import annotations
 from enum import Enum
 from pathlib import Path
 
-from search.record import is_sweep, no_sweep_at
-from search.storage import is_uri
+from search.record import is_sweep
 from trainers.bag import is_bag
 from trainers.checkpoint import META
 from trainers.errors import LungsweepError
@@ -35,11 +34,10 @@ def kind_of(path: str | Path) -> FolderKind:
     """The kind of `path`, or a LungsweepError that says what it is not (a pickle: why it is never loaded).
 
     A sweep may also be at a URI (s3://, gs://, file://): its readers (ensemble.fit.members) mirror it.
+    A URI holding anything else gets search.record's named error.
     """
     if is_sweep(path):
         return FolderKind.SWEEP
-    if is_uri(path):
-        raise no_sweep_at(path)
     path = Path(path)
     refuse_pickle(path)  # every caller loads what it is told, and a pickle file is no folder
     if not path.is_dir():

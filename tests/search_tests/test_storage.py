@@ -17,6 +17,7 @@ from tests_support import child_pids, free_port, kill_children, kill_tree, sweep
 from search import load_sweep_config
 from search.record import is_sweep, read_record, read_results, read_sweep, read_sweep_id, write_sweep
 from search.results import save_results
+from trainers.errors import LungsweepError
 
 pytestmark = pytest.mark.slow  # starts Ray Tune sweeps on local and S3 storage: not in the fast tier
 
@@ -24,7 +25,8 @@ pytestmark = pytest.mark.slow  # starts Ray Tune sweeps on local and S3 storage:
 def test_the_record_and_results_round_trip_through_a_uri(tmp_path, synthetic_data):
     cfg = load_sweep_config(sweep_yaml(tmp_path / "s.yaml", synthetic_data))
     uri = f"file://{tmp_path}/bucket/sweep"
-    assert not is_sweep(uri)
+    with pytest.raises(LungsweepError, match="holds no sweep"):  # a URI is read only as a sweep
+        is_sweep(uri)
     write_sweep(uri, cfg, "ab" * 16)
     assert is_sweep(uri) and (tmp_path / "bucket" / "sweep" / "lungsweep_sweep.json").is_file()
     assert read_sweep(uri) == cfg and read_sweep_id(uri) == "ab" * 16 and read_record(uri)["seed"] == cfg.seed
