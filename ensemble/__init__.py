@@ -38,7 +38,7 @@ _EXPORTS = {
     "report_path": "folders.ensemble_dir", "write_ensemble": "folders.ensemble_dir",
     "MODEL_FORMAT": "folders.model_dir", "is_model_folder": "folders.model_dir", "read_manifest": "folders.model_dir",
     "refuse_pickle": "folders.model_dir",
-    "FolderKind": "folders.kinds", "kind_of": "folders.kinds", "run_checkpoint": "folders.kinds",
+    "FolderKind": "folders.kinds", "kind_of": "folders.kinds",
     # fit/
     "BAG_MODELS": "fit.settings", "EnsembleSettings": "fit.settings", "THRESHOLD_RULES": "fit.settings",
     "ALL": "fit.members", "Candidates": "fit.members", "Member": "fit.members", "StoredPredictions": "fit.members",

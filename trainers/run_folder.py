@@ -21,13 +21,13 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from .atomic import atomic_write_text, recover_dir
-from .checkpoint import STATE_JSON
+from .checkpoint import META, STATE_JSON
 from .config import TrainConfig
 from .errors import CheckpointError
 
 __all__ = [
     "BEST", "CONFIG_YAML", "HISTORY_CSV", "LAST", "METRICS_JSON", "RESUMABLE_CHANGES", "SKIPPED_YAML",
-    "check_resumable", "read_history", "resume_point", "write_config", "write_history", "write_metrics",
+    "check_resumable", "model_folder", "read_history", "resume_point", "write_config", "write_history", "write_metrics",
     "write_skipped",
 ]
 
@@ -61,6 +61,13 @@ def check_resumable(record: Mapping[str, Any], cfg: TrainConfig, fingerprint: st
             f"cannot resume {where}: config key {k!r} was {before[k]!r}, now {now.get(k)!r}; "
             "resume with the same config or start a new run folder"
         )
+
+
+def model_folder(path: str | Path) -> Path:
+    """The folder a run's model is in: best/ of a `lungsweep train` run, else `path` itself (a checkpoint
+    or bag folder, or a folder that is none of these, for its loader to name)."""
+    path = Path(path)
+    return path / BEST if not (path / META).is_file() and (path / BEST / META).is_file() else path
 
 
 def resume_point(out_dir: str | Path, *, resume: bool, resume_from: str | Path | None = None) -> Path | None:

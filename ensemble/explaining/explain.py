@@ -29,7 +29,7 @@ from trainers.errors import BadImageError
 from trainers.progress import progress_bar
 
 from ..errors import ExplainError
-from ..folders.kinds import FolderKind, kind_of, run_checkpoint
+from ..folders.kinds import FolderKind, kind_of
 from ..folders.model_dir import read_manifest
 from ..runtime.inputs import samples
 from ..runtime.model import EnsembleModel
@@ -79,7 +79,7 @@ def load_explainable(source: str | Path, *, device: str = "auto") -> EnsembleMod
     if kind is FolderKind.SWEEP:
         raise ExplainError(f"{source} is a sweep folder; explain its ensemble (`lungsweep ensemble {source} --out "
                            "ENS_DIR`), or one trial's checkpoint folder")
-    return EnsembleModel.load(run_checkpoint(source), device=device)
+    return EnsembleModel.load(source, device=device)
 
 
 def _exported_from(manifest: dict[str, Any]) -> str | None:

@@ -18,7 +18,7 @@ from trainers.run_folder import BEST
 from .ensemble_dir import is_ensemble_folder
 from .model_dir import is_model_folder, refuse_pickle
 
-__all__ = ["FolderKind", "kind_of", "run_checkpoint"]
+__all__ = ["FolderKind", "kind_of"]
 
 
 class FolderKind(Enum):
@@ -56,8 +56,3 @@ def kind_of(path: str | Path) -> FolderKind:
     kinds = "; ".join(k.value for k in FolderKind)
     raise LungsweepError(f"{path} is none of the folders lungsweep writes ({kinds})")
 
-
-def run_checkpoint(path: str | Path, kind: FolderKind | None = None) -> Path:
-    """The model folder of a checkpoint, bag or train run: what one-model commands load (`kind`: if known)."""
-    path = Path(path)
-    return path / BEST if (kind or kind_of(path)) is FolderKind.TRAIN_RUN else path

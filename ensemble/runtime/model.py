@@ -18,6 +18,7 @@ from trainers import CheckpointError, Preprocessing, load_model
 from trainers.bag import BAG_JSON, fold_checkpoints, is_bag, read_bag
 from trainers.checkpoint import META
 from trainers.inference import resolve_device, shared_reading
+from trainers.run_folder import model_folder
 
 from ..errors import EnsembleError
 from ..fit.pipeline import EnsemblePipeline
@@ -35,6 +36,7 @@ class LoadedMember:
     models: list[torch.nn.Module]
     prep: Preprocessing
     meta: dict[str, Any] = field(default_factory=dict)  # bag.json, or the checkpoint's meta: read with the models
+    folder: Path | None = None  # the checkpoint or bag folder the models were read from
 
     @property
     def model(self) -> torch.nn.Module:
@@ -80,7 +82,8 @@ class EnsembleModel:
 
     @classmethod
     def load(cls, folder: str | Path, *, device: str = "auto") -> "EnsembleModel":
-        """An ensemble folder, or one checkpoint or bag folder (one member, no calibration, threshold 0.5)."""
+        """An ensemble folder, or one checkpoint, bag or `lungsweep train` run folder (one member, no calibration,
+        threshold 0.5)."""
         model = cls._load(Path(folder))
         model.device = resolve_device(device)
         for member in model.members:
@@ -92,11 +95,12 @@ class EnsembleModel:
     def _load(cls, folder: Path) -> "EnsembleModel":
         if is_ensemble_folder(folder):
             return cls.of_folder(read_ensemble(folder))
-        if (folder / META).is_file() or is_bag(folder):
-            return cls.of_member(folder, folder.name)
+        checkpoint = model_folder(folder)  # a train run's best/
+        if (checkpoint / META).is_file() or is_bag(checkpoint):
+            return cls.of_member(checkpoint, checkpoint.name)
         raise EnsembleError(
-            f"{folder} is neither an ensemble folder ({ENSEMBLE_JSON}), a bag ({BAG_JSON}) nor a checkpoint folder "
-            f"({META})"
+            f"{folder} is neither an ensemble folder ({ENSEMBLE_JSON}), a bag ({BAG_JSON}), a checkpoint folder "
+            f"({META}) nor a `lungsweep train` run (best/{META})"
         )
 
     @classmethod
@@ -116,7 +120,8 @@ class EnsembleModel:
 
     @classmethod
     def of_member(cls, folder: Path, trial_id: str) -> "EnsembleModel":
-        """One checkpoint or bag folder as it was trained: one member, no calibration, threshold 0.5 (on the CPU)."""
+        """One checkpoint, bag or train run folder as it was trained: one member, no calibration, threshold 0.5
+        (on the CPU)."""
         member = load_member(folder, trial_id)
         return cls(members=[member], pipeline=EnsemblePipeline.single_member(), tta=False,
                    classes=member.meta["classes"], positive=member.meta["positive"],
@@ -139,7 +144,9 @@ class EnsembleModel:
 
 
 def load_member(folder: Path, trial_id: str) -> LoadedMember:
-    """A checkpoint folder (one model) or a bag folder (its fold models), with its meta, each file read once."""
+    """A checkpoint folder (one model), a bag folder (its fold models) or a train run (its best/), with its meta,
+    each file read once."""
+    folder = model_folder(folder)
     try:
         bag = read_bag(folder) if is_bag(folder) else None
         folders = [folder] if bag is None else fold_checkpoints(folder, bag)
@@ -150,4 +157,5 @@ def load_member(folder: Path, trial_id: str) -> LoadedMember:
     if len(preps) != 1:
         raise EnsembleError(f"member {trial_id}: its fold models were trained with different preprocessing")
     return LoadedMember(trial_id=trial_id, models=[m for m, _ in loaded],
-                        prep=Preprocessing.from_dict(loaded[0][1]["preprocessing"]), meta=bag or loaded[0][1])
+                        prep=Preprocessing.from_dict(loaded[0][1]["preprocessing"]), meta=bag or loaded[0][1],
+                        folder=folder)

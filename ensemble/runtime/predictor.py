@@ -18,7 +18,7 @@ import numpy as np
 from trainers.data import Dataset, decode_image_sizes, load_images
 
 from ..errors import EnsembleError
-from ..folders.kinds import FolderKind, kind_of, run_checkpoint
+from ..folders.kinds import FolderKind, kind_of
 from .exported import ExportedModel
 from .model import EnsembleModel
 
@@ -59,7 +59,7 @@ def load_predictor(path: str | Path, *, device: str = "auto", threads: int | Non
     if kind is FolderKind.SWEEP:
         raise EnsembleError(f"{path} is a sweep folder; export one of its trials first "
                             f"(`lungsweep export {path} --trial best --out MODEL_DIR`) or build an ensemble")
-    return EnsembleModel.load(run_checkpoint(path), device=device)
+    return EnsembleModel.load(path, device=device)
 
 
 def decode_for(model: Predictor, path: str | Path, *, frame: int | None = None) -> dict[int, np.ndarray]:

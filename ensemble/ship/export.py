@@ -34,7 +34,7 @@ from ..errors import ArtifactError
 from ..fit.members import Member, pick_trials, split_predictions
 from ..fit.metrics import bootstrap_metrics
 from ..folders.ensemble_dir import read_ensemble
-from ..folders.kinds import FolderKind, kind_of, run_checkpoint
+from ..folders.kinds import FolderKind, kind_of
 from ..folders.model_dir import MODEL_FORMAT, is_model_folder, write_manifest
 from ..runtime.exported import ExportedModel
 from ..runtime.model import EnsembleModel
@@ -158,27 +158,24 @@ def _read_source(source: str | Path, trial: str | None, n_boot: int) -> _Source:
         pick = picked[0]  # its record is read with its models
         folder, name = pick.checkpoint, pick.trial_id
         where = {"sweep": sweep.location, "members": [{"trial_id": name, "rank": pick.rank,
-                                                       "sweep_metric": pick.metric, "checkpoint": str(folder)}]}
+                                                       "sweep_metric": pick.metric}]}
         described = f"trial {name} (rank {pick.rank} of the sweep)"
-    else:  # a checkpoint or bag folder, or a `lungsweep train` run's best/
-        folder, name = run_checkpoint(source, kind), Path(source).name
-        where = {"run": str(Path(source).resolve()),
-                 "members": [{"trial_id": name, "checkpoint": str(folder.resolve())}]}
+    else:  # a checkpoint or bag folder, or a `lungsweep train` run (its best/)
+        folder, name = Path(source), Path(source).name
+        where = {"run": str(Path(source).resolve()), "members": [{"trial_id": name}]}
         described = f"the model of {source}"
     reference = EnsembleModel.of_member(folder, name)  # its models as trained: what the export must agree with
-    return _single_model(reference, folder, n_boot, where, described=described)
+    return _single_model(reference, n_boot, where, described=described)
 
 
-def _single_model(reference: EnsembleModel, folder: Path, n_boot: int, where: dict[str, Any], *,
-                  described: str) -> _Source:
-    """One model (or one bag) as trained (`reference`, loaded from `folder`): its own probability, threshold 0.5,
-    metrics on its holdout.
+def _single_model(reference: EnsembleModel, n_boot: int, where: dict[str, Any], *, described: str) -> _Source:
+    """One model (or one bag) as trained (`reference`): its own probability, threshold 0.5, metrics on its holdout.
 
     Without a holdout: a bag's out-of-fold predictions (the sweep ranked on them), else the
     validation split (which also chose the best epoch): both flagged as optimistic.
     """
     loaded = reference.members[0]  # its record was read with its models
-    member = Member(loaded.trial_id, folder, loaded.meta, rank=1, metric=float("nan"))
+    member = Member(loaded.trial_id, loaded.folder, loaded.meta, rank=1, metric=float("nan"))
     split = "holdout" if member.stored("holdout") else ("oof" if member.is_bag else "val")
     preds = split_predictions([member], split=split)
     y, groups = preds.y, preds.groups
@@ -196,7 +193,8 @@ def _single_model(reference: EnsembleModel, folder: Path, n_boot: int, where: di
     meta = member.meta
     return _Source(
         kind="single", reference=reference, metrics=metrics,
-        provenance={**where, "members": [{**where["members"][0], "config": meta["config"]}],
+        provenance={**where, "members": [{**where["members"][0], "checkpoint": str(loaded.folder.resolve()),
+                                          "config": meta["config"]}],
                     "data_fingerprint": meta["data_fingerprint"], "split": meta.get("split"),
                     "versions": meta.get("versions", {})},
         copies=[], holdout=(meta["config"].get("data"), preds.ids),

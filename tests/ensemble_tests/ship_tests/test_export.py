@@ -52,6 +52,7 @@ def test_single_trial_export_and_torchscript(sweep_dir, tmp_path):
     assert manifest["kind"] == "single" and manifest["threshold"] == 0.5
     assert "trial b40 (rank 2 of the sweep) on its holdout split" in manifest["metrics"]["data"]
     assert manifest["ensemble"]["members"] == ["b40"] and manifest["model_file"] == "model.torchscript"
+    assert manifest["provenance"]["members"][0]["checkpoint"] == str((sweep_dir / "trial_b40" / "best").resolve())
     exported = ExportedModel.load(tmp_path / "best")
     images = new_images(tmp_path / "new", [40])
     reference = EnsembleModel.load(sweep_dir / "trial_b40" / "best")
@@ -60,6 +61,9 @@ def test_single_trial_export_and_torchscript(sweep_dir, tmp_path):
     # a `lungsweep train` run folder exports its best checkpoint
     run = export_model(sweep_dir / "trial_a32", tmp_path / "run", n_boot=50)
     assert run["ensemble"]["members"] == ["trial_a32"] and run["provenance"]["run"].endswith("trial_a32")
+    assert run["provenance"]["members"][0]["checkpoint"] == str((sweep_dir / "trial_a32" / "best").resolve())
+    whole_run = EnsembleModel.load(sweep_dir / "trial_a32")  # the run folder loads its best/, as predict does
+    assert whole_run.members[0].folder == sweep_dir / "trial_a32" / "best"
 
     with pytest.raises(EnsembleError, match="trial 'nope' is not in .*; trials there: a32, b40, c32"):
         export_model(sweep_dir, tmp_path / "x", trial="nope")
