@@ -61,6 +61,7 @@ _EXPORTS = {
     "EnsembleModel": "runtime.model", "LoadedMember": "runtime.model", "load_member": "runtime.model",
     "ExportedModel": "runtime.exported",
     "Predictor": "runtime.predictor", "load_predictor": "runtime.predictor", "proba_for_dataset": "runtime.predictor",
+    "decode_for": "runtime.predictor", "stack_for": "runtime.predictor",
     "find_images": "runtime.inputs", "samples": "runtime.inputs",
     # explaining/
     "EnsembleCam": "explaining.cam",

@@ -1,8 +1,10 @@
 """An exported MODEL_DIR, run: verified before it is run, run without pickle.
 
-    model = ExportedModel.load("runs/model")            # checks manifest keys and every file's sha256
-    images = model.decode("scan.png")                   # {image_size: (S, S) uint8}, trainers.decode_image
-    p = model.predict_proba(model.stack([images]))      # calibrated P(positive)
+    model = ExportedModel.load("runs/model")             # checks manifest keys and every file's sha256
+    images = decode_for(model, "scan.png")               # {image_size: (S, S) uint8}, trainers.decode_image
+    p = model.predict_proba(stack_for(model, [images]))  # calibrated P(positive)
+
+decode_for and stack_for (runtime.predictor) read images for any Predictor, this one included.
 
 ensemble.folders.model_dir owns the folder's names and its manifest; this module opens the
 graph it names with onnxruntime (or TorchScript, when exported so).
@@ -16,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from trainers.data import decode_image_sizes
 from trainers.errors import LungsweepError
 
 from ..errors import ArtifactError
@@ -72,14 +73,6 @@ class ExportedModel:
                 f"{folder / MANIFEST}: unknown model_format {manifest['model_format']!r} (onnx or torchscript)"
             )
         return model
-
-    def decode(self, path: str | Path, frame: int | None = None) -> dict[int, np.ndarray]:
-        """One image file (or one slice of a DICOM / NIfTI file) at every input size, by the
-        training code's decode_image, with the window recorded at training."""
-        return decode_image_sizes(path, self.image_sizes, frame=frame, window=self.window)
-
-    def stack(self, decoded: list[dict[int, np.ndarray]]) -> dict[int, np.ndarray]:
-        return {size: np.stack([d[size] for d in decoded]) for size in self.image_sizes}
 
     def predict_proba(self, images: dict[int, np.ndarray]) -> np.ndarray:
         """Calibrated P(positive) for {image_size: (N, S, S) uint8}."""

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from tests_support import lungsweep, make_dataset
 
-from ensemble import ExportedModel
+from ensemble import ExportedModel, decode_for, stack_for
 
 
 def test_predict_streams_a_folder_and_reports_bad_images(model_dir, tmp_path):
@@ -24,7 +24,7 @@ def test_predict_streams_a_folder_and_reports_bad_images(model_dir, tmp_path):
 
     good = [r for r in rows if not r["error"]]
     exported = ExportedModel.load(model_dir)
-    images = exported.stack([exported.decode(r["path"]) for r in good])
+    images = stack_for(exported, [decode_for(exported, r["path"]) for r in good])
     expected = exported.predict_proba(images)
     np.testing.assert_allclose([float(r["probability"]) for r in good], expected, atol=1e-6)
     labels = ["CT_COVID" if p >= exported.threshold else "CT_NonCOVID" for p in expected]

@@ -246,7 +246,7 @@ def test_slice_policy_changes_the_fingerprint(ct_tree):
 
 
 def test_prediction_decodes_exactly_what_training_cached(tmp_path, ct_tree):
-    from ensemble import ExportedModel, find_images, samples
+    from ensemble import ExportedModel, decode_for, find_images, samples
 
     root = tmp_path / "mixed"
     write_nifti(root / "A" / "v.nii.gz", marked_volume([-1000.0, -700.0, -650.0, LUNG_CENTRE]))
@@ -269,7 +269,7 @@ def test_prediction_decodes_exactly_what_training_cached(tmp_path, ct_tree):
     assert len(rows) == len(ds) == 4 + 3 + 3
     by_id = {str(root / i): k for k, i in enumerate(ds.ids)}
     for name, path, frame in rows:
-        np.testing.assert_array_equal(model.decode(path, frame)[40], trained[by_id[name]], err_msg=name)
+        np.testing.assert_array_equal(decode_for(model, path, frame=frame)[40], trained[by_id[name]], err_msg=name)
 
 
 # --- bad input: one named error per file, or skipped and listed ----------------------------
