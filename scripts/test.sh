@@ -4,7 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 set +e
-.venv/bin/python -m pytest "$@"
+# Two test processes, each taking whole files (a module's fixtures, such as a trained sweep, are built
+# once). A Ray test keeps about one core busy, so two side by side take the suite from about 15 to
+# about 9 minutes on 2 cores (BENCHMARKS.md, "The test suite"). `-n 0` runs it in one process.
+.venv/bin/python -m pytest -n 2 --dist loadfile "$@"
 code=$?
 set -e
 if [ "$code" -eq 5 ]; then

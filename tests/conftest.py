@@ -8,6 +8,10 @@ import os
 import pytest
 from tests_support import kill_children, make_dataset
 
+# Every Ray a test starts without an address is a new local one of its own: never a cluster named by
+# the user's RAY_ADDRESS or one `ray start` made here, since scripts/test.sh runs two test processes at once.
+os.environ["RAY_ADDRESS"] = "local"
+
 
 @pytest.fixture(scope="session")
 def synthetic_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
