@@ -79,7 +79,7 @@ def load_explainable(source: str | Path, *, device: str = "auto") -> EnsembleMod
     if kind is FolderKind.SWEEP:
         raise ExplainError(f"{source} is a sweep folder; explain its ensemble (`lungsweep ensemble {source} --out "
                            "ENS_DIR`), or one trial's checkpoint folder")
-    return EnsembleModel.load(source, device=device)
+    return EnsembleModel.of_kind(source, kind, device=device)
 
 
 def _exported_from(manifest: dict[str, Any]) -> str | None:

@@ -29,6 +29,11 @@ class FolderKind(Enum):
     CHECKPOINT = "checkpoint folder (model.safetensors + checkpoint.json)"
     TRAIN_RUN = "`lungsweep train` run folder"
 
+    @property
+    def named(self) -> str:
+        """The kind with its article, for messages: "a sweep folder (...)", "an ensemble folder (...)"."""
+        return ("an " if self.value[0] in "aeiou" else "a ") + self.value
+
 
 def kind_of(path: str | Path) -> FolderKind:
     """The kind of `path`, or a LungsweepError that says what it is not (a pickle: why it is never loaded).

@@ -88,7 +88,7 @@ def _refuse_other_kinds(folder: Path) -> None:
         kind = kind_of(folder)
     except LungsweepError:
         return
-    raise ArtifactError(f"{folder} is an {kind.value}, not an exported model; "
+    raise ArtifactError(f"{folder} is {kind.named}, not an exported model; "
                         f"run `lungsweep export {folder} --out MODEL_DIR` and give MODEL_DIR")
 
 

@@ -15,17 +15,20 @@ import numpy as np
 import torch
 
 from trainers import CheckpointError, Preprocessing, load_model
-from trainers.bag import BAG_JSON, fold_checkpoints, is_bag, read_bag
-from trainers.checkpoint import META
+from trainers.bag import fold_checkpoints, is_bag, read_bag
 from trainers.inference import resolve_device, shared_reading
 from trainers.run_folder import model_folder
 
 from ..errors import EnsembleError
 from ..fit.pipeline import EnsemblePipeline
 from ..fit.tta import model_margins
-from ..folders.ensemble_dir import ENSEMBLE_JSON, EnsembleFolder, is_ensemble_folder, read_ensemble
+from ..folders.ensemble_dir import ENSEMBLE_JSON, EnsembleFolder, read_ensemble
+from ..folders.kinds import FolderKind, kind_of
 
-__all__ = ["LoadedMember", "EnsembleModel", "load_member", "member_margins"]
+__all__ = ["LoadedMember", "EnsembleModel", "MEMBER_KINDS", "load_member", "member_margins"]
+
+# the folders that load as one member: its models as trained
+MEMBER_KINDS = (FolderKind.BAG, FolderKind.CHECKPOINT, FolderKind.TRAIN_RUN)
 
 
 @dataclass
@@ -84,24 +87,24 @@ class EnsembleModel:
     def load(cls, folder: str | Path, *, device: str = "auto") -> "EnsembleModel":
         """An ensemble folder, or one checkpoint, bag or `lungsweep train` run folder (one member, no calibration,
         threshold 0.5)."""
-        model = cls._load(Path(folder))
+        return cls.of_kind(folder, kind_of(folder), device=device)
+
+    @classmethod
+    def of_kind(cls, folder: str | Path, kind: FolderKind, *, device: str = "auto") -> "EnsembleModel":
+        """`load` for a caller that has already told `folder`'s kind (kind_of), so it is told once."""
+        folder = Path(folder)
+        if kind is FolderKind.ENSEMBLE:
+            model = cls.of_folder(read_ensemble(folder))
+        elif kind in MEMBER_KINDS:
+            model = cls.of_member(folder, folder.name)
+        else:
+            raise EnsembleError(f"{folder} is {kind.named}, which holds no torch ensemble; give an ensemble "
+                                "folder, a bag, a checkpoint or a `lungsweep train` run")
         model.device = resolve_device(device)
         for member in model.members:
             for m in member.models:
                 m.to(model.device)
         return model
-
-    @classmethod
-    def _load(cls, folder: Path) -> "EnsembleModel":
-        if is_ensemble_folder(folder):
-            return cls.of_folder(read_ensemble(folder))
-        checkpoint = model_folder(folder)  # a train run's best/
-        if (checkpoint / META).is_file() or is_bag(checkpoint):
-            return cls.of_member(checkpoint, checkpoint.name)
-        raise EnsembleError(
-            f"{folder} is neither an ensemble folder ({ENSEMBLE_JSON}), a bag ({BAG_JSON}), a checkpoint folder "
-            f"({META}) nor a `lungsweep train` run (best/{META})"
-        )
 
     @classmethod
     def of_folder(cls, ens: EnsembleFolder) -> "EnsembleModel":

@@ -59,7 +59,7 @@ def load_predictor(path: str | Path, *, device: str = "auto", threads: int | Non
     if kind is FolderKind.SWEEP:
         raise EnsembleError(f"{path} is a sweep folder; export one of its trials first "
                             f"(`lungsweep export {path} --trial best --out MODEL_DIR`) or build an ensemble")
-    return EnsembleModel.load(path, device=device)
+    return EnsembleModel.of_kind(path, kind, device=device)
 
 
 def decode_for(model: Predictor, path: str | Path, *, frame: int | None = None) -> dict[int, np.ndarray]:

@@ -142,7 +142,7 @@ def _predict_cost(graph: EnsembleGraph, exported: ExportedModel, arrays: dict[in
 def _read_source(source: str | Path, trial: str | None, n_boot: int) -> _Source:
     kind = kind_of(source)  # refuses a pickle, and what is no folder lungsweep wrote; a sweep may be at a URI
     if trial is not None and kind is not FolderKind.SWEEP:
-        raise ArtifactError(f"{source} is an {kind.value}; --trial is for a sweep folder (RUN_DIR)")
+        raise ArtifactError(f"{source} is {kind.named}; --trial is for a sweep folder (RUN_DIR)")
     if kind is FolderKind.MODEL:
         raise ArtifactError(f"{source} is already an exported model (MODEL_DIR); copy it instead of exporting it")
     if kind is FolderKind.ENSEMBLE:

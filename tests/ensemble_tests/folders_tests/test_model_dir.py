@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 from tests_support import lungsweep
+from trainers import LungsweepError
 
-from ensemble import ArtifactError, EnsembleError, EnsembleSettings, ExportedModel, build_ensemble, export_model
+from ensemble import (
+    ArtifactError, EnsembleError, EnsembleModel, EnsembleSettings, ExportedModel, build_ensemble, export_model,
+)
 
 
 def copy_of(model_dir: Path, tmp_path: Path) -> Path:
@@ -60,6 +63,18 @@ def test_wrong_folders_get_a_message_that_says_what_to_give(ens_dir, sweep_dir, 
     with pytest.raises(EnsembleError, match="exists and is not an ensemble folder"):
         build_ensemble(sweep_dir, precious, EnsembleSettings())
     assert (precious / "notes.txt").read_text() == "keep me"
+
+
+def test_the_torch_loader_names_the_folders_it_cannot_load(ens_dir, sweep_dir, model_dir, tmp_path):
+    # EnsembleModel.load tells the kind through kind_of, as predict, explain and export do
+    with pytest.raises(EnsembleError, match=r"is a sweep folder \(RUN_DIR of `lungsweep launch`\), which holds no torch"):
+        EnsembleModel.load(sweep_dir)
+    with pytest.raises(EnsembleError, match=r"is an exported model \(MODEL_DIR\), which holds no torch ensemble"):
+        EnsembleModel.load(model_dir)
+    with pytest.raises(LungsweepError, match="none of the folders lungsweep writes"):
+        EnsembleModel.load(tmp_path)
+    with pytest.raises(ArtifactError, match=r"is an ensemble folder \(ENS_DIR\); --trial is for a sweep folder"):
+        export_model(ens_dir, tmp_path / "m", trial="best")
 
 
 def test_pickles_are_refused_as_models(sweep_dir, tmp_path):
