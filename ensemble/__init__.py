@@ -41,7 +41,7 @@ _EXPORTS = {
     "FolderKind": "folders.kinds", "kind_of": "folders.kinds",
     # fit/
     "BAG_MODELS": "fit.settings", "EnsembleSettings": "fit.settings", "THRESHOLD_RULES": "fit.settings",
-    "ALL": "fit.members", "Candidates": "fit.members", "Member": "fit.members", "StoredPredictions": "fit.members",
+    "ALL": "fit.members", "Member": "fit.members", "StoredPredictions": "fit.members",
     "check_member_count": "fit.members", "fill_unscored": "fit.members", "holdout_predictions": "fit.members",
     "load_member_meta": "fit.members", "mean_spread": "fit.members", "oof_predictions": "fit.members",
     "pick_members": "fit.members", "read_candidates": "fit.members", "select_members": "fit.members",

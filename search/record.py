@@ -28,7 +28,7 @@ from trainers.errors import ConfigError, LungsweepError
 from trainers.records import read_record_file
 
 from . import storage
-from .config import SweepConfig, parse_sweep_config
+from .config import SweepConfig, oof_name, parse_sweep_config
 from .space import ParamSpec
 
 if TYPE_CHECKING:
@@ -226,9 +226,13 @@ def sweep_config(record: dict[str, Any], run_dir: str | Path) -> SweepConfig:
 
 @dataclasses.dataclass(frozen=True)
 class SweepFolder:
-    """What a reader of a finished sweep needs, read once: the ranked results and, where readable, the record."""
+    """What a reader of a finished sweep needs, read once: the ranked results and, where readable, the record.
 
-    run_dir: Path
+    The ensemble step picks its members from it, and its report draws the sweep's history,
+    importances and member ranks from the same read.
+    """
+
+    run_dir: Path  # a local folder: the sweep's own, or the mirror of a sweep at a URI (local_sweep)
     location: str  # where the sweep lives: the URI a mirror was made of, else the absolute folder (sweep_location)
     table: "pd.DataFrame"  # results.parquet, ranked
     record: dict[str, Any] | None  # SWEEP_FILE as written; None: see record_error
@@ -244,16 +248,28 @@ class SweepFolder:
         except LungsweepError:
             return None  # a hand-made or edited record: readers treat the sweep as single-split
 
+    @property
+    def cross_validated(self) -> bool:
+        """A k-fold sweep, whose trials are bags (a record that does not validate reads as single-split)."""
+        return self.config is not None and self.config.cross_validated
 
-def read_sweep_folder(run_dir: str | Path) -> SweepFolder:
-    """Where the sweep lives, the results table (a named error without it) and the record, each read once."""
-    location = sweep_location(run_dir)
+    @property
+    def metric(self) -> str:
+        """The column trials were ranked by, as the record says: val_auc, or oof_auc in a k-fold sweep."""
+        assert self.record is not None, self.record_error
+        return oof_name(self.record["metric"]) if self.record.get("cv_folds", 1) > 1 else self.record["metric"]
+
+
+def read_sweep_folder(location: str | Path) -> SweepFolder:
+    """The sweep at `location` (a folder, or a URI read from a local mirror: local_sweep): where it lives,
+    the results table (a named error without it) and the record, each read once."""
+    run_dir = local_sweep(location)
     table = read_results(run_dir)
     try:
         record = read_record(run_dir)
     except LungsweepError as e:
-        return SweepFolder(Path(run_dir), location, table, None, f"{e}.")
-    return SweepFolder(Path(run_dir), location, table, record, None)
+        return SweepFolder(run_dir, sweep_location(run_dir), table, None, f"{e}.")
+    return SweepFolder(run_dir, sweep_location(run_dir), table, record, None)
 
 
 def read_results(run_dir: str | Path) -> "pd.DataFrame":

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from search.record import read_sweep_count, sweep_location
+from search.record import SweepFolder, read_sweep_count
 from trainers.checkpoint import package_versions
 from trainers.inference import resolve_device
 
@@ -37,7 +37,7 @@ from .bag_spread import as_shipped, spread_on_holdout
 from .budget import networks, networks_curve, within_budget
 from .crossfit import check_crossfit, crossfit_splits
 from .data_audit import audit_block
-from .members import (Candidates, Member, StoredPredictions, holdout_predictions, mean_spread, oof_predictions,
+from .members import (Member, StoredPredictions, holdout_predictions, mean_spread, oof_predictions,
                       select_members)
 from .metrics import bootstrap_metrics
 from .pipeline import EnsemblePipeline
@@ -60,7 +60,7 @@ class FittedEnsemble:
     metrics: dict[str, Any]  # metrics.json
     predictions: pd.DataFrame  # holdout_predictions.csv: the scored images
     settings: EnsembleSettings
-    candidates: Candidates  # the sweep as picking members read it
+    candidates: SweepFolder  # the sweep as picking members read it
     scored_on: StoredPredictions  # the images the reported numbers are on
     calibrated: np.ndarray  # P(positive) of each scored image, as reported (cross-fitted where it was)
     uncalibrated: np.ndarray  # the same before calibration
@@ -129,7 +129,7 @@ def fit_ensemble(run_dir: str | Path, settings: EnsembleSettings) -> FittedEnsem
         # the mean of the top k members on the holdout, for every k (no TTA): what each budget would have scored
         "curve": networks_curve(pool, holdout_predictions(pool)) if holdout is not None else None,
     }
-    provenance = _provenance(run_dir, members, fit_on, holdout)
+    provenance = _provenance(candidates, members, fit_on, holdout)
     metrics["sweep"] = provenance["sweep_count"]
     manifest = {
         "kind": "ensemble",
@@ -290,12 +290,12 @@ def _statement_crossfit(preds: StoredPredictions, settings: EnsembleSettings, ba
     )
 
 
-def _provenance(run_dir: Path, members: list[Member], fit_on: StoredPredictions,
+def _provenance(sweep: SweepFolder, members: list[Member], fit_on: StoredPredictions,
                 holdout: StoredPredictions | None) -> dict[str, Any]:
     scored = holdout if holdout is not None else fit_on
-    count = read_sweep_count(run_dir)  # None: a sweep from before launch counted its trials
+    count = read_sweep_count(sweep.run_dir)  # None: a sweep from before launch counted its trials
     return {
-        "sweep": sweep_location(run_dir),
+        "sweep": sweep.location,
         # the trials asked for against those that gave a model: a short sweep says so in every artifact
         "sweep_count": count.to_dict() if count is not None else None,
         "members": [{"trial_id": m.trial_id, "rank": m.rank, "sweep_metric": m.metric,

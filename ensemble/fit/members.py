@@ -3,7 +3,7 @@
 A member is a trial's best checkpoint (single-split sweep) or its bag of fold models
 (k-fold sweep, `cv_folds` > 1). Reads only what `lungsweep launch` / `results` wrote
 (through search.record: the results table, the sweep record and the trial folders); never
-imports Ray. What it read of the sweep comes back as `Candidates`, for the report.
+imports Ray. What it read of the sweep comes back as search.record's `SweepFolder`, for the report.
 """
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy.special import expit, log_expit, logit, logsumexp
 
-from search.config import oof_name
-from search.record import USABLE_STATUSES, local_sweep, read_sweep_folder, trial_checkpoint
+from search.record import USABLE_STATUSES, SweepFolder, read_sweep_folder, trial_checkpoint
 from trainers import LungsweepError, read_meta
 from trainers.bag import fold_checkpoints, is_bag, read_bag, with_folds
 from trainers.checkpoint import META
@@ -28,7 +27,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
-    "ALL", "Candidates", "Member", "StoredPredictions", "check_compatible", "check_member_count", "fill_unscored",
+    "ALL", "Member", "StoredPredictions", "check_compatible", "check_member_count", "fill_unscored",
     "holdout_predictions", "load_member_meta", "mean_spread", "oof_predictions", "pick_members", "pick_trials",
     "read_candidates", "select_members",
     "split_predictions",
@@ -116,28 +115,6 @@ class StoredPredictions:
         return np.ones(len(self.y), dtype=bool) if self.scored is None else self.scored[:, j]
 
 
-@dataclass(frozen=True)
-class Candidates:
-    """The sweep as picking members read it: its ranked results and, when readable, its record.
-
-    The report draws the sweep's history, importances and member ranks from this, so the
-    sweep's record and results are read once.
-    """
-
-    run_dir: Path
-    table: pd.DataFrame  # the ranked results (search.record.read_sweep_folder)
-    record: dict[str, Any] | None  # the sweep record as written; None: see record_error
-    record_error: str | None  # why there is no record: search.record's message, naming the file and the remedy
-    cross_validated: bool  # a k-fold sweep, whose members are bags
-    location: str  # where the sweep is: the folder, or the URI a local mirror was made of (sweep_location)
-
-    @property
-    def metric(self) -> str:
-        """The column trials were ranked by: val_auc, or oof_auc in a k-fold sweep."""
-        assert self.record is not None, self.record_error
-        return oof_name(self.record["metric"]) if self.record.get("cv_folds", 1) > 1 else self.record["metric"]
-
-
 # what a checkpoint's meta must hold for the ensemble step, beyond what read_meta checks (read_bag checks a bag's)
 CHECKPOINT_MEMBER_KEYS = ("split", "predictions")
 
@@ -180,7 +157,7 @@ def pick_members(run_dir: str | Path, *, top: int | str | None = None,
 
 def select_members(
     run_dir: str | Path, *, top: int | str | None = None, trials: list[str] | None = None,
-) -> tuple[list[Member], Candidates]:
+) -> tuple[list[Member], SweepFolder]:
     """pick_members, and the sweep as it was read to pick them (for the report)."""
     picked, sweep = pick_trials(run_dir, top=top, trials=trials)
     members = [Member(p.trial_id, p.checkpoint, load_member_meta(p.checkpoint), p.rank, p.metric) for p in picked]
@@ -200,7 +177,7 @@ class Pick:
 
 def pick_trials(
     run_dir: str | Path, *, top: int | str | None = None, trials: list[str] | None = None,
-) -> tuple[list[Pick], Candidates]:
+) -> tuple[list[Pick], SweepFolder]:
     """The trials pick_members takes, with their checkpoint folders found, and the sweep as it was read."""
     if not trials:
         top = check_member_count(EnsembleSettings().members if top is None else top)  # before reading anything
@@ -242,17 +219,13 @@ def pick_trials(
     return picked, sweep
 
 
-def read_candidates(run_dir: str | Path) -> Candidates:
+def read_candidates(run_dir: str | Path) -> SweepFolder:
     """The sweep's ranked results (a named EnsembleError without them) and its record, where readable; a sweep
-    at a URI is read from a local mirror (Candidates.run_dir), which fetches the checkpoints picked."""
+    at a URI is read from a local mirror (SweepFolder.run_dir), which fetches the checkpoints picked."""
     try:
-        run_dir = local_sweep(run_dir)
-        folder = read_sweep_folder(run_dir)
+        return read_sweep_folder(run_dir)
     except LungsweepError as e:  # search.record's message names the missing file and the command that writes it
         raise EnsembleError(str(e)) from e
-    cross_validated = folder.config is not None and folder.config.cross_validated  # else: single split
-    return Candidates(Path(run_dir), folder.table, folder.record, folder.record_error, cross_validated,
-                      folder.location)
 
 
 def check_compatible(members: list[Member]) -> None:

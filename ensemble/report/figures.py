@@ -6,7 +6,7 @@
 Figures use matplotlib's object-oriented API (`Figure`, rendered by Agg when saved to
 PNG), so no pyplot state or GUI backend is touched. A figure that cannot be drawn from
 what is there raises FigureSkipped, whose message says why; the page shows it instead.
-The sweep's record and results come as picking members read them (ensemble.fit.members.Candidates);
+The sweep's record and results come as picking members read them (search.record.SweepFolder);
 only each trial's progress.csv is read here, for the history.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ from trainers.errors import ConfigError
 from ..fit.metrics import CALIBRATION_LINE, ECE_BIN_RULE, clinical_metrics, ece_bin_count, ece_bins, ece_edges, metric_text
 
 if TYPE_CHECKING:
-    from ..fit.members import Candidates
+    from search.record import SweepFolder
 
 __all__ = [
     "ALT", "CAPTIONS", "DPI", "FigureSkipped", "TITLES", "confusion_caption", "confusion_figure",
@@ -163,13 +163,13 @@ def confusion_figure(y: np.ndarray, decisions: np.ndarray, class_names: tuple[st
 # Each takes the sweep as picking members read it (with its record), or a str that says why there is none.
 
 
-def _need_sweep(sweep: Candidates | str) -> Candidates:
+def _need_sweep(sweep: SweepFolder | str) -> SweepFolder:
     if isinstance(sweep, str):
         raise FigureSkipped(sweep)
     return sweep
 
 
-def history_figure(sweep: Candidates | str, member_ids: list[str]) -> Figure:
+def history_figure(sweep: SweepFolder | str, member_ids: list[str]) -> Figure:
     sweep = _need_sweep(sweep)
     metric = sweep.metric
     curves = []
@@ -262,7 +262,7 @@ def _study(record: dict, specs: tuple[ParamSpec, ...], table: pd.DataFrame) -> o
     return study
 
 
-def importance_figure(sweep: Candidates | str) -> Figure:
+def importance_figure(sweep: SweepFolder | str) -> Figure:
     sweep = _need_sweep(sweep)
     specs = _specs(sweep.record)
     verbosity = optuna.logging.get_verbosity()

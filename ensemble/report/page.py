@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
     from matplotlib.figure import Figure
 
-    from ..fit.members import Candidates
+    from search.record import SweepFolder
 
 __all__ = ["FIGURE_IDS", "ReportData", "ReportSection", "write_report"]
 
@@ -89,7 +89,7 @@ class ReportData:
     provenance: dict  # sweep dir, fingerprint, versions, holdout size; "numbers": which data produced them
     # the sweep as ensemble.members read it (select_members, read_candidates), for history, importance and
     # member ranks; a str says why there is none, None that none was given: both skip those figures with a note
-    sweep: Candidates | str | None
+    sweep: SweepFolder | str | None
     sections: tuple[ReportSection, ...] = ()  # extra sections, in order, before the provenance
 
 
@@ -158,7 +158,7 @@ def _check_sections(sections: tuple[ReportSection, ...]) -> None:
         taken.add(section.id)
 
 
-def _shown_sweep(sweep: Candidates | str | None) -> Candidates | str:
+def _shown_sweep(sweep: SweepFolder | str | None) -> SweepFolder | str:
     """The sweep the sweep figures draw, or the note shown instead: why there is none."""
     if sweep is None:
         return "no sweep folder was given."
@@ -312,7 +312,7 @@ def _compact(v: Any) -> str:
     return str(v)
 
 
-def _members_section(data: ReportData, sweep: Candidates | str) -> str:
+def _members_section(data: ReportData, sweep: SweepFolder | str) -> str:
     rank, metric = _member_scores(data, sweep)
     metric_name = "sweep metric" if isinstance(sweep, str) else sweep.metric
     keys = list(dict.fromkeys(k for cfg in data.member_configs for k in cfg))
@@ -331,7 +331,7 @@ def _members_section(data: ReportData, sweep: Candidates | str) -> str:
     )
 
 
-def _member_scores(data: ReportData, sweep: Candidates | str) -> tuple[dict, dict]:
+def _member_scores(data: ReportData, sweep: SweepFolder | str) -> tuple[dict, dict]:
     """Rank and best sweep metric per member: from the sweep's results, else from provenance["members"]."""
     if not isinstance(sweep, str):
         table = sweep.table.set_index("trial_id")

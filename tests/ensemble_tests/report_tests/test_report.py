@@ -14,10 +14,11 @@ from PIL import Image
 from scipy.special import expit, logit
 
 from ensemble import (
-    METRIC_NAMES, Candidates, EnsembleError, ReportData, ReportSection, bootstrap_metrics, read_candidates,
+    METRIC_NAMES, EnsembleError, ReportData, ReportSection, bootstrap_metrics, read_candidates,
     write_report,
 )
 from ensemble.report.page import FIGURE_IDS
+from search.record import SweepFolder
 
 SWEEP_FIGURES = ("fig-history", "fig-importance")
 SPACE = [
@@ -111,7 +112,7 @@ def _fake_sweep(root: Path, n_trials: int = 8) -> Path:
     return root
 
 
-def _read_sweep(sweep_dir: Path | None) -> Candidates | str | None:
+def _read_sweep(sweep_dir: Path | None) -> SweepFolder | str | None:
     """The sweep as picking members reads it, or why it cannot (the note the page shows)."""
     if sweep_dir is None:
         return None
