@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from ensemble import EnsembleSettings, build_ensemble, metric_text
+from search.record import RESULTS_PARQUET, read_sweep
 from search.results import load_results, save_results
 
 
@@ -35,8 +36,8 @@ def main() -> None:
     print(f"command: {' '.join(sys.argv)}\ndate:    {datetime.now(timezone.utc).isoformat(timespec='seconds')}")
 
     sweep = Path(args.sweep)
-    if not (sweep / "results.parquet").is_file():  # a bench arm writes it; a killed one may not have
-        save_results(load_results(sweep), sweep, base={})
+    if not (sweep / RESULTS_PARQUET).is_file():  # a bench arm writes it; a killed one may not have
+        save_results(load_results(sweep), sweep, read_sweep(sweep))
     rows = []
     for method in ("mean", "greedy", "stack"):
         t0 = time.perf_counter()
