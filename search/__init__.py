@@ -18,6 +18,7 @@ _EXPORTS = {
     "ClusterError": "cluster", "StorageError": "storage", "launch": "launch", "check_data": "preflight",
     "is_sweep": "record", "read_results": "record", "read_sweep": "record", "trial_dir": "record",
     "SweepCount": "record", "read_sweep_count": "record",
+    "BEST_CONFIG": "record", "RESULTS_CSV": "record", "RESULTS_PARQUET": "record", "SWEEP_COUNT": "record",
     "format_table": "results", "load_results": "results", "results_table": "results", "save_results": "results",
     "ParamSpec": "space", "distribution": "space", "parse_space": "space", "suggest": "space",
     "InjectedFault": "trainable", "train_trial": "trainable",

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
-    "BEST_CONFIG", "RESULTS_CSV", "RESULTS_PARQUET", "SWEEP_FILE", "SWEEP_ID", "USABLE_STATUSES",
+    "BEST_CONFIG", "PROGRESS_CSV", "RESULTS_CSV", "RESULTS_PARQUET", "SWEEP_FILE", "SWEEP_ID", "USABLE_STATUSES",
     "is_sweep", "new_sweep_id", "read_record", "read_results", "read_sweep", "read_sweep_id", "study_name",
     "sweep_record", "trial_dir", "trial_dirname", "trial_id_of", "trial_status", "write_sweep", "local_sweep",
     "trial_checkpoint",
@@ -49,6 +49,7 @@ RESULTS_CSV = "results.csv"
 RESULTS_PARQUET = "results.parquet"
 BEST_CONFIG = "best_config.yaml"
 SWEEP_COUNT = "sweep_count.json"
+PROGRESS_CSV = "progress.csv"  # Tune's log of a trial's reported metrics, in its trial folder
 MIRROR_ORIGIN = ".lungsweep_origin"  # in a local mirror of a sweep at a URI: that URI
 CHECKPOINT_PREFIX = "checkpoint_"  # Tune's name for a trial's checkpoint folders
 # A finished trial's statuses; ASHA-stopped ("stopped") trials still have a best checkpoint.

@@ -33,6 +33,7 @@ import yaml
 from PIL import Image
 
 import search
+from search.record import SWEEP_FILE
 from bench.common import LUNGSWEEP
 
 RECOVERED = "was deleted before the crash"
@@ -143,7 +144,7 @@ def main() -> int:
     print(f"resumes whose snapshot Tune could not load (it would start over): {text.count(RESTARTED)}")
     print(f"resumes refused with a named error: {text.count(REFUSED)}")
     complete = False
-    if (run_dir / "lungsweep_sweep.json").is_file():
+    if (run_dir / SWEEP_FILE).is_file():
         try:
             table = search.load_results(run_dir)
             print(table[["trial_id", "status", "epochs", "best_metric"]].to_string(index=False))

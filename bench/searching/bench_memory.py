@@ -36,6 +36,7 @@ import psutil
 import yaml
 
 from bench.common import DATA, LUNGSWEEP, ROOT
+from search.record import SWEEP_COUNT
 
 TRIAL_TITLE = "ImplicitFunc"  # Ray titles a trial's worker process after Tune's function trainable
 OOM = re.compile(r"OutOfMemoryError|memory monitor killed")
@@ -92,7 +93,7 @@ def run_sweep(raw: dict, out: Path, every: float) -> dict:
     sampler.done.set()
     sampler.join()
     text = log.read_text()
-    count_file = out / "sweep" / "sweep_count.json"
+    count_file = out / "sweep" / SWEEP_COUNT
     return {
         "rc": driver.returncode, "seconds": time.monotonic() - started,
         "workers": sampler.worker_peak, "node_peak": sampler.node_peak,

@@ -2,7 +2,7 @@
 
     MODEL_DIR/manifest.json        format, inputs, classes, threshold, preprocessing, metrics, provenance, and
                                    every other file with its sha256 and size (REQUIRED_KEYS)
-    MODEL_DIR/<model_file>         model.onnx, or model.torchscript (ensemble.ship.export.FORMATS)
+    MODEL_DIR/<model_file>         model.onnx, or model.torchscript (MODEL_FILES: one per export format)
 
 A file that is missing, truncated or altered is refused before any runtime opens it
 (`verify_files`), and a pickle is never offered to one (`refuse_pickle`). This module owns
@@ -22,11 +22,12 @@ from trainers.records import read_record_file
 from ..errors import ArtifactError
 
 __all__ = [
-    "MANIFEST", "MODEL_FORMAT", "REQUIRED_KEYS", "is_model_folder",
+    "MANIFEST", "MODEL_FILES", "MODEL_FORMAT", "REQUIRED_KEYS", "is_model_folder",
     "read_manifest", "refuse_pickle", "verify_files", "write_manifest", "PICKLE_SUFFIXES",
 ]
 
 MANIFEST = "manifest.json"
+MODEL_FILES = {"onnx": "model.onnx", "torchscript": "model.torchscript"}  # export format -> file
 MODEL_FORMAT = "lungsweep-model/1"
 REQUIRED_KEYS = (
     "format", "model_file", "model_format", "inputs", "output", "classes", "positive", "threshold",

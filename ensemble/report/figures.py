@@ -24,7 +24,7 @@ from matplotlib.lines import Line2D
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
-from search.record import trial_dir
+from search.record import PROGRESS_CSV, trial_dir
 from search.space import ParamSpec, distribution
 from trainers.errors import ConfigError
 
@@ -174,7 +174,7 @@ def history_figure(sweep: SweepFolder | str, member_ids: list[str]) -> Figure:
     metric = sweep.metric
     curves = []
     for row in sweep.table.itertuples():
-        path = trial_dir(sweep.run_dir, row.trial_id) / "progress.csv"
+        path = trial_dir(sweep.run_dir, row.trial_id) / PROGRESS_CSV
         if not path.is_file():
             continue
         try:
@@ -187,7 +187,7 @@ def history_figure(sweep: SweepFolder | str, member_ids: list[str]) -> Figure:
         if len(frame):
             curves.append((row.trial_id, row.status, frame["timestamp"].to_numpy(), frame[metric].to_numpy()))
     if not curves:
-        raise FigureSkipped(f"no trial folder of {sweep.run_dir} holds a progress.csv with timestamp and {metric}.")
+        raise FigureSkipped(f"no trial folder of {sweep.run_dir} holds a {PROGRESS_CSV} with timestamp and {metric}.")
     t0 = min(t[0] for _, _, t, _ in curves)
     span = max(t[-1] for _, _, t, _ in curves) - t0
     unit, scale = ("s", 1.0) if span < 120 else ("min", 60.0) if span < 7200 else ("h", 3600.0)

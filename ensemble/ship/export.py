@@ -35,17 +35,16 @@ from ..fit.members import Member, pick_trials, split_predictions
 from ..fit.metrics import bootstrap_metrics
 from ..folders.ensemble_dir import read_ensemble
 from ..folders.kinds import FolderKind, kind_of
-from ..folders.model_dir import MODEL_FORMAT, is_model_folder, write_manifest
+from ..folders.model_dir import MODEL_FILES, MODEL_FORMAT, is_model_folder, write_manifest
 from ..runtime.exported import ExportedModel
 from ..runtime.model import EnsembleModel
 from ..runtime.predictor import decode_for, stack_for
 from .graph import EnsembleGraph, GraphMember
 
-__all__ = ["export_model", "write_onnx", "write_torchscript", "FORMATS", "PARITY_TOLERANCE"]
+__all__ = ["export_model", "write_onnx", "write_torchscript", "PARITY_TOLERANCE"]
 
 log = logging.getLogger(__name__)
 
-FORMATS = {"onnx": "model.onnx", "torchscript": "model.torchscript"}
 PARITY_TOLERANCE = 1e-4
 OPSET = 18
 PARITY_IMAGES = 32
@@ -75,8 +74,8 @@ def export_model(
 
     Returns the manifest.
     """
-    if fmt not in FORMATS:
-        raise ArtifactError(f"unknown export format {fmt!r}; choose one of {sorted(FORMATS)}")
+    if fmt not in MODEL_FILES:
+        raise ArtifactError(f"unknown export format {fmt!r}; choose one of {sorted(MODEL_FILES)}")
     out = Path(out)  # checked before anything is read (a sweep at a URI would be mirrored first)
     if out.resolve() == Path(source).resolve():
         raise ArtifactError(f"--out {out} is the source folder; give a new folder for the exported model")
@@ -91,7 +90,7 @@ def export_model(
     expected = ref.predict_proba(images["arrays"])
 
     with atomic_dir(out) as tmp:
-        model_file = FORMATS[fmt]
+        model_file = MODEL_FILES[fmt]
         started = time.perf_counter()
         log.info("exporting %d member(s) (%s) to %s ...", len(graph.members), ", ".join(graph.trial_ids), fmt)
         (write_onnx if fmt == "onnx" else write_torchscript)(graph, tmp / model_file, images["arrays"])

@@ -53,7 +53,7 @@ def _run_results(args: argparse.Namespace) -> int:
     table = search.load_results(args.run_dir)
     count = search.save_results(table, args.run_dir, cfg)
     print(search.format_table(table, cfg.reported_metric, top=args.top))
-    print(f"saved {search.storage.join(args.run_dir, 'results.csv')}, results.parquet, best_config.yaml and "
-          "sweep_count.json")
+    print(f"saved {search.storage.join(args.run_dir, search.RESULTS_CSV)}, {search.RESULTS_PARQUET}, "
+          f"{search.BEST_CONFIG} and {search.SWEEP_COUNT}")
     print(count.line())
     return 0
