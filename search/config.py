@@ -64,7 +64,7 @@ class SweepConfig:
     @property
     def reported_metric(self) -> str:
         """The column that ranks trials: val_auc (single split) or oof_auc (k-fold), ..."""
-        return oof_name(self.metric) if self.cross_validated else self.metric
+        return ranking_metric(self.metric, self.cv_folds)
 
     @property
     def searcher_metric(self) -> str:
@@ -101,6 +101,11 @@ class SweepConfig:
 def oof_name(metric: str) -> str:
     """val_auc -> oof_auc, val_loss -> oof_loss: the bag's pooled out-of-fold metric."""
     return "oof_" + metric.removeprefix("val_")
+
+
+def ranking_metric(metric: str, cv_folds: int) -> str:
+    """The column that ranks a sweep's trials: `metric` (single split), or its out-of-fold pool (k-fold)."""
+    return oof_name(metric) if cv_folds > 1 else metric
 
 
 _SCALARS = {f.name for f in dataclasses.fields(SweepConfig)} - {"train", "space", "asha", "first_trials"}

@@ -28,7 +28,7 @@ from trainers.errors import ConfigError, LungsweepError
 from trainers.records import read_record_file
 
 from . import storage
-from .config import SweepConfig, oof_name, parse_sweep_config
+from .config import SweepConfig, parse_sweep_config, ranking_metric
 from .space import ParamSpec
 
 if TYPE_CHECKING:
@@ -258,19 +258,19 @@ class SweepFolder:
     def metric(self) -> str:
         """The column trials were ranked by, as the record says: val_auc, or oof_auc in a k-fold sweep."""
         assert self.record is not None, self.record_error
-        return oof_name(self.record["metric"]) if self.record.get("cv_folds", 1) > 1 else self.record["metric"]
+        return ranking_metric(self.record["metric"], self.record.get("cv_folds", 1))
 
 
 def read_sweep_folder(location: str | Path) -> SweepFolder:
     """The sweep at `location` (a folder, or a URI read from a local mirror: local_sweep): where it lives,
     the results table (a named error without it) and the record, each read once."""
     run_dir = local_sweep(location)
-    table = read_results(run_dir)
+    where, table = sweep_location(run_dir), read_results(run_dir)
     try:
         record = read_record(run_dir)
     except LungsweepError as e:
-        return SweepFolder(run_dir, sweep_location(run_dir), table, None, f"{e}.")
-    return SweepFolder(run_dir, sweep_location(run_dir), table, record, None)
+        return SweepFolder(run_dir, where, table, None, f"{e}.")
+    return SweepFolder(run_dir, where, table, record, None)
 
 
 def read_results(run_dir: str | Path) -> "pd.DataFrame":
